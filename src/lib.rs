@@ -1,5 +1,41 @@
-//! hydrant: a thread-per-core MQTT broker (crate documentation is written with the runtime).
+//! hydrant: a thread-per-core MQTT broker on io_uring, built to be an infrastructure's event
+//! firehose (few publishers, many subscribers, heavy connection churn).
+//!
+//! # The path of a PUBLISH
+//!
+//! One glommio executor runs per core (a *shard*, [`shard`]); each binds every listener with
+//! SO_REUSEPORT and owns the connections the kernel hands it, with their sessions, its
+//! subscription trie and its counters. Nothing is shared between cores but immutable `Bytes`.
+//!
+//! 1. [`listener`] accepts the socket on some core; [`connection`] runs a reader and a writer
+//!    task for it on that core.
+//! 2. The reader reads into one buffer and [`protocol`] (an I/O-free codec) decodes every
+//!    complete packet in it. A PUBLISH's topic and payload are zero-copy `Bytes` slices of that
+//!    buffer: the message is received into memory once.
+//! 3. [`router`] routes the [`message::Message`]: a retained one goes to the topic's owner core
+//!    (by topic hash), which orders it and replicates it to every core's retained store.
+//! 4. Other cores: each core announces which filters it has subscribers for, so the router
+//!    sends the message (sharing its `Bytes`) once to each core with a match, over glommio's
+//!    lock-free channel mesh ([`shard::ShardMsg`] is the whole cross-core vocabulary). Each
+//!    channel is FIFO, so per (publisher, topic) order holds on every core.
+//! 5. This core (and each receiving core) matches the topic in its [`topic::SubscriptionTrie`],
+//!    encodes the PUBLISH once per wire layout (QoS x retain) and appends that shared encoding
+//!    to each matching connection's bounded outgoing queue: QoS 0 directly (dropped and counted
+//!    when the queue is full), QoS 1/2 through the session's inflight window ([`session`]).
+//! 6. Each connection's writer task wakes once per turn of the event loop and writes all it
+//!    gathered with a single call (TCP_NODELAY; the batching is ours).
+//! 7. QoS 1/2 acknowledgements from subscribers advance their windows; the publisher got its
+//!    PUBACK/PUBREC as soon as the message was handed to every core.
+//!
+//! Sessions move between cores on takeover: the owner core of a client id (by hash) keeps a
+//! directory and asks the previous core to close the old connection and hand the session over.
 
 pub mod config;
+pub mod connection;
+pub mod listener;
+pub mod message;
 pub mod protocol;
+pub mod router;
+pub mod session;
+pub mod shard;
 pub mod topic;

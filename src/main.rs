@@ -1,1 +1,90 @@
-fn main() {}
+//! The `hydrant` command: parse the command line, load the configuration, start the shards.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use hydrant::config::{Config, DEFAULT_CONFIG_TOML};
+use tracing_subscriber::EnvFilter;
+
+/// A thread-per-core MQTT broker on io_uring.
+#[derive(Parser, Debug)]
+#[command(name = "hydrant", version, about)]
+struct Cli {
+    /// Configuration file (TOML); without it the embedded defaults apply.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address of the plain MQTT listener, replacing the configured one (port 0 = any free port).
+    #[arg(long, value_name = "ADDR:PORT")]
+    bind: Option<SocketAddr>,
+    /// Number of cores (shards) to run; 0 = every online CPU.
+    #[arg(long, value_name = "N")]
+    cores: Option<usize>,
+    /// Print the embedded default configuration and exit.
+    #[arg(long)]
+    print_default_config: bool,
+    /// Check the configuration and exit (0 when valid).
+    #[arg(long)]
+    check_config: bool,
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.print_default_config {
+        print!("{DEFAULT_CONFIG_TOML}");
+        return ExitCode::SUCCESS;
+    }
+    init_logging(cli.verbose);
+    let config = match load_config(&cli) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("hydrant: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check_config {
+        println!("hydrant: configuration is valid");
+        return ExitCode::SUCCESS;
+    }
+    match hydrant::shard::boot::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("hydrant: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<Config, hydrant::config::ConfigError> {
+    let mut config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(addr) = cli.bind {
+        config.override_bind(addr);
+    }
+    if let Some(cores) = cli.cores {
+        config.cores = cores;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

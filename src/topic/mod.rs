@@ -1,5 +1,9 @@
 //! Topics: validated names and filters, and the tries that index them.
 
 mod name;
+mod retained;
+mod trie;
 
 pub use name::{TopicError, TopicFilter, TopicName, MAX_TOPIC_LEN};
+pub use retained::RetainedTree;
+pub use trie::SubscriptionTrie;

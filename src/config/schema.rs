@@ -1,0 +1,474 @@
+//! Every key hydrant knows, where it goes and what type it takes, and the check of a document
+//! against that list: unknown keys (with the nearest valid one) and values of the wrong type
+//! are reported here, with their line, before serde gives the values meaning.
+
+use std::net::SocketAddr;
+
+use super::document::{Document, Entry, Table, Value};
+use super::error::ConfigError;
+use super::listener::ListenerProtocol;
+use super::suggest;
+
+/// Name of the table of global limits.
+pub(crate) const LIMITS_SECTION: &str = "limits";
+/// Name of the table of session settings.
+pub(crate) const SESSION_SECTION: &str = "session";
+/// Name of the array of listener tables (`[[listener]]`).
+pub(crate) const LISTENER_SECTION: &str = "listener";
+
+/// What a key's value must be, and the words a message uses for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A non-negative integer of bytes.
+    Bytes,
+    /// A non-negative integer count.
+    Count,
+    /// A non-negative integer of seconds.
+    Seconds,
+    /// An integer of seconds from 0 to 65535 (an MQTT keep-alive).
+    KeepaliveSeconds,
+    /// `true` or `false`.
+    Flag,
+    /// A string.
+    Text,
+    /// A string holding an IP address and port.
+    Address,
+    /// A string naming a [`ListenerProtocol`].
+    Protocol,
+}
+
+/// A key that holds a single value, and its kind.
+type Leaf = (&'static str, Kind);
+
+/// Top-level keys that hold a value (sections are listed apart).
+const TOP_LEVEL_KEYS: &[Leaf] = &[
+    ("cores", Kind::Count),
+    ("io_memory", Kind::Bytes),
+    ("connection_messages", Kind::Flag),
+];
+
+/// Names of the top-level tables, in the order the default file writes them.
+const SECTIONS: &[&str] = &[LISTENER_SECTION, LIMITS_SECTION, SESSION_SECTION];
+
+/// Keys of a `[[listener]]` table.
+const LISTENER_KEYS: &[Leaf] = &[
+    ("bind", Kind::Address),
+    ("protocol", Kind::Protocol),
+    ("max_connections", Kind::Count),
+];
+
+/// Keys of `[limits]`.
+const LIMITS_KEYS: &[Leaf] = &[
+    ("max_packet_size", Kind::Bytes),
+    ("max_inflight_messages", Kind::Count),
+    ("max_queued_messages", Kind::Count),
+    ("max_queued_bytes", Kind::Bytes),
+    ("min_keepalive", Kind::KeepaliveSeconds),
+    ("max_keepalive", Kind::KeepaliveSeconds),
+    ("max_retained_messages", Kind::Count),
+    ("max_retained_bytes", Kind::Bytes),
+];
+
+/// Keys of `[session]`.
+const SESSION_KEYS: &[Leaf] = &[
+    ("allow_zero_length_clientid", Kind::Flag),
+    ("auto_id_prefix", Kind::Text),
+    ("persistent_client_expiration", Kind::Seconds),
+    ("max_offline_sessions", Kind::Count),
+];
+
+/// Names from other brokers (mostly Mosquitto) that mean one of our keys, as the path of
+/// that key from the top of the file.
+const OTHER_BROKER_NAMES: &[(&str, &str)] = &[
+    ("port", "listener.bind"),
+    ("bind_address", "listener.bind"),
+    ("message_size_limit", "limits.max_packet_size"),
+];
+
+/// Whether `name` is a top-level table.
+pub(crate) fn is_section(name: &str) -> bool {
+    SECTIONS.contains(&name)
+}
+
+/// Whether `name` is a top-level key that holds a value.
+pub(crate) fn is_top_level_key(name: &str) -> bool {
+    TOP_LEVEL_KEYS.iter().any(|(key, _)| *key == name)
+}
+
+/// The keys of `section` ("" for the top level, where sections count as keys too).
+pub(crate) fn known_names(section: &str) -> Vec<&'static str> {
+    match section {
+        "" => TOP_LEVEL_KEYS
+            .iter()
+            .map(|(key, _)| *key)
+            .chain(SECTIONS.iter().copied())
+            .collect(),
+        _ => leaves_of(section).iter().map(|(key, _)| *key).collect(),
+    }
+}
+
+/// The value keys of a section; none for an unknown one.
+fn leaves_of(section: &str) -> &'static [Leaf] {
+    match section {
+        LISTENER_SECTION => LISTENER_KEYS,
+        LIMITS_SECTION => LIMITS_KEYS,
+        SESSION_SECTION => SESSION_KEYS,
+        _ => &[],
+    }
+}
+
+/// Every value key as its path from the top of the file (`cores`, `limits.max_packet_size`).
+#[cfg(test)]
+pub(crate) fn all_key_paths() -> Vec<String> {
+    let mut paths: Vec<String> = TOP_LEVEL_KEYS
+        .iter()
+        .map(|(key, _)| (*key).to_owned())
+        .collect();
+    for section in SECTIONS {
+        paths.extend(
+            leaves_of(section)
+                .iter()
+                .map(|(key, _)| format!("{section}.{key}")),
+        );
+    }
+    paths
+}
+
+/// Checks every key of `document` against the schema: each must be known and hold a value of
+/// its kind. Stops at the first problem, in the order the file is written.
+pub(crate) fn check(document: &Document<'_>) -> Result<(), ConfigError> {
+    let checker = Checker { document };
+    checker.top_level(&document.root)
+}
+
+/// Walks a document, turning the first problem into an error with its line.
+struct Checker<'d, 'a> {
+    document: &'d Document<'a>,
+}
+
+impl Checker<'_, '_> {
+    fn top_level(&self, root: &Table) -> Result<(), ConfigError> {
+        for entry in &root.entries {
+            if let Some(&(key, kind)) = TOP_LEVEL_KEYS.iter().find(|(key, _)| *key == entry.key) {
+                self.leaf(entry, key, kind)?;
+            } else if entry.key == LISTENER_SECTION {
+                self.listeners(entry)?;
+            } else if is_section(&entry.key) {
+                match &entry.value {
+                    Value::Table(table) => self.section(&entry.key, table)?,
+                    other => {
+                        return Err(self.invalid(
+                            entry,
+                            entry.key.clone(),
+                            format!(
+                                "must be a table, written [{}], found {}",
+                                entry.key,
+                                other.describe()
+                            ),
+                        ))
+                    }
+                }
+            } else {
+                return Err(self.unknown(entry, ""));
+            }
+        }
+        Ok(())
+    }
+
+    fn listeners(&self, entry: &Entry) -> Result<(), ConfigError> {
+        let Value::Array(items) = &entry.value else {
+            let hint = if matches!(entry.value, Value::Table(_)) {
+                " (two brackets: a file may have several listeners)"
+            } else {
+                ""
+            };
+            return Err(self.invalid(
+                entry,
+                LISTENER_SECTION.to_owned(),
+                format!(
+                    "must be an array of tables, written [[{LISTENER_SECTION}]]{hint}, found {}",
+                    entry.value.describe()
+                ),
+            ));
+        };
+        for item in items {
+            match item {
+                Value::Table(table) => self.section(LISTENER_SECTION, table)?,
+                other => {
+                    return Err(self.invalid(
+                        entry,
+                        LISTENER_SECTION.to_owned(),
+                        format!(
+                            "must hold tables, written [[{LISTENER_SECTION}]], found {}",
+                            other.describe()
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn section(&self, section: &str, table: &Table) -> Result<(), ConfigError> {
+        let leaves = leaves_of(section);
+        for entry in &table.entries {
+            match leaves.iter().find(|(key, _)| *key == entry.key) {
+                Some(&(key, kind)) => self.leaf(entry, &format!("{section}.{key}"), kind)?,
+                None => return Err(self.unknown(entry, section)),
+            }
+        }
+        Ok(())
+    }
+
+    fn leaf(&self, entry: &Entry, path: &str, kind: Kind) -> Result<(), ConfigError> {
+        match check_value(&entry.value, kind) {
+            Ok(()) => Ok(()),
+            Err(reason) => Err(self.invalid(entry, path.to_owned(), reason)),
+        }
+    }
+
+    fn invalid(&self, entry: &Entry, key: String, reason: String) -> ConfigError {
+        ConfigError::Invalid {
+            key,
+            reason,
+            line: Some(self.document.line_of(entry.offset)),
+        }
+    }
+
+    fn unknown(&self, entry: &Entry, section: &str) -> ConfigError {
+        ConfigError::UnknownKey {
+            key: entry.key.clone(),
+            section: section.to_owned(),
+            suggestion: suggestion(section, &entry.key),
+            line: Some(self.document.line_of(entry.offset)),
+        }
+    }
+}
+
+/// The valid key the user most likely meant by `key` in `section` ("" = top level): a near
+/// name in the same place, written bare; otherwise a name from another broker we know, or an
+/// almost exact name in another place, written as its path from the top of the file.
+pub(crate) fn suggestion(section: &str, key: &str) -> Option<String> {
+    let here = known_names(section);
+    if let Some(near) = suggest::nearest(key, here.iter().copied()) {
+        return Some(near.to_owned());
+    }
+    if let Some((_, path)) = OTHER_BROKER_NAMES
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(key))
+    {
+        return Some(match path.split_once('.') {
+            Some((target, target_key)) if target == section => target_key.to_owned(),
+            _ => (*path).to_owned(),
+        });
+    }
+    let elsewhere: Vec<(&'static str, String)> = TOP_LEVEL_KEYS
+        .iter()
+        .filter(|_| !section.is_empty())
+        .map(|(name, _)| (*name, (*name).to_owned()))
+        .chain(
+            SECTIONS
+                .iter()
+                .filter(|other| **other != section)
+                .flat_map(|other| {
+                    leaves_of(other)
+                        .iter()
+                        .map(move |(name, _)| (*name, format!("{other}.{name}")))
+                }),
+        )
+        .collect();
+    let near = suggest::nearest_within(key, elsewhere.iter().map(|(name, _)| *name), 1)?;
+    elsewhere
+        .into_iter()
+        .find(|(name, _)| *name == near)
+        .map(|(_, path)| path)
+}
+
+/// Whether `value` is of `kind`; if not, the reason, phrased to follow the key's name.
+fn check_value(value: &Value, kind: Kind) -> Result<(), String> {
+    let found = value.describe();
+    match (kind, value) {
+        (Kind::Bytes | Kind::Count | Kind::Seconds | Kind::KeepaliveSeconds, Value::Integer(n)) => {
+            let max = if kind == Kind::KeepaliveSeconds {
+                i64::from(u16::MAX)
+            } else {
+                i64::MAX
+            };
+            if *n < 0 {
+                Err(format!("must not be negative, found {n}"))
+            } else if *n > max {
+                Err(format!("must be at most {max}{}, found {n}", unit(kind)))
+            } else if usize::try_from(*n).is_err() {
+                Err(format!("is too large for this machine, found {n}"))
+            } else {
+                Ok(())
+            }
+        }
+        (Kind::Bytes | Kind::Count | Kind::Seconds | Kind::KeepaliveSeconds, _) => Err(format!(
+            "must be a whole number{}, found {found}",
+            match kind {
+                Kind::Bytes => " of bytes",
+                Kind::Seconds | Kind::KeepaliveSeconds => " of seconds",
+                _ => "",
+            }
+        )),
+        (Kind::Flag, Value::Boolean(_)) | (Kind::Text, Value::String(_)) => Ok(()),
+        (Kind::Flag, _) => Err(format!("must be true or false, found {found}")),
+        (Kind::Text, _) => Err(format!("must be a string, found {found}")),
+        (Kind::Address, Value::String(text)) => match text.parse::<SocketAddr>() {
+            Ok(_) => Ok(()),
+            Err(_) => Err(format!(
+                "must be an IP address and port such as \"0.0.0.0:1883\" or \"[::]:1883\" \
+                 (not a host name), found {found}"
+            )),
+        },
+        (Kind::Address, _) => Err(format!(
+            "must be a string holding an IP address and port such as \"0.0.0.0:1883\", \
+             found {found}"
+        )),
+        (Kind::Protocol, Value::String(text)) if ListenerProtocol::from_name(text).is_some() => {
+            Ok(())
+        }
+        (Kind::Protocol, _) => Err(format!(
+            "must be one of {}, found {found}",
+            ListenerProtocol::ALL
+                .iter()
+                .map(|protocol| format!("\"{}\"", protocol.name()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// The unit of a numeric kind, as it follows a number in a message.
+fn unit(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Bytes => " bytes",
+        Kind::Seconds | Kind::KeepaliveSeconds => " seconds",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_text(text: &str) -> Result<(), ConfigError> {
+        check(&Document::parse(text)?)
+    }
+
+    #[test]
+    fn suggestions_prefer_the_same_section() {
+        assert_eq!(
+            suggestion(LIMITS_SECTION, "max_inflight_message").as_deref(),
+            Some("max_inflight_messages")
+        );
+        assert_eq!(suggestion("", "limit").as_deref(), Some("limits"));
+        assert_eq!(suggestion("", "listeners").as_deref(), Some("listener"));
+        assert_eq!(suggestion(LISTENER_SECTION, "bnd").as_deref(), Some("bind"));
+    }
+
+    #[test]
+    fn suggestions_find_keys_put_in_the_wrong_place() {
+        assert_eq!(
+            suggestion("", "max_packet_size").as_deref(),
+            Some("limits.max_packet_size")
+        );
+        assert_eq!(
+            suggestion(LIMITS_SECTION, "max_connections").as_deref(),
+            Some("listener.max_connections")
+        );
+        assert_eq!(
+            suggestion(SESSION_SECTION, "cores").as_deref(),
+            Some("cores")
+        );
+    }
+
+    #[test]
+    fn suggestions_know_other_brokers_names() {
+        assert_eq!(suggestion("", "port").as_deref(), Some("listener.bind"));
+        assert_eq!(
+            suggestion(LISTENER_SECTION, "port").as_deref(),
+            Some("bind")
+        );
+        assert_eq!(
+            suggestion("", "message_size_limit").as_deref(),
+            Some("limits.max_packet_size")
+        );
+    }
+
+    #[test]
+    fn nothing_is_suggested_for_a_word_far_from_every_key() {
+        assert_eq!(suggestion(LIMITS_SECTION, "colour"), None);
+    }
+
+    #[test]
+    fn values_of_the_wrong_type_name_the_key_and_the_type() {
+        let error = check_text("[limits]\nmax_packet_size = \"1MB\"\n").expect_err("a string");
+        let message = error.to_string();
+        assert!(
+            message.contains("`limits.max_packet_size` must be a whole number of bytes"),
+            "{message}"
+        );
+        assert!(message.contains("string \"1MB\""), "{message}");
+        assert_eq!(error.line(), Some(2));
+    }
+
+    #[test]
+    fn each_kind_rejects_what_it_cannot_hold() {
+        let cases = [
+            ("cores = -1", "`cores` must not be negative"),
+            (
+                "io_memory = 1.5",
+                "`io_memory` must be a whole number of bytes",
+            ),
+            (
+                "connection_messages = 1",
+                "`connection_messages` must be true or false",
+            ),
+            (
+                "[limits]\nmax_keepalive = 65536",
+                "`limits.max_keepalive` must be at most 65535 seconds",
+            ),
+            (
+                "[session]\nauto_id_prefix = 5",
+                "`session.auto_id_prefix` must be a string",
+            ),
+            (
+                "[session]\npersistent_client_expiration = 'forever'",
+                "of seconds",
+            ),
+            (
+                "[[listener]]\nbind = 'localhost:1883'",
+                "`listener.bind` must be an IP address and port",
+            ),
+            (
+                "[[listener]]\nbind = 1883",
+                "`listener.bind` must be a string",
+            ),
+            (
+                "[[listener]]\nprotocol = 'mqtts'",
+                "`listener.protocol` must be one of \"mqtt\"",
+            ),
+            ("limits = 3", "`limits` must be a table"),
+            (
+                "[listener]\nbind = '0.0.0.0:1883'",
+                "`listener` must be an array of tables",
+            ),
+            ("listener = ['0.0.0.0:1883']", "`listener` must hold tables"),
+            (
+                "[session]\nauto_id_prefix = 1979-05-27",
+                "found a date-time",
+            ),
+        ];
+        for (text, expected) in cases {
+            let message = check_text(text).expect_err(text).to_string();
+            assert!(message.contains(expected), "{text:?} gave {message:?}");
+        }
+    }
+
+    #[test]
+    fn the_default_file_passes() {
+        assert!(check_text(super::super::DEFAULT_CONFIG_TOML).is_ok());
+    }
+}

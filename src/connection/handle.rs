@@ -1,0 +1,185 @@
+//! The part of a connection that the rest of its shard may touch: its outgoing queue, the
+//! wake-up of its writer, and the request to close it.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::sync::Arc;
+
+use super::notify::Notify;
+use super::outbound::{Frame, OutboundQueue, QueueError};
+use crate::protocol::{EncodedPublish, ProtocolVersion};
+use crate::session::FlowAction;
+use crate::shard::ConnId;
+
+/// Why a connection ended; printed as the `reason=` of the disconnect log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client sent DISCONNECT.
+    ClientDisconnected,
+    /// The socket closed or failed.
+    ConnectionLost(String),
+    /// Nothing arrived within 1.5 times the keep-alive.
+    KeepAliveTimeout,
+    /// The client broke the protocol (malformed or out-of-order packet, broken limit).
+    ProtocolError(String),
+    /// Another connection with the same client id took the session.
+    TakenOver,
+    /// The broker is stopping.
+    ShuttingDown,
+    /// The client stopped reading while the broker had to send it acknowledgements.
+    NotReading,
+}
+
+impl CloseReason {
+    /// Whether the will message must be published (every end but DISCONNECT and shutdown).
+    pub fn publishes_will(&self) -> bool {
+        !matches!(
+            self,
+            CloseReason::ClientDisconnected | CloseReason::ShuttingDown
+        )
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::ClientDisconnected => f.write_str("client disconnected"),
+            CloseReason::ConnectionLost(why) => write!(f, "connection lost: {why}"),
+            CloseReason::KeepAliveTimeout => f.write_str("keep-alive timeout"),
+            CloseReason::ProtocolError(why) => write!(f, "protocol error: {why}"),
+            CloseReason::TakenOver => f.write_str("session taken over"),
+            CloseReason::ShuttingDown => f.write_str("server shutting down"),
+            CloseReason::NotReading => f.write_str("client is not reading its socket"),
+        }
+    }
+}
+
+/// A live connection as seen by the shard's fan-out and session code.
+pub struct ConnHandle {
+    /// The connection's broker-wide id.
+    pub id: ConnId,
+    /// The client id it connected with.
+    pub client_id: Arc<str>,
+    /// Its protocol version (decides the wire layout of what it is sent).
+    pub protocol: ProtocolVersion,
+    outbound: RefCell<OutboundQueue>,
+    writer_wake: Notify,
+    close_wake: Notify,
+    close_reason: RefCell<Option<CloseReason>>,
+    lagging: Cell<bool>,
+}
+
+impl ConnHandle {
+    /// A handle whose queue holds at most `max_messages` QoS 0 publishes and `max_bytes`.
+    pub fn new(
+        id: ConnId,
+        client_id: Arc<str>,
+        protocol: ProtocolVersion,
+        max_messages: usize,
+        max_bytes: usize,
+    ) -> Self {
+        Self {
+            id,
+            client_id,
+            protocol,
+            outbound: RefCell::new(OutboundQueue::new(max_messages, max_bytes)),
+            writer_wake: Notify::default(),
+            close_wake: Notify::default(),
+            close_reason: RefCell::new(None),
+            lagging: Cell::new(false),
+        }
+    }
+
+    /// Queues a packet the protocol requires and wakes the writer; a client that does not
+    /// read at all is closed instead.
+    pub fn send(&self, frame: Frame) {
+        let pushed = self.outbound.borrow_mut().push(frame);
+        match pushed {
+            Ok(()) => self.writer_wake.notify(),
+            Err(_) => self.close(CloseReason::NotReading),
+        }
+    }
+
+    /// Queues a QoS 0 publish, or drops it when the client's queue is full. Returns whether it
+    /// was queued.
+    pub fn send_droppable(&self, frame: Frame) -> bool {
+        let pushed = self.outbound.borrow_mut().push_droppable(frame);
+        match pushed {
+            Ok(()) => {
+                self.lagging.set(false);
+                self.writer_wake.notify();
+                true
+            }
+            Err(QueueError::Full | QueueError::NotReading) => {
+                if !self.lagging.replace(true) {
+                    tracing::warn!(client_id = %self.client_id, "dropping messages for slow client");
+                }
+                false
+            }
+        }
+    }
+
+    /// Queues what a session flow asked for. `shared` is the encoding of the message for its
+    /// layout when the caller has one (fan-out); otherwise it is encoded here.
+    pub fn send_flow_action(&self, action: FlowAction, shared: Option<&EncodedPublish>) {
+        match action {
+            FlowAction::Publish {
+                packet_id,
+                message,
+                dup,
+            } => {
+                let packet = match shared {
+                    Some(packet) => packet.clone(),
+                    None => EncodedPublish::new(
+                        &message.topic,
+                        &message.payload,
+                        message.qos,
+                        message.retain,
+                    ),
+                };
+                self.send(Frame::Publish {
+                    packet,
+                    packet_id: Some(packet_id),
+                    dup,
+                });
+            }
+            FlowAction::PubRel(id) => self.send(Frame::ack(0x62, id)),
+        }
+    }
+
+    /// Asks the connection's tasks to end (the first reason given wins).
+    pub fn close(&self, reason: CloseReason) {
+        let mut current = self.close_reason.borrow_mut();
+        if current.is_none() {
+            *current = Some(reason);
+        }
+        drop(current);
+        self.close_wake.notify();
+        self.writer_wake.notify();
+    }
+
+    /// The reason given to [`ConnHandle::close`], if any.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.close_reason.borrow().clone()
+    }
+
+    /// Resolves when someone asks the connection to close.
+    pub async fn closed(&self) {
+        self.close_wake.notified().await;
+    }
+
+    /// Resolves when there is something to write (or the connection is closing).
+    pub async fn writable(&self) {
+        self.writer_wake.notified().await;
+    }
+
+    /// Runs `f` on the outgoing queue.
+    pub fn with_outbound<T>(&self, f: impl FnOnce(&mut OutboundQueue) -> T) -> T {
+        f(&mut self.outbound.borrow_mut())
+    }
+
+    /// QoS 0 messages dropped for this client so far.
+    pub fn dropped(&self) -> u64 {
+        self.outbound.borrow().dropped()
+    }
+}

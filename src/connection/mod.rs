@@ -1,0 +1,588 @@
+//! One client connection: the CONNECT handshake, the read/decode loop with its keep-alive, the
+//! handling of each packet, and the writer task that flushes the connection's queue.
+//!
+//! A connection runs as two tasks of its shard. The reader decodes every complete packet in its
+//! buffer in one pass and acts on it (routing a PUBLISH, answering with acknowledgements that
+//! it queues); the writer wakes once per turn of the event loop in which something was queued
+//! and writes it all with one call. An error in a connection ends that connection only.
+
+mod handle;
+mod notify;
+mod outbound;
+mod stream;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use glommio::timer::Timer;
+
+pub use handle::{CloseReason, ConnHandle};
+pub use notify::Notify;
+pub use outbound::{Frame, OutboundQueue, QueueError, MAX_WRITE_BATCH};
+
+use crate::message::Message;
+use crate::protocol::{
+    self, ConnAck, Connect, ConnectReturnCode, DecodeError, LastWill, Packet, PacketId,
+    ProtocolVersion, Publish, QoS, SubAck, SubAckReturnCode, Subscribe, Unsubscribe,
+};
+use crate::session::{FlowAction, FlowError, OutgoingFlow};
+use crate::shard::{Claimed, SessionKey, Shard};
+use stream::{ReadHalf, WriteHalf};
+
+/// Longest wait for the CONNECT packet after a connection is accepted.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest wait for queued packets to be written once a connection is closing.
+const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Bytes requested from the socket per read when no large packet is pending.
+const READ_CHUNK: usize = 4096;
+
+/// MQTT 3.1 limits client ids to 23 characters.
+const MQTT31_MAX_CLIENT_ID: usize = 23;
+
+/// A listener's share of the connection cap, counted across every core.
+pub struct ConnectionSlots {
+    /// Most simultaneous connections (0 = unlimited).
+    pub max: usize,
+    /// Connections open now, on every core.
+    pub open: Arc<AtomicUsize>,
+}
+
+/// Holds one of a listener's connection slots; gives it back when dropped.
+pub struct SlotGuard {
+    open: Arc<AtomicUsize>,
+    /// Whether the connection exceeded the cap (it is then refused after its CONNECT).
+    pub over_limit: bool,
+}
+
+impl ConnectionSlots {
+    /// Takes a slot for a new connection.
+    pub fn acquire(&self) -> SlotGuard {
+        let before = self.open.fetch_add(1, Ordering::Relaxed);
+        SlotGuard {
+            open: self.open.clone(),
+            over_limit: self.max != 0 && before >= self.max,
+        }
+    }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Serves one accepted TCP connection until it ends.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: SlotGuard) {
+    let addr = match stream.peer_addr() {
+        Ok(addr) => addr,
+        Err(error) => {
+            tracing::debug!(%error, "connection lost before it was served");
+            return;
+        }
+    };
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%addr, %error, "cannot set TCP_NODELAY");
+    }
+    let (mut reader, mut writer) = stream::split(stream);
+    let mut buf = BytesMut::new();
+    let max_packet_size = shard.config.limits.max_packet_size;
+
+    let connect = match read_connect(&mut reader, &mut buf, max_packet_size).await {
+        Ok(connect) => connect,
+        Err(ConnectFailure::Refuse(code)) => {
+            tracing::warn!(%addr, reason = "unsupported protocol level", "closing connection");
+            refuse(&mut writer, code).await;
+            return;
+        }
+        Err(ConnectFailure::Close(reason)) => {
+            tracing::warn!(%addr, client_id = "", %reason, "closing connection");
+            return;
+        }
+    };
+
+    if let Some(code) = check_connect(&shard, &connect, slot.over_limit) {
+        tracing::info!(
+            %addr,
+            client_id = %connect.client_id,
+            code = ?code,
+            "connection refused"
+        );
+        refuse(&mut writer, code).await;
+        return;
+    }
+    let client_id: Arc<str> = if connect.client_id.is_empty() {
+        assigned_client_id(&shard)
+    } else {
+        Arc::from(connect.client_id.as_str())
+    };
+    let conn_id = shard.new_conn_id();
+    let limits = &shard.config.limits;
+    let conn = Rc::new(ConnHandle::new(
+        conn_id,
+        client_id.clone(),
+        connect.protocol,
+        limits.max_queued_messages,
+        limits.max_queued_bytes,
+    ));
+
+    let claimed = shard
+        .claim_session(client_id.clone(), conn_id, connect.clean_session)
+        .await;
+    let session = match claimed {
+        Some(Claimed::Session(session)) => session,
+        Some(Claimed::Superseded) => {
+            tracing::info!(%addr, %client_id, "connection superseded by a newer one with the same client id");
+            return;
+        }
+        None => {
+            tracing::warn!(%addr, %client_id, "session not available in time");
+            refuse(&mut writer, ConnectReturnCode::ServerUnavailable).await;
+            return;
+        }
+    };
+    let (key, session_present) = shard.install_session(&conn, connect.clean_session, session);
+    shard.connections.borrow_mut().insert(conn_id, conn.clone());
+    let mut connack = BytesMut::new();
+    ConnAck {
+        // MQTT 3.1 has no session-present flag.
+        session_present: session_present && connect.protocol == ProtocolVersion::V3_1_1,
+        code: ConnectReturnCode::Accepted,
+    }
+    .encode(&mut connack);
+    conn.send(Frame::Encoded(connack.freeze()));
+    shard.resume_session(key);
+
+    if shard.config.connection_messages {
+        tracing::info!(
+            client_id = %client_id,
+            %addr,
+            core = shard.id,
+            protocol = %connect.protocol.as_str(),
+            clean_session = connect.clean_session,
+            keep_alive = connect.keep_alive,
+            "client connected"
+        );
+    }
+
+    let writer_task = glommio::spawn_local(write_loop(conn.clone(), writer));
+    let mut connection = Connection {
+        shard: shard.clone(),
+        conn: conn.clone(),
+        key,
+        protocol: connect.protocol,
+        will: connect.will,
+        addr,
+    };
+    let reason = connection
+        .run(&mut reader, buf, connect.keep_alive, max_packet_size)
+        .await;
+    connection.finish(reason, writer_task).await;
+    drop(slot);
+}
+
+/// Why the handshake did not produce a CONNECT.
+enum ConnectFailure {
+    /// Answer with this CONNACK code, then close.
+    Refuse(ConnectReturnCode),
+    /// Close without answering.
+    Close(String),
+}
+
+/// Reads until the first packet is complete; it must be a CONNECT.
+async fn read_connect(
+    reader: &mut ReadHalf,
+    buf: &mut BytesMut,
+    max_packet_size: usize,
+) -> Result<Box<Connect>, ConnectFailure> {
+    let deadline = Instant::now() + CONNECT_TIMEOUT;
+    loop {
+        match protocol::decode(buf, max_packet_size) {
+            Ok(Some(Packet::Connect(connect))) => return Ok(connect),
+            Ok(Some(other)) => {
+                return Err(ConnectFailure::Close(format!(
+                    "first packet must be CONNECT, got {}",
+                    other.name()
+                )))
+            }
+            Ok(None) => {}
+            Err(DecodeError::UnsupportedProtocolLevel(_)) => {
+                return Err(ConnectFailure::Refuse(
+                    ConnectReturnCode::UnacceptableProtocolVersion,
+                ))
+            }
+            Err(error) => return Err(ConnectFailure::Close(error.to_string())),
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let read = futures_lite::future::or(async { Some(read_more(reader, buf).await) }, async {
+            Timer::new(remaining).await;
+            None
+        })
+        .await;
+        match read {
+            Some(Ok(0)) => return Err(ConnectFailure::Close("closed before CONNECT".into())),
+            Some(Ok(_)) => {}
+            Some(Err(error)) => return Err(ConnectFailure::Close(error.to_string())),
+            None => return Err(ConnectFailure::Close("no CONNECT within 10 s".into())),
+        }
+    }
+}
+
+/// Appends what the socket has to `buf`; returns the byte count (0 = closed by the peer).
+async fn read_more(reader: &mut ReadHalf, buf: &mut BytesMut) -> std::io::Result<usize> {
+    let start = buf.len();
+    let want = READ_CHUNK.max(start);
+    buf.resize(start + want, 0);
+    let result = reader.read(&mut buf[start..]).await;
+    let read = *result.as_ref().unwrap_or(&0);
+    buf.truncate(start + read);
+    result
+}
+
+/// The CONNACK code refusing this CONNECT, if any (Mosquitto's rules where the specification
+/// leaves the choice to the server).
+fn check_connect(shard: &Shard, connect: &Connect, over_limit: bool) -> Option<ConnectReturnCode> {
+    let limits = &shard.config.limits;
+    let session = &shard.config.session;
+    if over_limit || shard.is_shutting_down() {
+        return Some(ConnectReturnCode::ServerUnavailable);
+    }
+    let id_len = connect.client_id.chars().count();
+    if id_len == 0
+        && (connect.protocol == ProtocolVersion::V3_1
+            || !connect.clean_session
+            || !session.allow_zero_length_clientid)
+    {
+        return Some(ConnectReturnCode::IdentifierRejected);
+    }
+    if connect.protocol == ProtocolVersion::V3_1 && id_len > MQTT31_MAX_CLIENT_ID {
+        return Some(ConnectReturnCode::IdentifierRejected);
+    }
+    let keep_alive = connect.keep_alive;
+    if keep_alive < limits.min_keepalive || keep_alive > limits.max_keepalive {
+        return Some(ConnectReturnCode::IdentifierRejected);
+    }
+    None
+}
+
+/// A client id for a client that sent an empty one: unique for the life of the process.
+fn assigned_client_id(shard: &Shard) -> Arc<str> {
+    let nonce = ahash::RandomState::new().hash_one(Instant::now());
+    let id = format!(
+        "{}{:x}-{:x}",
+        shard.config.session.auto_id_prefix,
+        shard.counters.connections_accepted.get() << 8 | shard.id as u64,
+        nonce & 0xffff_ffff
+    );
+    Arc::from(id)
+}
+
+/// Writes a refusing CONNACK and closes.
+async fn refuse(writer: &mut WriteHalf, code: ConnectReturnCode) {
+    let mut out = BytesMut::new();
+    ConnAck {
+        session_present: false,
+        code,
+    }
+    .encode(&mut out);
+    let written = futures_lite::future::or(async { writer.write_all(&out).await.is_ok() }, async {
+        Timer::new(CLOSE_FLUSH_TIMEOUT).await;
+        false
+    })
+    .await;
+    if written {
+        let _ = writer.close().await;
+    }
+}
+
+/// Drains the connection's queue into the socket: everything gathered since the last write
+/// goes out in one call.
+async fn write_loop(conn: Rc<ConnHandle>, mut writer: WriteHalf) {
+    let mut batch = BytesMut::new();
+    loop {
+        conn.with_outbound(|queue| queue.drain_into(&mut batch));
+        if batch.is_empty() {
+            if conn.close_reason().is_some() {
+                break;
+            }
+            // Give an idle connection's buffer back.
+            batch = BytesMut::new();
+            conn.writable().await;
+            continue;
+        }
+        if let Err(error) = writer.write_all(&batch).await {
+            conn.close(CloseReason::ConnectionLost(error.to_string()));
+            return;
+        }
+        batch.clear();
+    }
+    let _ = writer.close().await;
+}
+
+/// The reader side of an established connection.
+struct Connection {
+    shard: Rc<Shard>,
+    conn: Rc<ConnHandle>,
+    key: SessionKey,
+    protocol: ProtocolVersion,
+    will: Option<LastWill>,
+    addr: SocketAddr,
+}
+
+/// What woke the reader.
+enum Wake {
+    Read(std::io::Result<usize>),
+    Closed,
+    KeepAlive,
+}
+
+impl Connection {
+    /// Reads and handles packets until the connection must end; returns why.
+    async fn run(
+        &mut self,
+        reader: &mut ReadHalf,
+        mut buf: BytesMut,
+        keep_alive: u16,
+        max_packet_size: usize,
+    ) -> CloseReason {
+        // The client must send something within 1.5 times its keep-alive [MQTT-3.1.2-24].
+        let limit = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
+        let mut timer = Timer::new(limit.unwrap_or(Duration::from_secs(86_400 * 365)));
+        let mut last_activity = Instant::now();
+        loop {
+            loop {
+                match protocol::decode_with(&mut buf, max_packet_size, Some(self.protocol)) {
+                    Ok(Some(packet)) => {
+                        if let Err(reason) = self.on_packet(packet).await {
+                            return reason;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(error) => return CloseReason::ProtocolError(error.to_string()),
+                }
+            }
+            if let Some(reason) = self.conn.close_reason() {
+                return reason;
+            }
+            let wake = futures_lite::future::or(
+                async { Wake::Read(read_more(reader, &mut buf).await) },
+                futures_lite::future::or(
+                    async {
+                        self.conn.closed().await;
+                        Wake::Closed
+                    },
+                    async {
+                        (&mut timer).await;
+                        Wake::KeepAlive
+                    },
+                ),
+            )
+            .await;
+            match wake {
+                Wake::Read(Ok(0)) => {
+                    return CloseReason::ConnectionLost("closed by the client".into())
+                }
+                // The timer is re-armed lazily: only when it fires is the deadline recomputed
+                // from the last activity, so a busy connection does not touch its timer.
+                Wake::Read(Ok(_)) => last_activity = Instant::now(),
+                Wake::Read(Err(error)) => return CloseReason::ConnectionLost(error.to_string()),
+                Wake::Closed => {
+                    if let Some(reason) = self.conn.close_reason() {
+                        return reason;
+                    }
+                }
+                Wake::KeepAlive => match limit {
+                    Some(limit) if last_activity.elapsed() >= limit => {
+                        return CloseReason::KeepAliveTimeout
+                    }
+                    Some(limit) => timer.reset(limit - last_activity.elapsed()),
+                    None => timer.reset(Duration::from_secs(86_400 * 365)),
+                },
+            }
+        }
+    }
+
+    /// Handles one packet from the client; `Err` ends the connection.
+    async fn on_packet(&mut self, packet: Packet) -> Result<(), CloseReason> {
+        match packet {
+            Packet::Publish(publish) => self.on_publish(publish).await,
+            Packet::PubAck(id) => self.on_ack(id, "PUBACK", OutgoingFlow::on_puback),
+            Packet::PubRec(id) => self.on_ack(id, "PUBREC", OutgoingFlow::on_pubrec),
+            Packet::PubComp(id) => self.on_ack(id, "PUBCOMP", OutgoingFlow::on_pubcomp),
+            Packet::PubRel(id) => {
+                self.with_session(|session| session.incoming.on_pubrel(id))?;
+                self.conn.send(Frame::ack(0x70, id));
+                Ok(())
+            }
+            Packet::Subscribe(subscribe) => self.on_subscribe(subscribe).await,
+            Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(unsubscribe),
+            Packet::PingReq => {
+                self.conn.send(Frame::ping_response());
+                Ok(())
+            }
+            Packet::Disconnect => {
+                // A DISCONNECT discards the will [MQTT-3.14.4-3].
+                self.will = None;
+                Err(CloseReason::ClientDisconnected)
+            }
+            Packet::Connect(_) => Err(CloseReason::ProtocolError(
+                "second CONNECT on one connection".into(),
+            )),
+            other => Err(CloseReason::ProtocolError(format!(
+                "{} is not sent by clients",
+                other.name()
+            ))),
+        }
+    }
+
+    /// Runs `f` on this connection's session; the session may have been taken over.
+    fn with_session<T>(
+        &self,
+        f: impl FnOnce(&mut crate::session::SessionState) -> T,
+    ) -> Result<T, CloseReason> {
+        let mut state = self.shard.state.borrow_mut();
+        match state.sessions.get_mut(&self.key) {
+            Some(slot) if slot.last_conn == self.conn.id => Ok(f(&mut slot.state)),
+            _ => Err(CloseReason::TakenOver),
+        }
+    }
+
+    async fn on_publish(&mut self, publish: Publish) -> Result<(), CloseReason> {
+        let message = Message {
+            topic: publish.topic,
+            payload: publish.payload,
+            qos: publish.qos,
+            retain: publish.retain,
+        };
+        match (publish.qos, publish.packet_id) {
+            (QoS::AtMostOnce, _) => self.shard.publish(message).await,
+            (QoS::AtLeastOnce, Some(id)) => {
+                self.shard.publish(message).await;
+                self.conn.send(Frame::ack(0x40, id));
+            }
+            (QoS::ExactlyOnce, Some(id)) => {
+                if self.with_session(|session| session.incoming.on_publish(id))? {
+                    self.shard.publish(message).await;
+                }
+                self.conn.send(Frame::ack(0x50, id));
+            }
+            (_, None) => {
+                return Err(CloseReason::ProtocolError(
+                    "QoS 1/2 PUBLISH without packet id".into(),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    fn on_ack(
+        &mut self,
+        id: PacketId,
+        packet: &'static str,
+        apply: fn(&mut OutgoingFlow, PacketId, &mut Vec<FlowAction>) -> Result<(), FlowError>,
+    ) -> Result<(), CloseReason> {
+        let mut actions = Vec::new();
+        let result = self.with_session(|session| apply(&mut session.outgoing, id, &mut actions))?;
+        if let Err(error) = result {
+            tracing::debug!(client_id = %self.conn.client_id, packet, %error, "acknowledgement ignored");
+        }
+        for action in actions {
+            self.conn.send_flow_action(action, None);
+        }
+        Ok(())
+    }
+
+    async fn on_subscribe(&mut self, subscribe: Subscribe) -> Result<(), CloseReason> {
+        self.with_session(|_| ())?;
+        let granted: Vec<_> = subscribe
+            .filters
+            .iter()
+            .map(|(filter, requested)| (filter.clone(), (*requested).min(QoS::ExactlyOnce)))
+            .collect();
+        self.shard.subscribe(self.key, &granted).await;
+        let mut out = BytesMut::new();
+        SubAck {
+            packet_id: subscribe.packet_id,
+            return_codes: granted
+                .iter()
+                .map(|(_, qos)| SubAckReturnCode::Success(*qos))
+                .collect(),
+        }
+        .encode(&mut out);
+        self.conn.send(Frame::Encoded(out.freeze()));
+        for (filter, qos) in &granted {
+            self.shard.deliver_retained(self.key, filter, *qos);
+        }
+        Ok(())
+    }
+
+    fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe) -> Result<(), CloseReason> {
+        self.with_session(|_| ())?;
+        for filter in &unsubscribe.filters {
+            self.shard.unsubscribe(self.key, filter);
+        }
+        self.conn.send(Frame::ack(0xB0, unsubscribe.packet_id));
+        Ok(())
+    }
+
+    /// Ends the connection: publishes the will when due, unbinds the session, flushes what is
+    /// queued (bounded in time) and logs.
+    async fn finish(self, reason: CloseReason, writer_task: glommio::Task<()>) {
+        self.conn.close(reason.clone());
+        if let CloseReason::ProtocolError(why) = &reason {
+            tracing::warn!(
+                addr = %self.addr,
+                client_id = %self.conn.client_id,
+                reason = %why,
+                "closing connection"
+            );
+        }
+        if reason.publishes_will() {
+            if let Some(will) = self.will {
+                self.shard
+                    .publish(Message {
+                        topic: will.topic,
+                        payload: will.payload,
+                        qos: will.qos,
+                        retain: will.retain,
+                    })
+                    .await;
+            }
+        }
+        self.shard.detach_connection(self.key, self.conn.id);
+        self.shard.connections.borrow_mut().remove(&self.conn.id);
+        let flushed = futures_lite::future::or(
+            async {
+                writer_task.await;
+                true
+            },
+            async {
+                Timer::new(CLOSE_FLUSH_TIMEOUT).await;
+                false
+            },
+        )
+        .await;
+        let dropped = self.conn.dropped();
+        if self.shard.config.connection_messages {
+            tracing::info!(
+                client_id = %self.conn.client_id,
+                core = self.shard.id,
+                reason = %reason,
+                "client disconnected"
+            );
+        }
+        if dropped > 0 {
+            tracing::info!(client_id = %self.conn.client_id, dropped, "client dropped messages");
+        }
+        if !flushed {
+            tracing::debug!(client_id = %self.conn.client_id, "unsent packets discarded at close");
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! A single-waiter wake-up flag for tasks of one shard: cheaper than a channel, and never
+//! grows (many notifications before the waiter runs collapse into one).
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+/// Wakes one task of the same shard. Notifications do not queue: one pending flag is kept.
+#[derive(Default, Debug)]
+pub struct Notify {
+    pending: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Notify {
+    /// Marks the flag and wakes the waiting task, if any.
+    pub fn notify(&self) {
+        self.pending.set(true);
+        if let Some(waker) = self.waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    /// Resolves once the flag is set (clearing it); resolves at once if it is already set.
+    pub fn notified(&self) -> Notified<'_> {
+        Notified { notify: self }
+    }
+}
+
+/// Future returned by [`Notify::notified`].
+pub struct Notified<'a> {
+    notify: &'a Notify,
+}
+
+impl Future for Notified<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.notify.pending.replace(false) {
+            return Poll::Ready(());
+        }
+        *self.notify.waker.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}

@@ -1,0 +1,250 @@
+//! The bounded queue of packets waiting to be written to one client.
+//!
+//! Fan-out appends already-encoded frames here (a PUBLISH's header is encoded once per wire
+//! layout and its payload is the publisher's `Bytes`), and the connection's writer task drains
+//! everything gathered during one turn of the event loop into a single buffer and a single
+//! write. Nothing here grows without bound: QoS 0 publishes past the limits are dropped and
+//! counted, and a client that stops reading while it keeps sending is disconnected.
+
+use std::collections::VecDeque;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::protocol::{EncodedPublish, PacketId};
+
+/// Largest batch the writer gathers into one write.
+pub const MAX_WRITE_BATCH: usize = 64 * 1024;
+
+/// Frames beyond the droppable limit that acknowledgements and windowed publishes may add
+/// before the client is judged not to be reading (65,535 packet ids plus slack).
+const RELIABLE_FRAME_SLACK: usize = 65_535 + 1_024;
+
+/// One packet waiting to be written.
+#[derive(Debug)]
+pub enum Frame {
+    /// A PUBLISH shared with every subscriber of the same wire layout; the packet id and DUP
+    /// flag are written into the copy that goes to the socket.
+    Publish {
+        /// The encoding shared by every subscriber with this layout.
+        packet: EncodedPublish,
+        /// This subscriber's packet id (QoS 1 and 2).
+        packet_id: Option<PacketId>,
+        /// Whether this is a re-delivery.
+        dup: bool,
+    },
+    /// A packet of at most four bytes (acknowledgements, PINGRESP, CONNACK), stored inline.
+    Small {
+        /// The encoded bytes.
+        bytes: [u8; 4],
+        /// How many of them are used.
+        len: u8,
+    },
+    /// Any other encoded packet (SUBACK).
+    Encoded(Bytes),
+}
+
+impl Frame {
+    /// An acknowledgement of the form `type+flags, 2, id` (PUBACK, PUBREC, PUBREL, PUBCOMP,
+    /// UNSUBACK).
+    pub fn ack(first_byte: u8, id: PacketId) -> Self {
+        let [hi, lo] = id.get().to_be_bytes();
+        Frame::Small {
+            bytes: [first_byte, 2, hi, lo],
+            len: 4,
+        }
+    }
+
+    /// PINGRESP.
+    pub fn ping_response() -> Self {
+        Frame::Small {
+            bytes: [0xD0, 0, 0, 0],
+            len: 2,
+        }
+    }
+
+    /// Encoded size in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Frame::Publish { packet, .. } => packet.len(),
+            Frame::Small { len, .. } => usize::from(*len),
+            Frame::Encoded(bytes) => bytes.len(),
+        }
+    }
+
+    /// Whether the frame is empty (never, for a valid packet).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn write_to(&self, out: &mut BytesMut) {
+        match self {
+            Frame::Publish {
+                packet,
+                packet_id,
+                dup,
+            } => packet.write_to(out, *packet_id, *dup),
+            Frame::Small { bytes, len } => out.put_slice(&bytes[..usize::from(*len)]),
+            Frame::Encoded(bytes) => out.put_slice(bytes),
+        }
+    }
+}
+
+/// Why a frame could not be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    /// A droppable (QoS 0) frame hit `max_queued_messages` or `max_queued_bytes`.
+    #[error("outgoing queue full")]
+    Full,
+    /// The client keeps sending but does not read what it is sent.
+    #[error("client is not reading its socket")]
+    NotReading,
+}
+
+/// Packets waiting for one client's socket.
+#[derive(Debug)]
+pub struct OutboundQueue {
+    frames: VecDeque<Frame>,
+    bytes: usize,
+    max_messages: usize,
+    max_bytes: usize,
+    dropped: u64,
+    overflowing: bool,
+}
+
+impl OutboundQueue {
+    /// An empty queue holding at most `max_messages` droppable frames and `max_bytes` bytes
+    /// (0 = no byte limit).
+    pub fn new(max_messages: usize, max_bytes: usize) -> Self {
+        Self {
+            frames: VecDeque::new(),
+            bytes: 0,
+            max_messages,
+            max_bytes,
+            dropped: 0,
+            overflowing: false,
+        }
+    }
+
+    /// Queues a frame that may be dropped when the queue is full (a QoS 0 publish). Returns
+    /// `Err(Full)` and counts the drop when it is.
+    pub fn push_droppable(&mut self, frame: Frame) -> Result<(), QueueError> {
+        let over_bytes = self.max_bytes != 0 && self.bytes + frame.len() > self.max_bytes;
+        if self.frames.len() >= self.max_messages || over_bytes {
+            self.dropped += 1;
+            self.overflowing = true;
+            return Err(QueueError::Full);
+        }
+        self.overflowing = false;
+        self.push_unchecked(frame);
+        Ok(())
+    }
+
+    /// Queues a frame the protocol requires (an acknowledgement, a windowed QoS 1/2 publish).
+    /// Fails only when the client has stopped reading altogether.
+    pub fn push(&mut self, frame: Frame) -> Result<(), QueueError> {
+        if self.frames.len() >= self.max_messages + RELIABLE_FRAME_SLACK {
+            return Err(QueueError::NotReading);
+        }
+        self.push_unchecked(frame);
+        Ok(())
+    }
+
+    fn push_unchecked(&mut self, frame: Frame) {
+        self.bytes += frame.len();
+        self.frames.push_back(frame);
+    }
+
+    /// Moves queued frames into `out` until it holds about `MAX_WRITE_BATCH` bytes.
+    pub fn drain_into(&mut self, out: &mut BytesMut) {
+        while out.len() < MAX_WRITE_BATCH {
+            let Some(frame) = self.frames.pop_front() else {
+                break;
+            };
+            self.bytes -= frame.len();
+            out.reserve(frame.len());
+            frame.write_to(out);
+        }
+    }
+
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Frames waiting.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Droppable frames dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Whether the last droppable frame offered was dropped (the client is lagging now).
+    pub fn is_overflowing(&self) -> bool {
+        self.overflowing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::QoS;
+    use crate::topic::TopicName;
+
+    fn publish(payload: &'static [u8]) -> Frame {
+        let topic = TopicName::try_from("t").expect("valid topic");
+        Frame::Publish {
+            packet: EncodedPublish::new(
+                &topic,
+                &Bytes::from_static(payload),
+                QoS::AtMostOnce,
+                false,
+            ),
+            packet_id: None,
+            dup: false,
+        }
+    }
+
+    #[test]
+    fn droppable_frames_stop_at_the_message_limit_and_are_counted() {
+        let mut queue = OutboundQueue::new(2, 0);
+        assert!(queue.push_droppable(publish(b"a")).is_ok());
+        assert!(queue.push_droppable(publish(b"b")).is_ok());
+        assert_eq!(queue.push_droppable(publish(b"c")), Err(QueueError::Full));
+        assert_eq!(queue.dropped(), 1);
+        assert!(queue.is_overflowing());
+        assert!(
+            queue.push(Frame::ping_response()).is_ok(),
+            "acks still pass"
+        );
+        assert_eq!(queue.len(), 3);
+    }
+
+    #[test]
+    fn droppable_frames_stop_at_the_byte_limit() {
+        // A QoS 0 PUBLISH of topic "t" and a 1-byte payload is 2 + 3 + 1 = 6 bytes.
+        let mut queue = OutboundQueue::new(100, 12);
+        assert!(queue.push_droppable(publish(b"a")).is_ok());
+        assert!(queue.push_droppable(publish(b"b")).is_ok());
+        assert_eq!(queue.push_droppable(publish(b"c")), Err(QueueError::Full));
+    }
+
+    #[test]
+    fn draining_writes_frames_in_order_into_one_buffer() {
+        let mut queue = OutboundQueue::new(10, 0);
+        queue.push_droppable(publish(b"x")).expect("room");
+        queue
+            .push(Frame::ack(0x40, PacketId::new(7).expect("non-zero")))
+            .expect("room");
+        queue.push(Frame::ping_response()).expect("room");
+        let mut out = BytesMut::new();
+        queue.drain_into(&mut out);
+        assert_eq!(
+            &out[..],
+            &[0x30, 4, 0, 1, b't', b'x', 0x40, 2, 0, 7, 0xD0, 0]
+        );
+        assert!(queue.is_empty());
+    }
+}

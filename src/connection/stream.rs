@@ -1,0 +1,70 @@
+//! Read and write halves of one TCP stream, so that a connection's reader task and writer task
+//! run side by side on their shard without a lock: both halves live on the same thread and
+//! each borrows the stream only for the duration of one non-blocking poll.
+
+use std::cell::RefCell;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use futures_lite::{AsyncRead, AsyncWrite};
+use glommio::net::TcpStream;
+
+/// Splits `stream` into halves that can be driven by two tasks of the same shard.
+pub fn split(stream: TcpStream) -> (ReadHalf, WriteHalf) {
+    let shared = Rc::new(RefCell::new(stream));
+    (ReadHalf(shared.clone()), WriteHalf(shared))
+}
+
+/// A borrow failure would mean two polls of one stream at once, which a single-threaded
+/// executor cannot do; it is reported as an I/O error rather than a panic all the same.
+fn busy() -> io::Error {
+    io::Error::other("stream polled re-entrantly")
+}
+
+/// The receiving half.
+pub struct ReadHalf(Rc<RefCell<TcpStream>>);
+
+/// The sending half.
+pub struct WriteHalf(Rc<RefCell<TcpStream>>);
+
+impl AsyncRead for ReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.0.try_borrow_mut() {
+            Ok(mut stream) => Pin::new(&mut *stream).poll_read(cx, buf),
+            Err(_) => Poll::Ready(Err(busy())),
+        }
+    }
+}
+
+impl AsyncWrite for WriteHalf {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.0.try_borrow_mut() {
+            Ok(mut stream) => Pin::new(&mut *stream).poll_write(cx, buf),
+            Err(_) => Poll::Ready(Err(busy())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.0.try_borrow_mut() {
+            Ok(mut stream) => Pin::new(&mut *stream).poll_flush(cx),
+            Err(_) => Poll::Ready(Err(busy())),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.0.try_borrow_mut() {
+            Ok(mut stream) => Pin::new(&mut *stream).poll_close(cx),
+            Err(_) => Poll::Ready(Err(busy())),
+        }
+    }
+}

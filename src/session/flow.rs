@@ -1,0 +1,1010 @@
+//! QoS 1 and 2 delivery from the broker to one client (MQTT 3.1.1 §4.3, §4.4, §4.6): the
+//! inflight window, packet id allocation, the FIFO queue behind the window and re-delivery on
+//! reconnect. Pure state: the caller writes the packets this module asks for.
+
+use std::collections::VecDeque;
+
+use ahash::AHashMap;
+
+use crate::message::Message;
+use crate::protocol::{PacketId, QoS};
+
+/// Limits of one session's outgoing flow (from config `[limits]`).
+#[derive(Clone, Copy, Debug)]
+pub struct FlowLimits {
+    /// Messages sent but not yet fully acknowledged, at most (1..=65535; clamped into that range).
+    pub max_inflight: usize,
+    /// Messages waiting behind a full window (or for an offline client), at most.
+    pub max_queued_messages: usize,
+    /// Bytes (`Message::queued_size`) waiting behind the window, at most; 0 means no byte limit.
+    pub max_queued_bytes: usize,
+}
+
+/// A packet the caller must send to the client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FlowAction {
+    /// Send this message as a PUBLISH with this packet id and DUP flag (QoS is `message.qos`).
+    Publish {
+        /// The id the client acknowledges it with.
+        packet_id: PacketId,
+        /// The message, QoS already reduced to what the subscription granted.
+        message: Message,
+        /// Set when this is a re-delivery of a PUBLISH the client may already have seen.
+        dup: bool,
+    },
+    /// Send PUBREL for this id (the client has PUBREC'd the QoS 2 message).
+    PubRel(PacketId),
+}
+
+/// Why `OutgoingFlow::offer` refused a message; the caller counts it as dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueueFull {
+    /// The queue already holds `max_queued_messages` messages.
+    #[error("session queue is full (max_queued_messages reached)")]
+    Messages,
+    /// Queuing the message would exceed `max_queued_bytes`.
+    #[error("session queue is full (max_queued_bytes would be exceeded)")]
+    Bytes,
+}
+
+/// An acknowledgement from the client that does not fit the flow's state; the flow is unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FlowError {
+    /// No message is in flight with this id.
+    #[error("acknowledgement for packet id {0}, which is not in flight")]
+    UnknownPacketId(PacketId),
+    /// The id is in flight, but awaits a different acknowledgement.
+    #[error("unexpected acknowledgement for packet id {packet_id}: expected {expected}")]
+    UnexpectedAck {
+        /// The acknowledged id.
+        packet_id: PacketId,
+        /// The packet type this id is waiting for (`"PUBACK"`, `"PUBREC"` or `"PUBCOMP"`).
+        expected: &'static str,
+    },
+}
+
+/// Where one in-flight packet id stands in its QoS 1 or QoS 2 exchange.
+#[derive(Debug)]
+enum Stage {
+    /// QoS 1 PUBLISH sent; the message is kept to re-send until PUBACK.
+    Qos1Published(Message),
+    /// QoS 2 PUBLISH sent; the message is kept to re-send until PUBREC.
+    Qos2Published(Message),
+    /// PUBREC received and PUBREL sent: the client owns the message now, only the id is kept
+    /// until PUBCOMP.
+    Released,
+}
+
+impl Stage {
+    /// Name of the acknowledgement this stage waits for, for `FlowError::UnexpectedAck`.
+    fn awaited_ack(&self) -> &'static str {
+        match self {
+            Stage::Qos1Published(_) => "PUBACK",
+            Stage::Qos2Published(_) => "PUBREC",
+            Stage::Released => "PUBCOMP",
+        }
+    }
+}
+
+/// One in-flight packet id: its stage and its position in the send order.
+#[derive(Debug)]
+struct InflightEntry {
+    /// Order in which this id was first sent; matches one element of `OutgoingFlow::send_order`.
+    seq: u64,
+    /// Where its exchange stands.
+    stage: Stage,
+}
+
+/// The outgoing QoS 1/2 state of one session: a window of at most `max_inflight` unacknowledged
+/// messages and a bounded FIFO queue behind it. Messages leave in the order they were offered.
+///
+/// Layout: `inflight` maps a packet id to its entry (O(1) expected lookup on every ack), and
+/// `send_order` lists `(seq, id)` in first-sent order for re-delivery on reconnect. An ack does
+/// not search `send_order`: the pair is left behind and recognised as stale later because the
+/// id is no longer in `inflight` or now carries a newer `seq`. Stale pairs are dropped from the
+/// front after every ack (in-order acks, the usual case, leave none) and the deque is compacted
+/// when stale pairs outnumber live ones, so every operation stays amortised O(1) and the deque
+/// never holds more than about twice the window.
+#[derive(Debug)]
+pub struct OutgoingFlow {
+    /// The configured limits (with `max_inflight` clamped to 1..=65535).
+    limits: FlowLimits,
+    /// In-flight packet ids and their state.
+    inflight: AHashMap<PacketId, InflightEntry>,
+    /// `(seq, id)` in first-sent order; may contain stale pairs (see the type's doc).
+    send_order: VecDeque<(u64, PacketId)>,
+    /// Sequence number given to the next id sent.
+    next_seq: u64,
+    /// Where the search for a free packet id starts (1..=65535).
+    next_packet_id: u16,
+    /// Messages not yet in the window, oldest first.
+    queue: VecDeque<Message>,
+    /// Sum of `Message::queued_size` over `queue`.
+    queued_bytes: usize,
+}
+
+/// The largest number of ids that can be in flight: the whole non-zero 16-bit space.
+const PACKET_ID_SPACE: usize = u16::MAX as usize;
+
+/// Capacity (entries) above which an emptied collection gives its memory back, so that one
+/// burst does not pin memory for the rest of the session while ordinary traffic does not
+/// reallocate every time the window drains.
+const SHRINK_THRESHOLD: usize = 64;
+
+/// Stale pairs `send_order` may hold beyond twice the in-flight count before it is compacted.
+const STALE_SLACK: usize = 16;
+
+/// Whether a `send_order` pair still describes an in-flight id (and not an acknowledged one, or
+/// an older use of an id that has since been reused).
+fn is_live(inflight: &AHashMap<PacketId, InflightEntry>, seq: u64, packet_id: PacketId) -> bool {
+    inflight
+        .get(&packet_id)
+        .is_some_and(|entry| entry.seq == seq)
+}
+
+impl OutgoingFlow {
+    /// Creates an empty flow; `limits.max_inflight` is clamped to 1..=65535 so that a window
+    /// with room always has a free packet id.
+    pub fn new(limits: FlowLimits) -> Self {
+        let limits = FlowLimits {
+            max_inflight: limits.max_inflight.clamp(1, PACKET_ID_SPACE),
+            ..limits
+        };
+        OutgoingFlow {
+            limits,
+            inflight: AHashMap::new(),
+            send_order: VecDeque::new(),
+            next_seq: 0,
+            next_packet_id: 1,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+        }
+    }
+
+    /// Offers a message whose QoS (`message.qos`, already min(published, granted)) is 1 or 2.
+    ///
+    /// If `online` and the window has room, and nothing is queued ahead of it, the message gets
+    /// a free packet id and a `Publish { dup: false }` is pushed to `out`. Otherwise it is queued
+    /// if `max_queued_messages` and `max_queued_bytes` allow, else `Err(QueueFull)` is returned
+    /// and nothing is kept. When `online`, messages already queued are released first.
+    pub fn offer(
+        &mut self,
+        message: Message,
+        online: bool,
+        out: &mut Vec<FlowAction>,
+    ) -> Result<(), QueueFull> {
+        debug_assert_ne!(
+            message.qos,
+            QoS::AtMostOnce,
+            "QoS 0 messages are not tracked by OutgoingFlow"
+        );
+        if online {
+            self.release_queued(out);
+            if self.queue.is_empty() && self.window_has_room() {
+                if let Some(packet_id) = self.allocate_packet_id() {
+                    self.send_new(packet_id, message, out);
+                    return Ok(());
+                }
+            }
+        }
+        self.enqueue(message)
+    }
+
+    /// Handles PUBACK for a QoS 1 message: frees its slot and releases queued messages into
+    /// the window (pushing `Publish` actions).
+    pub fn on_puback(&mut self, id: PacketId, out: &mut Vec<FlowAction>) -> Result<(), FlowError> {
+        let entry = self.entry(id)?;
+        match entry.stage {
+            Stage::Qos1Published(_) => {
+                self.complete(id);
+                self.release_queued(out);
+                Ok(())
+            }
+            ref other => Err(FlowError::UnexpectedAck {
+                packet_id: id,
+                expected: other.awaited_ack(),
+            }),
+        }
+    }
+
+    /// Handles PUBREC for a QoS 2 message: the message is released (its payload can be freed),
+    /// the id now awaits PUBCOMP, and `PubRel(id)` is pushed. A repeated PUBREC for an id that
+    /// already awaits PUBCOMP is answered with PUBREL again (harmless, and it lets a client that
+    /// lost our PUBREL finish the exchange).
+    pub fn on_pubrec(&mut self, id: PacketId, out: &mut Vec<FlowAction>) -> Result<(), FlowError> {
+        let entry = self.entry_mut(id)?;
+        match entry.stage {
+            Stage::Qos2Published(_) | Stage::Released => {
+                entry.stage = Stage::Released;
+                out.push(FlowAction::PubRel(id));
+                Ok(())
+            }
+            Stage::Qos1Published(_) => Err(FlowError::UnexpectedAck {
+                packet_id: id,
+                expected: "PUBACK",
+            }),
+        }
+    }
+
+    /// Handles PUBCOMP: frees the slot and releases queued messages into the window.
+    pub fn on_pubcomp(&mut self, id: PacketId, out: &mut Vec<FlowAction>) -> Result<(), FlowError> {
+        let entry = self.entry(id)?;
+        match entry.stage {
+            Stage::Released => {
+                self.complete(id);
+                self.release_queued(out);
+                Ok(())
+            }
+            ref other => Err(FlowError::UnexpectedAck {
+                packet_id: id,
+                expected: other.awaited_ack(),
+            }),
+        }
+    }
+
+    /// Called when the client (re)connects with this session (§4.4): every in-flight item is
+    /// sent again in the order first sent (PUBLISH with `dup: true` and the same packet id, or
+    /// PUBREL for ids awaiting PUBCOMP), then queued messages are released into the window.
+    pub fn resume(&mut self, out: &mut Vec<FlowAction>) {
+        self.compact_send_order();
+        for &(_, packet_id) in &self.send_order {
+            let Some(entry) = self.inflight.get(&packet_id) else {
+                continue;
+            };
+            out.push(match &entry.stage {
+                Stage::Qos1Published(message) | Stage::Qos2Published(message) => {
+                    FlowAction::Publish {
+                        packet_id,
+                        message: message.clone(),
+                        dup: true,
+                    }
+                }
+                Stage::Released => FlowAction::PubRel(packet_id),
+            });
+        }
+        self.release_queued(out);
+    }
+
+    /// Number of packet ids in flight (sent, not yet fully acknowledged).
+    pub fn inflight_len(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Number of messages waiting behind the window.
+    pub fn queued_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Bytes (`Message::queued_size`) waiting behind the window.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Drops everything (clean session end); returns how many messages were discarded: the
+    /// queued ones and the in-flight ones the client has not yet acknowledged receiving (ids
+    /// awaiting PUBCOMP hold no message any more and are not counted).
+    pub fn clear(&mut self) -> usize {
+        let unacknowledged = self
+            .inflight
+            .values()
+            .filter(|entry| !matches!(entry.stage, Stage::Released))
+            .count();
+        let discarded = unacknowledged + self.queue.len();
+        self.inflight = AHashMap::new();
+        self.send_order = VecDeque::new();
+        self.queue = VecDeque::new();
+        self.queued_bytes = 0;
+        self.next_packet_id = 1;
+        discarded
+    }
+
+    /// Whether one more id can be put in flight.
+    fn window_has_room(&self) -> bool {
+        self.inflight.len() < self.limits.max_inflight
+    }
+
+    /// Looks up an in-flight id, or reports it unknown.
+    fn entry(&self, id: PacketId) -> Result<&InflightEntry, FlowError> {
+        self.inflight.get(&id).ok_or(FlowError::UnknownPacketId(id))
+    }
+
+    /// Looks up an in-flight id for update, or reports it unknown.
+    fn entry_mut(&mut self, id: PacketId) -> Result<&mut InflightEntry, FlowError> {
+        self.inflight
+            .get_mut(&id)
+            .ok_or(FlowError::UnknownPacketId(id))
+    }
+
+    /// Queues a message if the limits allow it.
+    fn enqueue(&mut self, message: Message) -> Result<(), QueueFull> {
+        if self.queue.len() >= self.limits.max_queued_messages {
+            return Err(QueueFull::Messages);
+        }
+        let size = message.queued_size();
+        if self.limits.max_queued_bytes != 0
+            && self.queued_bytes.saturating_add(size) > self.limits.max_queued_bytes
+        {
+            return Err(QueueFull::Bytes);
+        }
+        self.queued_bytes += size;
+        self.queue.push_back(message);
+        Ok(())
+    }
+
+    /// Moves queued messages into the window, oldest first, while it has room.
+    fn release_queued(&mut self, out: &mut Vec<FlowAction>) {
+        while !self.queue.is_empty() && self.window_has_room() {
+            let Some(packet_id) = self.allocate_packet_id() else {
+                return;
+            };
+            let Some(message) = self.queue.pop_front() else {
+                return;
+            };
+            // `queued_bytes` is the sum over `queue`, which held this message: no underflow.
+            self.queued_bytes -= message.queued_size();
+            self.send_new(packet_id, message, out);
+        }
+        if self.queue.is_empty() && self.queue.capacity() > SHRINK_THRESHOLD {
+            self.queue = VecDeque::new();
+        }
+    }
+
+    /// Puts a message in flight under `packet_id` and asks the caller to send it.
+    fn send_new(&mut self, packet_id: PacketId, message: Message, out: &mut Vec<FlowAction>) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let stage = match message.qos {
+            QoS::ExactlyOnce => Stage::Qos2Published(message.clone()),
+            QoS::AtLeastOnce | QoS::AtMostOnce => Stage::Qos1Published(message.clone()),
+        };
+        self.inflight
+            .insert(packet_id, InflightEntry { seq, stage });
+        self.send_order.push_back((seq, packet_id));
+        out.push(FlowAction::Publish {
+            packet_id,
+            message,
+            dup: false,
+        });
+    }
+
+    /// Finds the next id not in flight, searching upward from `next_packet_id` and wrapping
+    /// from 65535 to 1. Returns `None` only if all 65535 ids are in flight, which the clamped
+    /// `max_inflight` rules out whenever the window has room.
+    fn allocate_packet_id(&mut self) -> Option<PacketId> {
+        for _ in 0..PACKET_ID_SPACE {
+            let candidate = self.next_packet_id;
+            self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
+            match PacketId::new(candidate) {
+                Some(id) if !self.inflight.contains_key(&id) => return Some(id),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// Removes a fully acknowledged id and trims stale `send_order` pairs; once nothing is in
+    /// flight, memory grown by a burst is given back.
+    fn complete(&mut self, id: PacketId) {
+        self.inflight.remove(&id);
+        if self.inflight.is_empty() {
+            if self.inflight.capacity() > SHRINK_THRESHOLD {
+                self.inflight = AHashMap::new();
+            }
+            if self.send_order.capacity() > SHRINK_THRESHOLD {
+                self.send_order = VecDeque::new();
+            } else {
+                self.send_order.clear();
+            }
+            return;
+        }
+        while let Some(&(seq, packet_id)) = self.send_order.front() {
+            if is_live(&self.inflight, seq, packet_id) {
+                break;
+            }
+            self.send_order.pop_front();
+        }
+        if self.send_order.len() > 2 * self.inflight.len() + STALE_SLACK {
+            self.compact_send_order();
+        }
+    }
+
+    /// Drops every stale pair from `send_order`, keeping the live ones in order.
+    fn compact_send_order(&mut self) {
+        let inflight = &self.inflight;
+        self.send_order
+            .retain(|&(seq, packet_id)| is_live(inflight, seq, packet_id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::topic::TopicName;
+
+    fn id(raw: u16) -> PacketId {
+        PacketId::new(raw).unwrap()
+    }
+
+    /// A message on `t/<n>` whose payload is `payload_len` bytes of `n`, so each one is
+    /// recognisable and its `queued_size` is `3 + payload_len` for n < 10.
+    fn msg(n: u8, payload_len: usize, qos: QoS) -> Message {
+        Message {
+            topic: TopicName::try_from(format!("t/{n}").as_str()).unwrap(),
+            payload: Bytes::from(vec![n; payload_len]),
+            qos,
+            retain: false,
+        }
+    }
+
+    fn limits(
+        max_inflight: usize,
+        max_queued_messages: usize,
+        max_queued_bytes: usize,
+    ) -> FlowLimits {
+        FlowLimits {
+            max_inflight,
+            max_queued_messages,
+            max_queued_bytes,
+        }
+    }
+
+    fn publish(packet_id: u16, message: Message, dup: bool) -> FlowAction {
+        FlowAction::Publish {
+            packet_id: id(packet_id),
+            message,
+            dup,
+        }
+    }
+
+    fn take(out: &mut Vec<FlowAction>) -> Vec<FlowAction> {
+        std::mem::take(out)
+    }
+
+    #[test]
+    fn window_fills_to_max_inflight_then_queues() {
+        let mut flow = OutgoingFlow::new(limits(2, 10, 0));
+        let mut out = Vec::new();
+        for n in 1..=4 {
+            flow.offer(msg(n, 1, QoS::AtLeastOnce), true, &mut out)
+                .unwrap();
+        }
+        assert_eq!(
+            take(&mut out),
+            vec![
+                publish(1, msg(1, 1, QoS::AtLeastOnce), false),
+                publish(2, msg(2, 1, QoS::AtLeastOnce), false),
+            ]
+        );
+        assert_eq!(flow.inflight_len(), 2);
+        assert_eq!(flow.queued_len(), 2);
+        assert_eq!(flow.queued_bytes(), 2 * 4);
+    }
+
+    #[test]
+    fn acks_release_queued_messages_in_offer_order() {
+        let mut flow = OutgoingFlow::new(limits(2, 10, 0));
+        let mut out = Vec::new();
+        for n in 1..=5 {
+            flow.offer(msg(n, 1, QoS::AtLeastOnce), true, &mut out)
+                .unwrap();
+        }
+        take(&mut out);
+
+        flow.on_puback(id(2), &mut out).unwrap();
+        assert_eq!(
+            take(&mut out),
+            vec![publish(3, msg(3, 1, QoS::AtLeastOnce), false)]
+        );
+        flow.on_puback(id(1), &mut out).unwrap();
+        assert_eq!(
+            take(&mut out),
+            vec![publish(4, msg(4, 1, QoS::AtLeastOnce), false)]
+        );
+        flow.on_puback(id(3), &mut out).unwrap();
+        assert_eq!(
+            take(&mut out),
+            vec![publish(5, msg(5, 1, QoS::AtLeastOnce), false)]
+        );
+        flow.on_puback(id(4), &mut out).unwrap();
+        flow.on_puback(id(5), &mut out).unwrap();
+        assert!(out.is_empty());
+        assert_eq!(flow.inflight_len(), 0);
+        assert_eq!(flow.queued_len(), 0);
+        assert_eq!(flow.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn qos2_full_cycle_frees_the_slot_only_on_pubcomp() {
+        let mut flow = OutgoingFlow::new(limits(1, 10, 0));
+        let mut out = Vec::new();
+        flow.offer(msg(1, 2, QoS::ExactlyOnce), true, &mut out)
+            .unwrap();
+        flow.offer(msg(2, 2, QoS::ExactlyOnce), true, &mut out)
+            .unwrap();
+        assert_eq!(
+            take(&mut out),
+            vec![publish(1, msg(1, 2, QoS::ExactlyOnce), false)]
+        );
+        assert_eq!(flow.queued_len(), 1);
+
+        flow.on_pubrec(id(1), &mut out).unwrap();
+        assert_eq!(take(&mut out), vec![FlowAction::PubRel(id(1))]);
+        assert_eq!(
+            flow.inflight_len(),
+            1,
+            "the id stays in flight until PUBCOMP"
+        );
+        assert_eq!(flow.queued_len(), 1);
+
+        flow.on_pubcomp(id(1), &mut out).unwrap();
+        assert_eq!(
+            take(&mut out),
+            vec![publish(2, msg(2, 2, QoS::ExactlyOnce), false)]
+        );
+        flow.on_pubrec(id(2), &mut out).unwrap();
+        flow.on_pubcomp(id(2), &mut out).unwrap();
+        assert_eq!(take(&mut out), vec![FlowAction::PubRel(id(2))]);
+        assert_eq!(flow.inflight_len(), 0);
+        assert_eq!(flow.queued_len(), 0);
+    }
+
+    #[test]
+    fn repeated_pubrec_is_answered_with_pubrel_again() {
+        let mut flow = OutgoingFlow::new(limits(1, 10, 0));
+        let mut out = Vec::new();
+        flow.offer(msg(1, 2, QoS::ExactlyOnce), true, &mut out)
+            .unwrap();
+        take(&mut out);
+        flow.on_pubrec(id(1), &mut out).unwrap();
+        flow.on_pubrec(id(1), &mut out).unwrap();
+        assert_eq!(
+            take(&mut out),
+            vec![FlowAction::PubRel(id(1)), FlowAction::PubRel(id(1))]
+        );
+        assert_eq!(flow.inflight_len(), 1);
+        flow.on_pubcomp(id(1), &mut out).unwrap();
+        assert_eq!(flow.inflight_len(), 0);
+    }
+
+    #[test]
+    fn resume_resends_in_flight_in_first_sent_order_then_releases_queue() {
+        let mut flow = OutgoingFlow::new(limits(4, 10, 0));
+        let mut out = Vec::new();
+        flow.offer(msg(1, 1, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        flow.offer(msg(2, 1, QoS::ExactlyOnce), true, &mut out)
+            .unwrap();
+        flow.offer(msg(3, 1, QoS::ExactlyOnce), true, &mut out)
+            .unwrap();
+        flow.offer(msg(4, 1, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        take(&mut out);
+        flow.on_pubrec(id(2), &mut out).unwrap();
+        take(&mut out);
+        // The client disconnects; more messages arrive while it is away.
+        flow.offer(msg(5, 1, QoS::AtLeastOnce), false, &mut out)
+            .unwrap();
+        flow.offer(msg(6, 1, QoS::ExactlyOnce), false, &mut out)
+            .unwrap();
+        assert!(out.is_empty());
+
+        flow.resume(&mut out);
+        assert_eq!(
+            take(&mut out),
+            vec![
+                publish(1, msg(1, 1, QoS::AtLeastOnce), true),
+                FlowAction::PubRel(id(2)),
+                publish(3, msg(3, 1, QoS::ExactlyOnce), true),
+                publish(4, msg(4, 1, QoS::AtLeastOnce), true),
+            ]
+        );
+        assert_eq!(flow.queued_len(), 2, "the window is still full");
+
+        flow.on_puback(id(1), &mut out).unwrap();
+        assert_eq!(
+            take(&mut out),
+            vec![publish(5, msg(5, 1, QoS::AtLeastOnce), false)]
+        );
+
+        // A second reconnect: id 5 now comes last, after the older ones.
+        flow.resume(&mut out);
+        assert_eq!(
+            take(&mut out),
+            vec![
+                FlowAction::PubRel(id(2)),
+                publish(3, msg(3, 1, QoS::ExactlyOnce), true),
+                publish(4, msg(4, 1, QoS::AtLeastOnce), true),
+                publish(5, msg(5, 1, QoS::AtLeastOnce), true),
+            ]
+        );
+    }
+
+    #[test]
+    fn resume_orders_a_reused_id_by_its_latest_send() {
+        let mut flow = OutgoingFlow::new(limits(3, 10, 0));
+        let mut out = Vec::new();
+        for n in 1..=3 {
+            flow.offer(msg(n, 1, QoS::AtLeastOnce), true, &mut out)
+                .unwrap();
+        }
+        flow.on_puback(id(2), &mut out).unwrap();
+        flow.next_packet_id = 2;
+        flow.offer(msg(4, 1, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        assert_eq!(
+            out.last(),
+            Some(&publish(2, msg(4, 1, QoS::AtLeastOnce), false))
+        );
+        take(&mut out);
+
+        flow.resume(&mut out);
+        assert_eq!(
+            take(&mut out),
+            vec![
+                publish(1, msg(1, 1, QoS::AtLeastOnce), true),
+                publish(3, msg(3, 1, QoS::AtLeastOnce), true),
+                publish(2, msg(4, 1, QoS::AtLeastOnce), true),
+            ]
+        );
+    }
+
+    #[test]
+    fn resume_with_nothing_pending_sends_nothing() {
+        let mut flow = OutgoingFlow::new(limits(2, 10, 0));
+        let mut out = Vec::new();
+        flow.resume(&mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn offline_offers_queue_even_when_the_window_is_empty() {
+        let mut flow = OutgoingFlow::new(limits(2, 10, 0));
+        let mut out = Vec::new();
+        for n in 1..=3 {
+            flow.offer(msg(n, 1, QoS::AtLeastOnce), false, &mut out)
+                .unwrap();
+        }
+        assert!(out.is_empty());
+        assert_eq!(flow.inflight_len(), 0);
+        assert_eq!(flow.queued_len(), 3);
+
+        flow.resume(&mut out);
+        assert_eq!(
+            take(&mut out),
+            vec![
+                publish(1, msg(1, 1, QoS::AtLeastOnce), false),
+                publish(2, msg(2, 1, QoS::AtLeastOnce), false),
+            ]
+        );
+        assert_eq!(flow.queued_len(), 1);
+    }
+
+    #[test]
+    fn online_offer_goes_behind_messages_already_queued() {
+        let mut flow = OutgoingFlow::new(limits(2, 10, 0));
+        let mut out = Vec::new();
+        flow.offer(msg(1, 1, QoS::AtLeastOnce), false, &mut out)
+            .unwrap();
+        flow.offer(msg(2, 1, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        assert_eq!(
+            take(&mut out),
+            vec![
+                publish(1, msg(1, 1, QoS::AtLeastOnce), false),
+                publish(2, msg(2, 1, QoS::AtLeastOnce), false),
+            ]
+        );
+        assert_eq!(flow.queued_len(), 0);
+    }
+
+    #[test]
+    fn queue_message_limit_accepts_the_limit_and_refuses_one_more() {
+        let mut flow = OutgoingFlow::new(limits(1, 3, 0));
+        let mut out = Vec::new();
+        flow.offer(msg(0, 1, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        for n in 1..=3 {
+            flow.offer(msg(n, 1, QoS::AtLeastOnce), true, &mut out)
+                .unwrap();
+        }
+        assert_eq!(flow.queued_len(), 3);
+        assert_eq!(
+            flow.offer(msg(4, 1, QoS::AtLeastOnce), true, &mut out),
+            Err(QueueFull::Messages)
+        );
+        assert_eq!(flow.queued_len(), 3);
+        assert_eq!(flow.queued_bytes(), 3 * 4);
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn queue_byte_limit_accepts_the_limit_and_refuses_one_more() {
+        // Each message below is 3 (topic) + 7 (payload) = 10 bytes; in-flight ones do not count.
+        let mut flow = OutgoingFlow::new(limits(1, 100, 30));
+        let mut out = Vec::new();
+        flow.offer(msg(0, 7, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        flow.offer(msg(1, 7, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        flow.offer(msg(2, 7, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        assert_eq!(flow.queued_bytes(), 20);
+        assert_eq!(
+            flow.offer(msg(3, 8, QoS::AtLeastOnce), true, &mut out),
+            Err(QueueFull::Bytes),
+            "31 bytes is one over the limit"
+        );
+        assert_eq!(flow.queued_bytes(), 20);
+        flow.offer(msg(3, 7, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        assert_eq!(flow.queued_bytes(), 30, "exactly the limit is accepted");
+        assert_eq!(
+            flow.offer(msg(4, 0, QoS::AtLeastOnce), false, &mut out),
+            Err(QueueFull::Bytes)
+        );
+        assert_eq!(flow.queued_len(), 3);
+
+        flow.on_puback(id(1), &mut out).unwrap();
+        assert_eq!(flow.queued_bytes(), 20, "released messages stop counting");
+    }
+
+    #[test]
+    fn zero_byte_limit_means_unlimited_bytes() {
+        let mut flow = OutgoingFlow::new(limits(1, 3, 0));
+        let mut out = Vec::new();
+        for n in 1..=3 {
+            flow.offer(msg(n, 100_000, QoS::AtLeastOnce), false, &mut out)
+                .unwrap();
+        }
+        assert_eq!(flow.queued_bytes(), 3 * 100_003);
+    }
+
+    #[test]
+    fn zero_message_limit_refuses_anything_beyond_the_window() {
+        let mut flow = OutgoingFlow::new(limits(1, 0, 0));
+        let mut out = Vec::new();
+        flow.offer(msg(1, 1, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        assert_eq!(
+            flow.offer(msg(2, 1, QoS::AtLeastOnce), true, &mut out),
+            Err(QueueFull::Messages)
+        );
+        assert_eq!(
+            flow.offer(msg(3, 1, QoS::AtLeastOnce), false, &mut out),
+            Err(QueueFull::Messages)
+        );
+    }
+
+    #[test]
+    fn zero_max_inflight_is_clamped_to_one() {
+        let mut flow = OutgoingFlow::new(limits(0, 10, 0));
+        let mut out = Vec::new();
+        flow.offer(msg(1, 1, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        flow.offer(msg(2, 1, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        assert_eq!(flow.inflight_len(), 1);
+        assert_eq!(flow.queued_len(), 1);
+    }
+
+    #[test]
+    fn packet_ids_wrap_from_65535_to_1_skipping_ids_in_flight() {
+        let mut flow = OutgoingFlow::new(limits(10, 10, 0));
+        let mut out = Vec::new();
+        flow.offer(msg(1, 1, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        flow.offer(msg(2, 1, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        flow.next_packet_id = u16::MAX - 1;
+        flow.offer(msg(3, 1, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        flow.offer(msg(4, 1, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        flow.offer(msg(5, 1, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        let ids: Vec<u16> = take(&mut out)
+            .into_iter()
+            .map(|action| match action {
+                FlowAction::Publish { packet_id, .. } => packet_id.get(),
+                FlowAction::PubRel(packet_id) => packet_id.get(),
+            })
+            .collect();
+        assert_eq!(ids, vec![1, 2, u16::MAX - 1, u16::MAX, 3]);
+    }
+
+    #[test]
+    fn packet_ids_cycle_through_the_whole_space() {
+        let mut flow = OutgoingFlow::new(limits(1, 10, 0));
+        let mut out = Vec::new();
+        flow.offer(msg(1, 1, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        let mut expected = 1u16;
+        for _ in 0..=usize::from(u16::MAX) {
+            let Some(FlowAction::Publish { packet_id, .. }) = out.pop() else {
+                panic!("expected one PUBLISH");
+            };
+            assert_eq!(packet_id.get(), expected);
+            flow.offer(msg(1, 1, QoS::AtLeastOnce), true, &mut out)
+                .unwrap();
+            flow.on_puback(packet_id, &mut out).unwrap();
+            expected = expected.checked_add(1).unwrap_or(1);
+        }
+        assert!(flow.send_order.len() <= 2 * flow.inflight_len() + STALE_SLACK);
+    }
+
+    #[test]
+    fn a_full_65535_window_still_finds_every_id() {
+        let mut flow = OutgoingFlow::new(limits(usize::MAX, 1, 0));
+        let mut out = Vec::new();
+        for _ in 0..u16::MAX {
+            flow.offer(msg(1, 0, QoS::AtLeastOnce), true, &mut out)
+                .unwrap();
+        }
+        assert_eq!(flow.inflight_len(), usize::from(u16::MAX));
+        flow.offer(msg(2, 0, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        assert_eq!(flow.queued_len(), 1, "max_inflight is clamped to 65535");
+        out.clear();
+        flow.on_puback(id(40_000), &mut out).unwrap();
+        assert_eq!(
+            out,
+            vec![publish(40_000, msg(2, 0, QoS::AtLeastOnce), false)]
+        );
+    }
+
+    #[test]
+    fn unknown_and_unexpected_acks_are_errors_that_change_nothing() {
+        let mut flow = OutgoingFlow::new(limits(2, 10, 0));
+        let mut out = Vec::new();
+        flow.offer(msg(1, 1, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        flow.offer(msg(2, 1, QoS::ExactlyOnce), true, &mut out)
+            .unwrap();
+        flow.offer(msg(3, 1, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        take(&mut out);
+
+        assert_eq!(
+            flow.on_puback(id(9), &mut out),
+            Err(FlowError::UnknownPacketId(id(9)))
+        );
+        assert_eq!(
+            flow.on_pubrec(id(9), &mut out),
+            Err(FlowError::UnknownPacketId(id(9)))
+        );
+        assert_eq!(
+            flow.on_pubcomp(id(9), &mut out),
+            Err(FlowError::UnknownPacketId(id(9)))
+        );
+        let expecting = |packet_id: u16, expected| FlowError::UnexpectedAck {
+            packet_id: id(packet_id),
+            expected,
+        };
+        assert_eq!(flow.on_pubrec(id(1), &mut out), Err(expecting(1, "PUBACK")));
+        assert_eq!(
+            flow.on_pubcomp(id(1), &mut out),
+            Err(expecting(1, "PUBACK"))
+        );
+        assert_eq!(flow.on_puback(id(2), &mut out), Err(expecting(2, "PUBREC")));
+        assert_eq!(
+            flow.on_pubcomp(id(2), &mut out),
+            Err(expecting(2, "PUBREC"))
+        );
+        flow.on_pubrec(id(2), &mut out).unwrap();
+        take(&mut out);
+        assert_eq!(
+            flow.on_puback(id(2), &mut out),
+            Err(expecting(2, "PUBCOMP"))
+        );
+        assert!(out.is_empty());
+        assert_eq!(flow.inflight_len(), 2);
+        assert_eq!(flow.queued_len(), 1);
+
+        flow.resume(&mut out);
+        assert_eq!(
+            take(&mut out),
+            vec![
+                publish(1, msg(1, 1, QoS::AtLeastOnce), true),
+                FlowAction::PubRel(id(2)),
+            ]
+        );
+    }
+
+    #[test]
+    fn out_of_order_acks_keep_the_resend_list_bounded() {
+        let mut flow = OutgoingFlow::new(limits(101, 10, 0));
+        let mut out = Vec::new();
+        for round in 0..50u16 {
+            for _ in 0..100 {
+                flow.offer(msg(1, 0, QoS::AtLeastOnce), true, &mut out)
+                    .unwrap();
+            }
+            // Acknowledge all but the oldest, newest first, so no stale pair is at the front.
+            let ids: Vec<PacketId> = take(&mut out)
+                .into_iter()
+                .filter_map(|action| match action {
+                    FlowAction::Publish { packet_id, .. } => Some(packet_id),
+                    FlowAction::PubRel(_) => None,
+                })
+                .collect();
+            let keep = if round == 0 { 1 } else { 0 };
+            for &packet_id in ids[keep..].iter().rev() {
+                flow.on_puback(packet_id, &mut out).unwrap();
+            }
+            assert!(flow.send_order.len() <= 2 * flow.inflight_len() + STALE_SLACK);
+        }
+        assert_eq!(flow.inflight_len(), 1);
+        flow.resume(&mut out);
+        assert_eq!(out, vec![publish(1, msg(1, 0, QoS::AtLeastOnce), true)]);
+    }
+
+    #[test]
+    fn memory_grown_by_a_burst_is_given_back_once_drained() {
+        let mut flow = OutgoingFlow::new(limits(1000, 1000, 0));
+        let mut out = Vec::new();
+        for _ in 0..1000 {
+            flow.offer(msg(1, 0, QoS::AtLeastOnce), false, &mut out)
+                .unwrap();
+        }
+        flow.resume(&mut out);
+        assert_eq!(flow.inflight_len(), 1000);
+        assert_eq!(flow.queue.capacity(), 0);
+        for action in take(&mut out) {
+            if let FlowAction::Publish { packet_id, .. } = action {
+                flow.on_puback(packet_id, &mut out).unwrap();
+            }
+        }
+        assert_eq!(flow.inflight_len(), 0);
+        assert!(flow.inflight.capacity() <= SHRINK_THRESHOLD);
+        assert!(flow.send_order.capacity() <= SHRINK_THRESHOLD);
+    }
+
+    #[test]
+    fn clear_discards_unacknowledged_and_queued_messages() {
+        let mut flow = OutgoingFlow::new(limits(3, 10, 0));
+        let mut out = Vec::new();
+        for n in 1..=3 {
+            flow.offer(msg(n, 1, QoS::ExactlyOnce), true, &mut out)
+                .unwrap();
+        }
+        flow.offer(msg(4, 1, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        flow.offer(msg(5, 1, QoS::AtLeastOnce), false, &mut out)
+            .unwrap();
+        flow.on_pubrec(id(1), &mut out).unwrap();
+        assert_eq!(
+            flow.clear(),
+            4,
+            "ids 2 and 3 in flight, 2 queued; id 1 was received"
+        );
+        assert_eq!(flow.inflight_len(), 0);
+        assert_eq!(flow.queued_len(), 0);
+        assert_eq!(flow.queued_bytes(), 0);
+
+        out.clear();
+        flow.resume(&mut out);
+        assert!(out.is_empty());
+        flow.offer(msg(6, 1, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        assert_eq!(out, vec![publish(1, msg(6, 1, QoS::AtLeastOnce), false)]);
+    }
+
+    #[test]
+    fn errors_display_their_cause() {
+        assert!(QueueFull::Messages
+            .to_string()
+            .contains("max_queued_messages"));
+        assert!(QueueFull::Bytes.to_string().contains("max_queued_bytes"));
+        let err = FlowError::UnexpectedAck {
+            packet_id: id(5),
+            expected: "PUBREC",
+        };
+        assert_eq!(
+            err.to_string(),
+            "unexpected acknowledgement for packet id 5: expected PUBREC"
+        );
+        assert!(FlowError::UnknownPacketId(id(5)).to_string().contains('5'));
+    }
+}

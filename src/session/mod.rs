@@ -1,0 +1,12 @@
+//! Sessions: what the broker keeps for one client id (subscriptions and the QoS flows in both
+//! directions), who owns it across cores, and how it moves when a client reconnects elsewhere.
+
+mod flow;
+mod incoming;
+mod state;
+mod takeover;
+
+pub use flow::{FlowAction, FlowError, FlowLimits, OutgoingFlow, QueueFull};
+pub use incoming::IncomingQos2;
+pub use state::SessionState;
+pub use takeover::Directory;

@@ -1,0 +1,398 @@
+//! Starting and stopping the shards: start-up checks, one pinned glommio executor per core,
+//! the mesh that links them, every listener bound on every shard, and a clean shutdown on
+//! SIGINT/SIGTERM.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use futures_lite::StreamExt;
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorBuilder, Placement};
+use thiserror::Error;
+
+use super::{Peers, Shard, ShardMsg};
+use crate::config::Config;
+use crate::connection::{CloseReason, ConnectionSlots};
+use crate::listener;
+
+/// Capacity of each shard-to-shard channel, in messages.
+pub const MESH_CHANNEL_CAPACITY: usize = 4096;
+
+/// How often a shard checks for shutdown and expires offline sessions.
+const HOUSEKEEPING_PERIOD: Duration = Duration::from_millis(100);
+
+/// Longest a shard waits at shutdown for its connections to close.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Why the broker could not start. Each message says what is wrong and how to fix it.
+#[derive(Debug, Error)]
+pub enum BootError {
+    /// The kernel refuses io_uring.
+    #[error("io_uring is not available: {0}")]
+    IoUring(String),
+    /// The locked-memory limit is below what the executors need.
+    #[error(
+        "the locked-memory limit (ulimit -l) is {have_kib} KiB, but {cores} core(s) x io_memory \
+         {io_memory_kib} KiB need {need_kib} KiB. Raise the limit (`ulimit -l {need_kib}` in the \
+         shell, LimitMEMLOCK= in a systemd unit, memlock in /etc/security/limits.conf, \
+         --ulimit memlock=... for a container), or lower `io_memory` or `--cores`"
+    )]
+    LockedMemory {
+        /// The current limit.
+        have_kib: u64,
+        /// What is needed.
+        need_kib: u64,
+        /// Shards to start.
+        cores: usize,
+        /// Configured io_memory per shard.
+        io_memory_kib: u64,
+    },
+    /// A listener address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The system's reason.
+        source: std::io::Error,
+    },
+    /// An executor could not be started.
+    #[error("cannot start the executor of core {core}: {reason}")]
+    Executor {
+        /// The shard index.
+        core: usize,
+        /// glommio's reason.
+        reason: String,
+    },
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Number of shards for a configured `cores` value (0 = every online CPU).
+pub fn shard_count(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Checks that io_uring works and that the locked-memory limit fits the executors, raising the
+/// soft limit to the hard one when that is enough.
+pub fn preflight(config: &Config, cores: usize) -> Result<(), BootError> {
+    check_io_uring()?;
+    check_locked_memory(cores, config.io_memory)
+}
+
+fn check_io_uring() -> Result<(), BootError> {
+    if let Ok(text) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
+        match text.trim() {
+            "2" => {
+                return Err(BootError::IoUring(
+                    "it is disabled by the kernel.io_uring_disabled sysctl (2); run \
+                     `sysctl kernel.io_uring_disabled=0` as root"
+                        .into(),
+                ))
+            }
+            "1" => tracing::info!(
+                "kernel.io_uring_disabled is 1: io_uring works only for members of kernel.io_uring_group"
+            ),
+            _ => {}
+        }
+    }
+    // The parameters block of io_uring_setup(2) is 120 bytes; zeroed means "defaults".
+    let mut params = [0u8; 120];
+    // SAFETY: io_uring_setup reads and writes only the 120-byte block we pass, which lives
+    // for the whole call; the returned descriptor is closed right away.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr()) };
+    if fd < 0 {
+        let error = std::io::Error::last_os_error();
+        let hint = match error.raw_os_error() {
+            Some(libc::ENOSYS) => "this kernel has no io_uring; hydrant needs Linux 5.8 or newer",
+            Some(libc::EPERM) => {
+                "the kernel or a seccomp policy forbids it (container runtimes often block \
+                 io_uring: allow the io_uring_* syscalls, or set kernel.io_uring_disabled=0)"
+            }
+            Some(libc::ENOMEM) => "not enough locked memory for a ring: raise ulimit -l",
+            _ => "io_uring_setup failed",
+        };
+        return Err(BootError::IoUring(format!("{hint} ({error})")));
+    }
+    // SAFETY: `fd` is a descriptor we own and do not use again.
+    unsafe { libc::close(fd as libc::c_int) };
+    Ok(())
+}
+
+fn check_locked_memory(cores: usize, io_memory: usize) -> Result<(), BootError> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0 {
+        return Ok(());
+    }
+    // Registered buffers plus a margin for the rings of each executor.
+    let need = (cores as u64) * (io_memory as u64 + 256 * 1024);
+    if limit.rlim_cur == libc::RLIM_INFINITY || limit.rlim_cur >= need {
+        return Ok(());
+    }
+    if limit.rlim_max == libc::RLIM_INFINITY || limit.rlim_max >= need {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads one `rlimit` from the struct we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) } == 0 {
+            return Ok(());
+        }
+    }
+    Err(BootError::LockedMemory {
+        have_kib: limit.rlim_cur / 1024,
+        need_kib: need.div_ceil(1024),
+        cores,
+        io_memory_kib: io_memory as u64 / 1024,
+    })
+}
+
+/// Gives every listener on port 0 a concrete port, so that all shards bind the same one. The
+/// returned sockets hold the ports (bound, not listening) until the shards have bound them.
+fn resolve_ports(config: &mut Config) -> Result<Vec<socket2::Socket>, BootError> {
+    let mut holders = Vec::new();
+    for listener in &mut config.listener {
+        if listener.bind.port() != 0 {
+            continue;
+        }
+        let addr = listener.bind;
+        let bind_error = |source| BootError::Bind { addr, source };
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )
+        .map_err(bind_error)?;
+        socket.set_reuse_port(true).map_err(bind_error)?;
+        socket.bind(&addr.into()).map_err(bind_error)?;
+        let bound = socket
+            .local_addr()
+            .map_err(bind_error)?
+            .as_socket()
+            .ok_or_else(|| bind_error(std::io::Error::other("not an IP socket")))?;
+        listener.bind = bound;
+        holders.push(socket);
+    }
+    Ok(holders)
+}
+
+/// Runs the broker until SIGINT or SIGTERM; returns once every shard has stopped.
+pub fn run(mut config: Config) -> Result<(), BootError> {
+    let cores = shard_count(config.cores);
+    preflight(&config, cores)?;
+    let port_holders = resolve_ports(&mut config)?;
+    let config = Arc::new(config);
+
+    let shutdown = Arc::new(AtomicBool::new(false));
+    watch_signals(shutdown.clone())?;
+
+    let online_cpus = shard_count(0);
+    let mesh = (cores > 1).then(|| MeshBuilder::<ShardMsg, _>::full(cores, MESH_CHANNEL_CAPACITY));
+    let slots: Arc<Vec<Arc<AtomicUsize>>> = Arc::new(
+        config
+            .listener
+            .iter()
+            .map(|_| Arc::new(AtomicUsize::new(0)))
+            .collect(),
+    );
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), BootError>>();
+
+    let mut executors = Vec::with_capacity(cores);
+    for index in 0..cores {
+        let config = config.clone();
+        let mesh = mesh.clone();
+        let shard_shutdown = shutdown.clone();
+        let slots = slots.clone();
+        let ready = ready_tx.clone();
+        let spawned = LocalExecutorBuilder::new(Placement::Fixed(index % online_cpus))
+            .io_memory(config.io_memory)
+            .name(&format!("hydrant-{index}"))
+            .spawn(move || async move {
+                run_shard(index, cores, config, mesh, shard_shutdown, slots, ready).await;
+            });
+        match spawned {
+            Ok(handle) => executors.push(handle),
+            Err(error) => {
+                shutdown.store(true, Ordering::SeqCst);
+                return Err(BootError::Executor {
+                    core: index,
+                    reason: error.to_string(),
+                });
+            }
+        }
+    }
+    drop(ready_tx);
+
+    let mut failure = None;
+    for _ in 0..cores {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                failure.get_or_insert(error);
+            }
+            Err(_) => {
+                failure.get_or_insert(BootError::Executor {
+                    core: 0,
+                    reason: "a shard stopped during start-up".into(),
+                });
+                break;
+            }
+        }
+    }
+    drop(port_holders);
+    if failure.is_some() {
+        shutdown.store(true, Ordering::SeqCst);
+    } else {
+        let mut stdout = std::io::stdout().lock();
+        for listener in &config.listener {
+            let _ = writeln!(
+                stdout,
+                "hydrant: listening on {} ({})",
+                listener.bind, listener.protocol
+            );
+        }
+        let _ = writeln!(stdout, "hydrant: ready ({cores} cores)");
+        let _ = stdout.flush();
+        tracing::info!(cores, "hydrant ready");
+    }
+    for (index, executor) in executors.into_iter().enumerate() {
+        if executor.join().is_err() {
+            failure.get_or_insert(BootError::Executor {
+                core: index,
+                reason: "the executor failed while running".into(),
+            });
+        }
+    }
+    match failure {
+        Some(error) => Err(error),
+        None => {
+            tracing::info!("hydrant stopped");
+            Ok(())
+        }
+    }
+}
+
+/// Sets `shutdown` on the first SIGINT or SIGTERM; a second one exits at once.
+fn watch_signals(shutdown: Arc<AtomicBool>) -> Result<(), BootError> {
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(BootError::Signals)?;
+    std::thread::Builder::new()
+        .name("hydrant-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if shutdown.swap(true, Ordering::SeqCst) {
+                    tracing::warn!(signal, "second signal: exiting at once");
+                    std::process::exit(130);
+                }
+                tracing::info!(signal, "shutting down");
+            }
+        })
+        .map_err(BootError::Signals)?;
+    Ok(())
+}
+
+/// The life of one shard: join the mesh, bind the listeners, serve, and stop on shutdown.
+async fn run_shard(
+    index: usize,
+    cores: usize,
+    config: Arc<Config>,
+    mesh: Option<MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>>,
+    shutdown: Arc<AtomicBool>,
+    slots: Arc<Vec<Arc<AtomicUsize>>>,
+    ready: mpsc::Sender<Result<(), BootError>>,
+) {
+    // Every shard joins the mesh before anything can fail, or the others would wait forever.
+    let (senders, receivers, id) = match mesh {
+        Some(mesh) => match mesh.join().await {
+            Ok((senders, receivers)) => {
+                let id = senders.peer_id();
+                (Some(senders), Some(receivers), id)
+            }
+            Err(_) => {
+                let _ = ready.send(Err(BootError::Executor {
+                    core: index,
+                    reason: "could not join the shard mesh".into(),
+                }));
+                return;
+            }
+        },
+        None => (None, None, 0),
+    };
+    let peers = Rc::new(Peers::new(id, cores, senders));
+    let shard = Rc::new(Shard::new(
+        id,
+        cores,
+        config.clone(),
+        peers.clone(),
+        shutdown,
+    ));
+
+    let mut listeners = Vec::new();
+    for (listener, open) in config.listener.iter().zip(slots.iter()) {
+        match TcpListener::bind(listener.bind) {
+            Ok(bound) => listeners.push((
+                bound,
+                Rc::new(ConnectionSlots {
+                    max: listener.max_connections,
+                    open: open.clone(),
+                }),
+            )),
+            Err(error) => {
+                let _ = ready.send(Err(BootError::Bind {
+                    addr: listener.bind,
+                    source: std::io::Error::other(error.to_string()),
+                }));
+                return;
+            }
+        }
+    }
+
+    if let Some(mut receivers) = receivers {
+        for (peer, mut stream) in receivers.streams() {
+            let shard = shard.clone();
+            glommio::spawn_local(async move {
+                while let Some(msg) = stream.next().await {
+                    shard.on_peer_message(peer, msg).await;
+                }
+            })
+            .detach();
+        }
+        for peer in peers.others().collect::<Vec<_>>() {
+            glommio::spawn_local(peers.clone().drain_backlog(peer)).detach();
+        }
+    }
+    for (bound, slots) in listeners {
+        glommio::spawn_local(listener::accept_loop(shard.clone(), bound, slots)).detach();
+    }
+    let _ = ready.send(Ok(()));
+
+    while !shard.is_shutting_down() {
+        glommio::timer::sleep(HOUSEKEEPING_PERIOD).await;
+        shard.expire_offline_sessions();
+    }
+    let open: Vec<_> = shard.connections.borrow().values().cloned().collect();
+    for conn in open {
+        conn.close(CloseReason::ShuttingDown);
+    }
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    while !shard.connections.borrow().is_empty() && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+}

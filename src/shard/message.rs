@@ -1,0 +1,97 @@
+//! The cross-core vocabulary: every message one shard may send another.
+//!
+//! Shards share nothing; they cooperate only through these messages, carried by glommio's
+//! lock-free mesh channels. Each variant is small: payloads travel as `bytes::Bytes`, so a
+//! message crossing cores shares its payload with the publisher's core instead of copying it.
+
+use std::sync::Arc;
+
+use crate::message::Message;
+use crate::session::SessionState;
+use crate::topic::TopicFilter;
+
+/// Index of a shard (one glommio executor, one core) in the mesh.
+pub type ShardId = usize;
+
+/// Identifies one connection across the whole broker: the accepting shard in the high 16 bits,
+/// a per-shard counter below. Sessions use it to tell a current connection from a stale one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnId(u64);
+
+impl ConnId {
+    /// The `seq`-th connection accepted by `shard`.
+    pub fn new(shard: ShardId, seq: u64) -> Self {
+        Self(((shard as u64) << 48) | (seq & ((1 << 48) - 1)))
+    }
+
+    /// The shard that accepted the connection.
+    pub fn shard(self) -> ShardId {
+        (self.0 >> 48) as ShardId
+    }
+}
+
+/// A message from one shard to another.
+#[derive(Debug)]
+pub enum ShardMsg {
+    /// A publish for the receiving shard's local subscribers. Sent only to shards that declared
+    /// interest in a matching filter; per (publisher, topic) order is the channel's FIFO order.
+    Publish(Message),
+    /// The sender now has (`present`) or no longer has local subscribers for `filter`.
+    /// Answered with `InterestAck { token }` when `token` is not zero.
+    Interest {
+        /// The filter whose local subscriber count crossed zero.
+        filter: TopicFilter,
+        /// Whether the filter is now subscribed on the sender.
+        present: bool,
+        /// Non-zero when the sender waits for the acknowledgement before answering SUBACK.
+        token: u64,
+    },
+    /// The receiver has recorded the `Interest` message carrying `token`.
+    InterestAck {
+        /// The token of the acknowledged `Interest`.
+        token: u64,
+    },
+    /// A retained publish, sent to the shard that owns the topic (by topic hash), which orders
+    /// every retained update of that topic and then replicates it.
+    RetainRequest(Message),
+    /// A retained update ordered by the topic's owner, applied to every shard's replica of the
+    /// retained store. An empty payload deletes.
+    RetainApply(Message),
+    /// To the owner of `client_id` (by hash): a connection on `conn.shard()` wants the session.
+    Claim {
+        /// The client id being connected.
+        client_id: Arc<str>,
+        /// The connection that wants it.
+        conn: ConnId,
+        /// Whether the new connection asked for a clean session (the old one is then discarded).
+        clean_session: bool,
+    },
+    /// From the owner to the shard holding `client_id`'s session: close its connection (if any)
+    /// and hand the session to `to`.
+    Evict {
+        /// The client id taken over.
+        client_id: Arc<str>,
+        /// The connection the directory had for it (the session may still be on its way there).
+        from: ConnId,
+        /// The connection taking it over.
+        to: ConnId,
+        /// Whether the new connection discards the session.
+        clean_session: bool,
+    },
+    /// To the shard of connection `to`: the session it claimed (`None` = start a new one).
+    Handover {
+        /// The client id the session belongs to.
+        client_id: Arc<str>,
+        /// The connection the session is for.
+        to: ConnId,
+        /// The session's state, moved from its previous shard.
+        session: Option<Box<SessionState>>,
+    },
+    /// To the owner of `client_id`: the session last bound to `conn` no longer exists.
+    Released {
+        /// The client id whose session ended.
+        client_id: Arc<str>,
+        /// The connection that last held it.
+        conn: ConnId,
+    },
+}

@@ -1,0 +1,233 @@
+//! Shards: one glommio executor per core, each owning its connections, their sessions, its
+//! subscription trie, its replica of the retained store and its counters.
+//!
+//! [`Shard`] is the state one core owns. Only that core's tasks touch it, through `RefCell`s
+//! that are never borrowed across an `.await`. Other cores reach it only by sending a
+//! [`ShardMsg`] (see `message.rs`, the whole cross-core vocabulary).
+
+pub mod boot;
+pub mod message;
+mod peers;
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ahash::AHashMap;
+
+pub use message::{ConnId, ShardId, ShardMsg};
+pub use peers::Peers;
+
+use crate::config::Config;
+use crate::connection::{ConnHandle, Notify};
+use crate::protocol::QoS;
+use crate::router::{Interest, RetainedStore};
+use crate::session::{Directory, FlowLimits, SessionState};
+use crate::topic::SubscriptionTrie;
+
+/// Key of a session within its shard (never reused while the shard runs).
+pub type SessionKey = u64;
+
+/// A session held by this shard, with the connection currently bound to it, if any.
+pub struct SessionSlot {
+    /// The session itself (movable to another shard).
+    pub state: SessionState,
+    /// The live connection, or `None` while a persistent session waits for its client.
+    pub conn: Option<Rc<ConnHandle>>,
+    /// The connection that last held the session; the directory knows it by this id.
+    pub last_conn: ConnId,
+    /// When the client went away (persistent sessions only).
+    pub disconnected_at: Option<Instant>,
+}
+
+/// What a connection's claim on its client id's session came to.
+pub enum Claimed {
+    /// The session to resume (`None`: start a new one).
+    Session(Option<Box<SessionState>>),
+    /// A newer connection with the same client id claimed it first.
+    Superseded,
+}
+
+/// A connection waiting for the session it claimed (possibly from another core).
+#[derive(Default)]
+pub struct PendingConnect {
+    /// Set when the outcome arrives.
+    pub ready: Notify,
+    /// The outcome, once known.
+    pub result: RefCell<Option<Claimed>>,
+}
+
+/// Everything one core owns that changes as clients come and go.
+pub struct ShardState {
+    /// Sessions held on this core.
+    pub sessions: AHashMap<SessionKey, SessionSlot>,
+    /// Session of each client id held on this core.
+    pub by_client_id: AHashMap<Arc<str>, SessionKey>,
+    /// Subscriptions of this core's sessions: filter to (session, granted QoS).
+    pub subscriptions: SubscriptionTrie<SessionKey, QoS>,
+    /// Which filters this core and the others have subscribers for.
+    pub interest: Interest,
+    /// This core's replica of the retained messages.
+    pub retained: RetainedStore,
+    /// For the client ids this core owns by hash: which core holds each session.
+    pub directory: Directory,
+    /// Connections of this core waiting for a session, by connection id.
+    pub pending: AHashMap<ConnId, Rc<PendingConnect>>,
+    /// Claims superseded while their session was still on its way here: where to send it on.
+    pub forwards: AHashMap<ConnId, (ConnId, bool)>,
+    /// Persistent sessions without a connection, oldest first (entries may be stale).
+    pub offline: VecDeque<(SessionKey, Instant)>,
+    /// Persistent sessions currently without a connection.
+    pub offline_count: usize,
+    next_session: SessionKey,
+}
+
+impl ShardState {
+    fn new(config: &Config) -> Self {
+        Self {
+            sessions: AHashMap::new(),
+            by_client_id: AHashMap::new(),
+            subscriptions: SubscriptionTrie::new(),
+            interest: Interest::default(),
+            retained: RetainedStore::new(
+                config.limits.max_retained_messages,
+                config.limits.max_retained_bytes,
+            ),
+            directory: Directory::default(),
+            pending: AHashMap::new(),
+            forwards: AHashMap::new(),
+            offline: VecDeque::new(),
+            offline_count: 0,
+            next_session: 1,
+        }
+    }
+
+    /// A fresh session key.
+    pub fn new_session_key(&mut self) -> SessionKey {
+        let key = self.next_session;
+        self.next_session += 1;
+        key
+    }
+}
+
+/// Counters of one core, summed across cores when reported.
+#[derive(Default)]
+pub struct Counters {
+    /// PUBLISH packets received from clients.
+    pub publish_received: Cell<u64>,
+    /// PUBLISH packets queued to clients.
+    pub publish_sent: Cell<u64>,
+    /// Messages dropped because a subscriber's queue was full.
+    pub publish_dropped: Cell<u64>,
+    /// Connections accepted.
+    pub connections_accepted: Cell<u64>,
+}
+
+impl Counters {
+    /// Adds `n` to a counter.
+    pub fn add(counter: &Cell<u64>, n: u64) {
+        counter.set(counter.get() + n);
+    }
+}
+
+/// The state and links of one core.
+pub struct Shard {
+    /// This shard's index in the mesh (the `core=` of log lines).
+    pub id: ShardId,
+    /// How many shards run.
+    pub count: usize,
+    /// The configuration every shard runs with.
+    pub config: Arc<Config>,
+    /// The mutable state; never borrowed across an `.await`.
+    pub state: RefCell<ShardState>,
+    /// Links to the other shards.
+    pub peers: Rc<Peers>,
+    /// This core's counters.
+    pub counters: Counters,
+    /// Set by the signal handler thread; every shard polls it.
+    pub shutdown: Arc<AtomicBool>,
+    /// Live connections of this core, so that shutdown can close them.
+    pub connections: RefCell<AHashMap<ConnId, Rc<ConnHandle>>>,
+    /// Acknowledgements of interest announcements still awaited, by token.
+    pub interest_waits: RefCell<AHashMap<u64, Rc<InterestWait>>>,
+    next_conn: Cell<u64>,
+    next_token: Cell<u64>,
+}
+
+/// A SUBSCRIBE waiting until every other core has recorded its new filters, so that any
+/// publish started after the SUBACK reaches it whichever core the publisher is on.
+#[derive(Default)]
+pub struct InterestWait {
+    /// Acknowledgements still missing.
+    pub missing: Cell<usize>,
+    /// Woken when `missing` reaches zero.
+    pub done: Notify,
+}
+
+impl Shard {
+    /// The state of shard `id` of `count`.
+    pub fn new(
+        id: ShardId,
+        count: usize,
+        config: Arc<Config>,
+        peers: Rc<Peers>,
+        shutdown: Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            id,
+            count,
+            state: RefCell::new(ShardState::new(&config)),
+            config,
+            peers,
+            counters: Counters::default(),
+            shutdown,
+            connections: RefCell::new(AHashMap::new()),
+            interest_waits: RefCell::new(AHashMap::new()),
+            next_conn: Cell::new(0),
+            next_token: Cell::new(1),
+        }
+    }
+
+    /// A new connection id on this shard.
+    pub fn new_conn_id(&self) -> ConnId {
+        let seq = self.next_conn.get();
+        self.next_conn.set(seq + 1);
+        ConnId::new(self.id, seq)
+    }
+
+    /// A new token for a request that expects an acknowledgement.
+    pub fn new_token(&self) -> u64 {
+        let token = self.next_token.get();
+        self.next_token.set(token + 1);
+        token
+    }
+
+    /// Whether the broker is shutting down.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::Relaxed)
+    }
+
+    /// The flow limits every session gets, from the configuration.
+    pub fn flow_limits(&self) -> FlowLimits {
+        let limits = &self.config.limits;
+        FlowLimits {
+            max_inflight: limits.max_inflight_messages,
+            max_queued_messages: limits.max_queued_messages,
+            max_queued_bytes: limits.max_queued_bytes,
+        }
+    }
+
+    /// The shard that owns a key (a topic for retained messages, a client id for sessions):
+    /// every shard computes the same answer, with a hasher seeded identically everywhere.
+    pub fn owner_of(&self, key: &[u8]) -> ShardId {
+        let hash = OWNER_HASHER.hash_one(key);
+        (hash % self.count as u64) as ShardId
+    }
+}
+
+/// Fixed seeds: ownership must agree across shards (and across restarts, for persistence).
+static OWNER_HASHER: ahash::RandomState =
+    ahash::RandomState::with_seeds(0x6879_6472, 0x616e_7421, 0x7368_6172, 0x6473_2121);

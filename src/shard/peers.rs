@@ -1,0 +1,123 @@
+//! The sending side of one shard's links to every other shard.
+//!
+//! Two ways to send, for two kinds of caller. A connection task awaits [`Peers::send`]: when a
+//! peer's channel is full the publisher waits, which is flow control towards the client that
+//! publishes. A task that receives from peers must never wait on a peer (two shards waiting on
+//! each other's full channels would deadlock, glommio issue 555), so it uses [`Peers::post`],
+//! which never blocks: it hands the message to the channel or, when that is full, to a bounded
+//! per-peer backlog drained by a dedicated sender task.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use glommio::channels::channel_mesh::Senders;
+use glommio::{GlommioError, ResourceType};
+
+use super::message::{ShardId, ShardMsg};
+use crate::connection::Notify;
+
+/// Messages one peer's backlog may hold before further posted messages are dropped (and
+/// counted). Posted messages are control traffic and forwarded retained updates, so reaching
+/// this means a peer has stopped draining its channel altogether.
+pub const MAX_BACKLOG: usize = 65_536;
+
+/// The links of one shard to the others.
+pub struct Peers {
+    me: ShardId,
+    senders: Option<Senders<ShardMsg>>,
+    backlogs: RefCell<Vec<VecDeque<ShardMsg>>>,
+    wake: Vec<Notify>,
+    dropped: Cell<u64>,
+}
+
+impl Peers {
+    /// Links for shard `me` of a mesh of `count` shards (no channels when `count` is 1).
+    pub fn new(me: ShardId, count: usize, senders: Option<Senders<ShardMsg>>) -> Self {
+        Self {
+            me,
+            senders,
+            backlogs: RefCell::new((0..count).map(|_| VecDeque::new()).collect()),
+            wake: (0..count).map(|_| Notify::default()).collect(),
+            dropped: Cell::new(0),
+        }
+    }
+
+    /// Every shard but this one.
+    pub fn others(&self) -> impl Iterator<Item = ShardId> + '_ {
+        (0..self.wake.len()).filter(move |&peer| peer != self.me)
+    }
+
+    /// Sends to `to`, waiting while its channel is full. For connection tasks only.
+    pub async fn send(&self, to: ShardId, msg: ShardMsg) {
+        let Some(senders) = &self.senders else {
+            return;
+        };
+        let backlog_empty = self.backlogs.borrow()[to].is_empty();
+        if backlog_empty {
+            if senders.send_to(to, msg).await.is_err() {
+                tracing::debug!(peer = to, "peer channel closed");
+            }
+        } else {
+            // Keep this shard's messages to `to` in one order: behind the backlog.
+            self.post(to, msg);
+        }
+    }
+
+    /// Sends to `to` without ever waiting: into the channel if it has room and nothing is
+    /// queued ahead, else into the peer's bounded backlog.
+    pub fn post(&self, to: ShardId, msg: ShardMsg) {
+        let Some(senders) = &self.senders else {
+            return;
+        };
+        let mut backlogs = self.backlogs.borrow_mut();
+        let backlog = &mut backlogs[to];
+        let msg = if backlog.is_empty() {
+            match senders.try_send_to(to, msg) {
+                Ok(()) => return,
+                Err(GlommioError::WouldBlock(ResourceType::Channel(msg))) => msg,
+                // The peer stopped (shutdown): nobody is left to read it.
+                Err(_) => return,
+            }
+        } else {
+            msg
+        };
+        if backlog.len() >= MAX_BACKLOG {
+            self.dropped.set(self.dropped.get() + 1);
+            tracing::error!(peer = to, "cross-core backlog full: message dropped");
+            return;
+        }
+        backlog.push_back(msg);
+        self.wake[to].notify();
+    }
+
+    /// Posts a copy of a message to every other shard.
+    pub fn broadcast(&self, make: impl Fn() -> ShardMsg) {
+        for peer in self.others() {
+            self.post(peer, make());
+        }
+    }
+
+    /// Messages dropped because a backlog was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.get()
+    }
+
+    /// Drains `to`'s backlog into its channel, waiting for room: run as one task per peer.
+    pub async fn drain_backlog(self: Rc<Self>, to: ShardId) {
+        let Some(senders) = &self.senders else {
+            return;
+        };
+        loop {
+            let next = self.backlogs.borrow_mut()[to].pop_front();
+            match next {
+                Some(msg) => {
+                    if senders.send_to(to, msg).await.is_err() {
+                        return;
+                    }
+                }
+                None => self.wake[to].notified().await,
+            }
+        }
+    }
+}

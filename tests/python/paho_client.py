@@ -1,0 +1,234 @@
+"""A blocking test client over paho-mqtt 2.x: every call waits for its acknowledgement.
+
+paho runs its network loop in a thread; this wrapper turns its callbacks into queues and
+events so a test reads like a conversation: connect, subscribe (returns the granted QoS),
+publish (returns once acknowledged), expect a message, expect silence.
+"""
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+
+MQTT_3_1 = mqtt.MQTTv31
+MQTT_3_1_1 = mqtt.MQTTv311
+
+ACK_TIMEOUT = 10.0
+MESSAGE_TIMEOUT = 5.0
+SILENCE = 0.5
+
+
+@dataclass(frozen=True)
+class Received:
+    """One PUBLISH as the subscriber saw it."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    dup: bool
+
+
+@dataclass(frozen=True)
+class Will:
+    """The will message a client registers in its CONNECT."""
+
+    topic: str
+    payload: bytes
+    qos: int = 0
+    retain: bool = False
+
+
+class _PromptClient(mqtt.Client):
+    """paho's client with a 0.1 s loop tick instead of 1 s, so PINGREQs leave on time.
+
+    paho checks its keep-alive once per loop tick: with the default 1 s tick a client with
+    keep-alive 2 s may ping up to 3 s after its last packet, which is exactly the broker's
+    1.5x grace and makes keep-alive tests flaky.
+    """
+
+    def _thread_main(self) -> None:
+        try:
+            self.loop_forever(timeout=0.1, retry_first_connection=True)
+        finally:
+            self._thread = None
+
+
+class MqttClient:
+    """A connected paho client whose every operation waits for the broker's answer."""
+
+    def __init__(self, port: int, client_id: str = "", protocol: int = MQTT_3_1_1,
+                 clean_session: bool = True, keepalive: int = 60, will: Will | None = None):
+        self.client_id = client_id
+        self.messages: queue.Queue[Received] = queue.Queue()
+        self.disconnected = threading.Event()
+        self.disconnect_reason = None
+        self.connack_failure = False
+        self.session_present = False
+        self._state = threading.Condition()
+        self._connected = False
+        self._acks: dict[int, list[int]] = {}
+        self._client = _PromptClient(
+            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=clean_session,
+            protocol=protocol,
+            reconnect_on_failure=False,
+        )
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_unsubscribe = self._on_unsubscribe
+        if will is not None:
+            self._client.will_set(will.topic, will.payload, will.qos, will.retain)
+        self._client.connect("127.0.0.1", port, keepalive)
+        self.connected_at = time.monotonic()
+        self._client.loop_start()
+        with self._state:
+            if not self._state.wait_for(lambda: self._connected or self.disconnected.is_set(),
+                                        ACK_TIMEOUT):
+                raise AssertionError(f"{client_id!r}: no CONNACK within {ACK_TIMEOUT}s")
+        if not self._connected:
+            raise AssertionError(
+                f"{client_id!r}: connection closed before a successful CONNACK "
+                f"(reason {self.disconnect_reason})"
+            )
+
+    def _on_connect(self, _client, _userdata, flags, reason_code, _properties) -> None:
+        with self._state:
+            self.session_present = bool(flags.session_present)
+            self.connack_failure = reason_code.is_failure
+            self.connack_reason = reason_code
+            self._connected = not reason_code.is_failure
+            self._state.notify_all()
+
+    def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
+        with self._state:
+            self.disconnect_reason = reason_code
+            self.disconnected.set()
+            self._state.notify_all()
+
+    def _on_message(self, _client, _userdata, message) -> None:
+        self.messages.put(Received(
+            topic=message.topic,
+            payload=bytes(message.payload),
+            qos=message.qos,
+            retain=bool(message.retain),
+            dup=bool(message.dup),
+        ))
+
+    def _on_subscribe(self, _client, _userdata, mid, reason_codes, _properties) -> None:
+        with self._state:
+            self._acks[mid] = [code.value for code in reason_codes]
+            self._state.notify_all()
+
+    def _on_unsubscribe(self, _client, _userdata, mid, reason_codes, _properties) -> None:
+        with self._state:
+            self._acks[mid] = [code.value for code in reason_codes]
+            self._state.notify_all()
+
+    def _wait_ack(self, what: str, mid: int) -> list[int]:
+        with self._state:
+            if not self._state.wait_for(lambda: mid in self._acks or self.disconnected.is_set(),
+                                        ACK_TIMEOUT):
+                raise AssertionError(f"{self.client_id!r}: no {what} within {ACK_TIMEOUT}s")
+            if mid not in self._acks:
+                raise AssertionError(
+                    f"{self.client_id!r}: connection closed while waiting for {what} "
+                    f"(reason {self.disconnect_reason})"
+                )
+            return self._acks.pop(mid)
+
+    def subscribe(self, topic: str, qos: int = 0) -> int:
+        """Subscribes to one filter; returns the QoS the broker granted (0x80 = failure)."""
+        return self.subscribe_many([(topic, qos)])[0]
+
+    def subscribe_many(self, filters: list[tuple[str, int]]) -> list[int]:
+        """Subscribes to several filters in one SUBSCRIBE; returns the SUBACK's codes."""
+        result, mid = self._client.subscribe(filters)
+        if result != mqtt.MQTT_ERR_SUCCESS:
+            raise AssertionError(f"{self.client_id!r}: SUBSCRIBE not sent: {result}")
+        return self._wait_ack("SUBACK", mid)
+
+    def unsubscribe(self, topic: str) -> None:
+        """Unsubscribes and waits for the UNSUBACK."""
+        result, mid = self._client.unsubscribe(topic)
+        if result != mqtt.MQTT_ERR_SUCCESS:
+            raise AssertionError(f"{self.client_id!r}: UNSUBSCRIBE not sent: {result}")
+        self._wait_ack("UNSUBACK", mid)
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 0,
+                retain: bool = False) -> None:
+        """Publishes and waits until sent (QoS 0), PUBACK (QoS 1) or PUBCOMP (QoS 2)."""
+        info = self._client.publish(topic, payload, qos, retain)
+        info.wait_for_publish(ACK_TIMEOUT)
+        if not info.is_published():
+            raise AssertionError(
+                f"{self.client_id!r}: PUBLISH to {topic!r} at QoS {qos} not acknowledged "
+                f"within {ACK_TIMEOUT}s"
+            )
+
+    def expect_message(self, timeout: float = MESSAGE_TIMEOUT) -> Received:
+        """The next message received; fails if none arrives in time."""
+        try:
+            return self.messages.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(
+                f"{self.client_id!r}: expected a message, none arrived within {timeout}s"
+            ) from None
+
+    def expect_messages(self, count: int, timeout: float = MESSAGE_TIMEOUT) -> list[Received]:
+        """The next `count` messages; fails if they do not all arrive in time."""
+        deadline = time.monotonic() + timeout
+        received = []
+        while len(received) < count:
+            remaining = deadline - time.monotonic()
+            try:
+                received.append(self.messages.get(timeout=max(remaining, 0.0)))
+            except queue.Empty:
+                raise AssertionError(
+                    f"{self.client_id!r}: expected {count} messages within {timeout}s, "
+                    f"got {len(received)}: {received}"
+                ) from None
+        return received
+
+    def expect_no_message(self, timeout: float = SILENCE) -> None:
+        """Fails if any message arrives within `timeout`."""
+        try:
+            message = self.messages.get(timeout=timeout)
+        except queue.Empty:
+            return
+        raise AssertionError(f"{self.client_id!r}: expected no message, got {message}")
+
+    def is_connected(self) -> bool:
+        """Whether paho still holds an open, connected session."""
+        return self._client.is_connected() and not self.disconnected.is_set()
+
+    def disconnect(self) -> None:
+        """Sends DISCONNECT, closes the socket, and stops the network thread."""
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def stall(self) -> None:
+        """Stops the network thread but keeps the socket open: no more packets, no pings."""
+        self._client.loop_stop()
+
+    def drop(self) -> None:
+        """Closes the TCP connection without a DISCONNECT, as a crashed client would."""
+        self._client.loop_stop()
+        sock = self._client.socket()
+        if sock is not None:
+            sock.close()
+
+    def close(self) -> None:
+        """Releases the client whatever its state (used at test teardown)."""
+        try:
+            if self.is_connected():
+                self.disconnect()
+            else:
+                self.drop()
+        except Exception:  # noqa: BLE001 - teardown must release every client
+            self.drop()

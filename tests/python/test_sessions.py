@@ -1,0 +1,107 @@
+"""Persistent sessions (clean_session = 0): subscriptions and offline queues survive a
+disconnect, across cores too; a clean session discards them; a second connection with the
+same client id takes the session over."""
+
+
+def _disconnect_and_wait(broker, client) -> None:
+    """Disconnects cleanly and waits until the broker has logged the disconnect."""
+    mark = broker.log_mark()
+    client.disconnect()
+    broker.wait_for_disconnect(client.client_id, since=mark)
+
+
+def test_persistent_session_queues_qos1_and_qos2_while_offline(broker, clients):
+    first = clients.connect(broker.port, "persist", clean_session=False)
+    assert first.session_present is False
+    assert first.subscribe("persist/t", qos=2) == 2
+    _disconnect_and_wait(broker, first)
+
+    publisher = clients.connect(broker.port, "persist-pub")
+    publisher.publish("persist/t", b"m1", qos=1)
+    publisher.publish("persist/t", b"z0", qos=0)
+    publisher.publish("persist/t", b"m2", qos=2)
+    publisher.publish("persist/t", b"m3", qos=1)
+
+    back = clients.connect(broker.port, "persist", clean_session=False)
+    assert back.session_present is True
+    queued = back.expect_messages(3)
+    assert sorted((m.payload, m.qos) for m in queued) == [(b"m1", 1), (b"m2", 2), (b"m3", 1)]
+    payloads = [m.payload for m in queued]
+    assert payloads.index(b"m1") < payloads.index(b"m3"), "same-QoS order must be kept"
+    assert all(m.topic == "persist/t" and not m.retain and not m.dup for m in queued), queued
+    # QoS 0 messages are not queued for offline sessions.
+    back.expect_no_message()
+
+    # The subscription itself survived: live messages flow without subscribing again.
+    publisher.publish("persist/t", b"live", qos=1)
+    message = back.expect_message()
+    assert (message.payload, message.qos, message.retain) == (b"live", 1, False)
+
+
+def test_clean_session_discards_stored_session(broker, clients):
+    first = clients.connect(broker.port, "discard", clean_session=False)
+    assert first.subscribe("discard/t", qos=1) == 1
+    _disconnect_and_wait(broker, first)
+
+    clean = clients.connect(broker.port, "discard", clean_session=True)
+    assert clean.session_present is False
+    _disconnect_and_wait(broker, clean)
+
+    again = clients.connect(broker.port, "discard", clean_session=False)
+    assert again.session_present is False
+    publisher = clients.connect(broker.port, "discard-pub")
+    publisher.publish("discard/t", b"nobody subscribed", qos=1)
+    again.expect_no_message()
+
+
+def test_offline_queue_keeps_oldest_up_to_max_queued_messages(broker_factory, clients):
+    broker = broker_factory(config="[limits]\nmax_queued_messages = 2\n")
+    first = clients.connect(broker.port, "limited", clean_session=False)
+    assert first.subscribe("limited/t", qos=1) == 1
+    _disconnect_and_wait(broker, first)
+
+    publisher = clients.connect(broker.port, "limited-pub")
+    for n in range(5):
+        publisher.publish("limited/t", f"m{n}".encode(), qos=1)
+
+    back = clients.connect(broker.port, "limited", clean_session=False)
+    assert back.session_present is True
+    assert [m.payload for m in back.expect_messages(2)] == [b"m0", b"m1"]
+    back.expect_no_message()
+
+
+def test_persistent_session_follows_client_to_the_other_core(broker, clients):
+    publisher = clients.connect(broker.port, "mover-pub")
+    session = clients.connect(broker.port, "mover", clean_session=False)
+    assert session.subscribe("mover/t", qos=1) == 1
+    cores_seen = {int(broker.wait_for_connect("mover")["core"])}
+
+    for attempt in range(40):
+        _disconnect_and_wait(broker, session)
+        payload = f"queued while offline {attempt}".encode()
+        publisher.publish("mover/t", payload, qos=1)
+
+        mark = broker.log_mark()
+        session = clients.connect(broker.port, "mover", clean_session=False)
+        cores_seen.add(int(broker.wait_for_connect("mover", since=mark)["core"]))
+        assert session.session_present is True, f"reconnect {attempt}"
+        message = session.expect_message()
+        assert (message.payload, message.qos) == (payload, 1), f"reconnect {attempt}"
+        if len(cores_seen) == broker.cores:
+            break
+    assert len(cores_seen) == broker.cores, f"the session was only ever on cores {cores_seen}"
+
+
+def test_second_connection_takes_session_over(broker, clients):
+    old = clients.connect(broker.port, "twin")
+    new = clients.connect(broker.port, "twin")
+
+    assert old.disconnected.wait(timeout=10), "the old connection was not closed"
+    line = broker.wait_for_log("client disconnected client_id=twin ")
+    assert "reason=session taken over" in line, line
+
+    assert new.is_connected()
+    assert new.subscribe("twin/t", qos=1) == 1
+    publisher = clients.connect(broker.port, "twin-pub")
+    publisher.publish("twin/t", b"to the new connection", qos=1)
+    assert new.expect_message().payload == b"to the new connection"
