@@ -371,6 +371,7 @@ impl Connection {
             if let Some(reason) = self.conn.close_reason() {
                 return reason;
             }
+            let filled = buf.len();
             let wake = futures_lite::future::or(
                 async { Wake::Read(read_more(reader, &mut buf).await) },
                 futures_lite::future::or(
@@ -385,6 +386,10 @@ impl Connection {
                 ),
             )
             .await;
+            if !matches!(wake, Wake::Read(_)) {
+                // The read was abandoned after `read_more` had zero-extended the buffer.
+                buf.truncate(filled);
+            }
             match wake {
                 Wake::Read(Ok(0)) => {
                     return CloseReason::ConnectionLost("closed by the client".into())
