@@ -12,6 +12,8 @@ pub const DEFAULT_MAX_QUEUED_BYTES: usize = 8_388_608;
 pub const DEFAULT_MIN_KEEPALIVE: u16 = 0;
 /// Default `max_keepalive`: the largest keep-alive MQTT can express.
 pub const DEFAULT_MAX_KEEPALIVE: u16 = u16::MAX;
+/// Default `max_subscriptions` per client.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 1_000;
 /// Default `max_retained_messages`, all topics together.
 pub const DEFAULT_MAX_RETAINED_MESSAGES: usize = 100_000;
 /// Default `max_retained_bytes`, all topics together: 256 MiB.
@@ -41,6 +43,8 @@ pub struct Limits {
     pub min_keepalive: u16,
     /// Largest keep-alive a client may ask for (seconds).
     pub max_keepalive: u16,
+    /// Subscriptions one client may hold; further filters are refused in the SUBACK.
+    pub max_subscriptions: usize,
     /// Retained messages stored, all topics together; past it new retained topics are not stored.
     pub max_retained_messages: usize,
     /// Bytes (topic + payload) of all retained messages together.
@@ -56,6 +60,7 @@ impl Default for Limits {
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             min_keepalive: DEFAULT_MIN_KEEPALIVE,
             max_keepalive: DEFAULT_MAX_KEEPALIVE,
+            max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             max_retained_messages: DEFAULT_MAX_RETAINED_MESSAGES,
             max_retained_bytes: DEFAULT_MAX_RETAINED_BYTES,
         }

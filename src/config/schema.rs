@@ -65,6 +65,7 @@ const LIMITS_KEYS: &[Leaf] = &[
     ("max_queued_bytes", Kind::Bytes),
     ("min_keepalive", Kind::KeepaliveSeconds),
     ("max_keepalive", Kind::KeepaliveSeconds),
+    ("max_subscriptions", Kind::Count),
     ("max_retained_messages", Kind::Count),
     ("max_retained_bytes", Kind::Bytes),
 ];

@@ -118,6 +118,12 @@ pub(crate) fn first_violation(config: &Config) -> Option<Violation> {
             format!("must be at least 1, found {}", limits.max_queued_messages),
         );
     }
+    if limits.max_subscriptions < 1 {
+        return broken(
+            KeyPath::in_section(LIMITS_SECTION, "max_subscriptions"),
+            format!("must be at least 1, found {}", limits.max_subscriptions),
+        );
+    }
     if limits.min_keepalive > limits.max_keepalive {
         return broken(
             KeyPath::in_section(LIMITS_SECTION, "min_keepalive"),

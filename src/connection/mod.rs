@@ -21,6 +21,7 @@ use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use glommio::timer::Timer;
+use smallvec::SmallVec;
 
 pub use handle::{CloseReason, ConnHandle};
 pub use notify::Notify;
@@ -505,20 +506,32 @@ impl Connection {
     }
 
     async fn on_subscribe(&mut self, subscribe: Subscribe) -> Result<(), CloseReason> {
-        self.with_session(|_| ())?;
-        let granted: Vec<_> = subscribe
-            .filters
-            .iter()
-            .map(|(filter, requested)| (filter.clone(), (*requested).min(QoS::ExactlyOnce)))
-            .collect();
+        let max = self.shard.config.limits.max_subscriptions;
+        let mut held = self.with_session(|session| session.subscriptions.len())?;
+        let mut granted = Vec::with_capacity(subscribe.filters.len());
+        let mut return_codes = SmallVec::with_capacity(subscribe.filters.len());
+        for (filter, requested) in &subscribe.filters {
+            let known = self.with_session(|session| session.subscriptions.contains_key(filter))?;
+            if !known && held >= max {
+                tracing::info!(
+                    client_id = %self.conn.client_id,
+                    %filter,
+                    max,
+                    "subscription refused: max_subscriptions reached"
+                );
+                return_codes.push(SubAckReturnCode::Failure);
+                continue;
+            }
+            held += usize::from(!known && !granted.iter().any(|(f, _)| f == filter));
+            let qos = (*requested).min(QoS::ExactlyOnce);
+            granted.push((filter.clone(), qos));
+            return_codes.push(SubAckReturnCode::Success(qos));
+        }
         self.shard.subscribe(self.key, &granted).await;
         let mut out = BytesMut::new();
         SubAck {
             packet_id: subscribe.packet_id,
-            return_codes: granted
-                .iter()
-                .map(|(_, qos)| SubAckReturnCode::Success(*qos))
-                .collect(),
+            return_codes,
         }
         .encode(&mut out);
         self.conn.send(Frame::Encoded(out.freeze()));

@@ -28,6 +28,8 @@ pub struct Peers {
     senders: Option<Senders<ShardMsg>>,
     backlogs: RefCell<Vec<VecDeque<ShardMsg>>>,
     wake: Vec<Notify>,
+    /// Per peer: the drainer holds a message it is still waiting to hand to the channel.
+    draining: Vec<Cell<bool>>,
     dropped: Cell<u64>,
 }
 
@@ -39,6 +41,7 @@ impl Peers {
             senders,
             backlogs: RefCell::new((0..count).map(|_| VecDeque::new()).collect()),
             wake: (0..count).map(|_| Notify::default()).collect(),
+            draining: (0..count).map(|_| Cell::new(false)).collect(),
             dropped: Cell::new(0),
         }
     }
@@ -53,8 +56,8 @@ impl Peers {
         let Some(senders) = &self.senders else {
             return;
         };
-        let backlog_empty = self.backlogs.borrow()[to].is_empty();
-        if backlog_empty {
+        let nothing_ahead = self.backlogs.borrow()[to].is_empty() && !self.draining[to].get();
+        if nothing_ahead {
             if senders.send_to(to, msg).await.is_err() {
                 tracing::debug!(peer = to, "peer channel closed");
             }
@@ -72,7 +75,7 @@ impl Peers {
         };
         let mut backlogs = self.backlogs.borrow_mut();
         let backlog = &mut backlogs[to];
-        let msg = if backlog.is_empty() {
+        let msg = if backlog.is_empty() && !self.draining[to].get() {
             match senders.try_send_to(to, msg) {
                 Ok(()) => return,
                 Err(GlommioError::WouldBlock(ResourceType::Channel(msg))) => msg,
@@ -112,7 +115,10 @@ impl Peers {
             let next = self.backlogs.borrow_mut()[to].pop_front();
             match next {
                 Some(msg) => {
-                    if senders.send_to(to, msg).await.is_err() {
+                    self.draining[to].set(true);
+                    let sent = senders.send_to(to, msg).await;
+                    self.draining[to].set(false);
+                    if sent.is_err() {
                         return;
                     }
                 }
