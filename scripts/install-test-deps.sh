@@ -85,7 +85,8 @@ if ! venv_works; then
         python="$(command -v python3 || true)"
         if [ -z "$python" ] || ! create_venv "$python"; then
             # A python3 earlier on PATH than Debian's may lack venv support: use Debian's.
-            [ -x /usr/bin/python3 ] || fail "python3 is still missing after installing ${PYTHON_PACKAGES[*]}"
+            [ -x /usr/bin/python3 ] ||
+                fail "python3 is still missing after installing ${PYTHON_PACKAGES[*]}"
             create_venv /usr/bin/python3 || fail "cannot create a virtualenv at $VENV"
         fi
     fi

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs every test of hydrant: the Rust unit and integration tests (cargo test --all-targets)
-# and the black-box Python tests in tests/python (paho-mqtt against the real broker binary).
-# This is the README's test command and what CI runs. Both suites run even if the first
-# fails; the exit status is non-zero if any step failed.
+# Runs every test of hydrant: the Rust unit and integration tests (`cargo test --workspace --all-targets
+# --no-fail-fast`, so every test binary runs even after one fails) and the black-box Python
+# tests in tests/python (paho-mqtt against the real broker binary). This is the README's test
+# command and what CI runs. Both suites run even if the first fails; the exit status is
+# non-zero if any step failed.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,11 +25,17 @@ step() {
     echo "==> $*"
 }
 
+# Sums one count (`passed` or `failed`) over cargo's `test result:` lines.
+sum_cargo_counts() {
+    { grep -E '^test result: ' "$2" || true; } | { grep -oE "[0-9]+ $1" || true; } \
+        | awk '{s += $1} END {print s + 0}'
+}
+
 # Adds up cargo's `test result: ... N passed; M failed; ...` lines.
 count_cargo() {
     local passed failed
-    passed="$(grep -E '^test result: ' "$1" | grep -oE '[0-9]+ passed' | awk '{s += $1} END {print s + 0}')"
-    failed="$(grep -E '^test result: ' "$1" | grep -oE '[0-9]+ failed' | awk '{s += $1} END {print s + 0}')"
+    passed="$(sum_cargo_counts passed "$1")"
+    failed="$(sum_cargo_counts failed "$1")"
     cargo_summary="$passed passed, $failed failed"
     passed_total=$((passed_total + passed))
     failed_total=$((failed_total + failed))
@@ -53,21 +60,21 @@ if ! scripts/install-test-deps.sh; then
     exit 1
 fi
 
-step "cargo build --bins"
-if ! cargo build --bins; then
+step "cargo build --workspace --bins"
+if ! cargo build --workspace --bins; then
     echo
-    echo "test.sh: FAILED: cargo build --bins (no test can run without the broker)" >&2
+    echo "test.sh: FAILED: cargo build --workspace --bins (no test can run without the broker)" >&2
     exit 1
 fi
 
-step "cargo test --all-targets"
+step "cargo test --workspace --all-targets --no-fail-fast"
 set +e
-cargo test --all-targets 2>&1 | tee "$OUTPUT_DIR/cargo.txt"
+cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee "$OUTPUT_DIR/cargo.txt"
 cargo_status="${PIPESTATUS[0]}"
 set -e
 count_cargo "$OUTPUT_DIR/cargo.txt"
 if [ "$cargo_status" -ne 0 ]; then
-    failures+=("cargo test --all-targets (exit $cargo_status)")
+    failures+=("cargo test --workspace --all-targets --no-fail-fast (exit $cargo_status)")
 fi
 
 step "pytest tests/python (HYDRANT_BIN=$TARGET_DIR/debug/hydrant)"

@@ -171,6 +171,19 @@ class MqttClient:
                 f"within {ACK_TIMEOUT}s"
             )
 
+    def publish_many(self, topic: str, payloads: list[bytes], qos: int = 1) -> None:
+        """Publishes a burst without waiting in between, then waits for every acknowledgement."""
+        infos = [self._client.publish(topic, payload, qos) for payload in payloads]
+        deadline = time.monotonic() + ACK_TIMEOUT
+        for info in infos:
+            info.wait_for_publish(max(deadline - time.monotonic(), 0.0))
+        unacknowledged = sum(1 for info in infos if not info.is_published())
+        if unacknowledged:
+            raise AssertionError(
+                f"{self.client_id!r}: {unacknowledged} of {len(infos)} PUBLISHes to {topic!r} "
+                f"not acknowledged within {ACK_TIMEOUT}s"
+            )
+
     def expect_message(self, timeout: float = MESSAGE_TIMEOUT) -> Received:
         """The next message received; fails if none arrives in time."""
         try:

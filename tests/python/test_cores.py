@@ -1,5 +1,7 @@
 """Cross-core delivery: publishers and subscribers on different cores of a 2-core broker."""
 
+import pytest
+
 
 def test_subscribers_on_both_cores_receive_from_publishers_on_both_cores(broker, clients):
     subscribers = clients.connect_on_each_core(broker, "core-sub")
@@ -17,6 +19,41 @@ def test_subscribers_on_both_cores_receive_from_publishers_on_both_cores(broker,
     for subscriber_core, subscriber in sorted(subscribers.items()):
         received = [(m.payload, m.qos) for m in subscriber.expect_messages(len(sent))]
         assert sorted(received) == sorted(sent), f"subscriber on core {subscriber_core}"
+        subscriber.expect_no_message()
+
+
+BURST = 200
+
+
+def _first_difference(got: list, expected: list) -> str:
+    for index, (a, b) in enumerate(zip(got, expected)):
+        if a != b:
+            return f"index {index}: got {a}, expected {b}"
+    return f"lengths differ ({len(got)} vs {len(expected)})"
+
+
+@pytest.mark.parametrize("qos", [1, 2])
+def test_burst_crosses_cores_in_order_without_loss(broker, clients, qos):
+    subscribers = clients.connect_on_each_core(broker, "burst-sub")
+    for subscriber in subscribers.values():
+        assert subscriber.subscribe("cores/burst", qos=qos) == qos
+    publishers = clients.connect_on_each_core(broker, "burst-pub")
+
+    for core, publisher in publishers.items():
+        publisher.publish_many("cores/burst", [f"{core}:{n}".encode() for n in range(BURST)],
+                               qos=qos)
+
+    for subscriber_core, subscriber in sorted(subscribers.items()):
+        received = [m.payload.decode() for m in
+                    subscriber.expect_messages(BURST * len(publishers), timeout=15)]
+        for publisher_core in publishers:
+            sequence = [int(p.split(":")[1]) for p in received
+                        if p.startswith(f"{publisher_core}:")]
+            assert sequence == list(range(BURST)), (
+                f"subscriber on core {subscriber_core} got {len(sequence)} messages from the "
+                f"publisher on core {publisher_core}; first out of place: "
+                f"{_first_difference(sequence, list(range(BURST)))}"
+            )
         subscriber.expect_no_message()
 
 
