@@ -363,3 +363,66 @@ async fn qos0_is_dropped_for_a_subscriber_that_stops_reading() {
         "every message is either delivered or counted as dropped ({received} + {dropped})"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos1_past_the_inflight_window_and_queue_is_dropped_logged_and_counted() {
+    // 20 in flight (never acknowledged) + 50 queued are kept; the newer 130 are dropped.
+    const SENT: usize = 200;
+    const KEPT: usize = 20 + 50;
+    let broker = Broker::with_config(
+        "[limits]\nmax_inflight_messages = 20\nmax_queued_messages = 50\n",
+        &[],
+    );
+    let mut opts = options(broker.port, "stalled");
+    opts.set_manual_acks(true);
+    let (mut sub, _) = client::connect_with(opts).await;
+    sub.subscribe("stall/t", 1).await;
+    let mut publisher = client::connect(broker.port, "stall-pub").await;
+    for seq in 0..SENT {
+        publisher
+            .publish("stall/t", 1, false, format!("m{seq}"))
+            .await;
+    }
+    let warn = broker
+        .wait_for_log_where(
+            |l| {
+                l.contains("dropping messages for slow client")
+                    && field(l, "client_id").as_deref() == Some("stalled")
+            },
+            LOG_TIMEOUT,
+        )
+        .expect(
+            "WARN `dropping messages for slow client client_id=stalled` once the queue overflows",
+        );
+    assert!(warn.contains("WARN"), "{warn}");
+
+    let mut got = Vec::new();
+    while got.len() < SENT {
+        let Some(p) = sub.try_next_publish(QUIET).await else {
+            break;
+        };
+        sub.ack(&p).await;
+        got.push(text(&p));
+    }
+    let want: Vec<String> = (0..KEPT).map(|seq| format!("m{seq}")).collect();
+    assert_eq!(
+        got, want,
+        "the inflight window (20) and the queue (50) keep the oldest messages, in order"
+    );
+
+    sub.disconnect().await;
+    let line = broker
+        .wait_for_log_where(
+            |l| {
+                l.contains("client dropped messages")
+                    && field(l, "client_id").as_deref() == Some("stalled")
+            },
+            LOG_TIMEOUT,
+        )
+        .expect("INFO `client dropped messages client_id=stalled dropped=N` at disconnect");
+    assert_eq!(
+        field(&line, "dropped").as_deref(),
+        Some("130"),
+        "dropped count: {line}"
+    );
+}

@@ -69,6 +69,7 @@ async fn assert_rejected(
         "{what}: closing line should be a WARN: {line}"
     );
     let reason = field(&line, "reason").unwrap_or_default();
+    println!("{what}: reason={reason}");
     assert!(
         !reason.is_empty(),
         "{what}: closing line has no reason: {line}"

@@ -66,7 +66,11 @@ pub struct ConnHandle {
     writer_wake: Notify,
     close_wake: Notify,
     close_reason: RefCell<Option<CloseReason>>,
+    /// Whether the last message offered to this client was dropped (it is lagging now).
     lagging: Cell<bool>,
+    /// QoS 1/2 messages dropped because the session queue was full (QoS 0 drops are counted
+    /// by the outgoing queue).
+    flow_dropped: Cell<u64>,
 }
 
 impl ConnHandle {
@@ -87,6 +91,7 @@ impl ConnHandle {
             close_wake: Notify::default(),
             close_reason: RefCell::new(None),
             lagging: Cell::new(false),
+            flow_dropped: Cell::new(0),
         }
     }
 
@@ -111,11 +116,27 @@ impl ConnHandle {
                 true
             }
             Err(QueueError::Full | QueueError::NotReading) => {
-                if !self.lagging.replace(true) {
-                    tracing::warn!(client_id = %self.client_id, "dropping messages for slow client");
-                }
+                self.note_lagging();
                 false
             }
+        }
+    }
+
+    /// Records a QoS 1/2 message dropped because the client's session queue was full.
+    pub fn record_flow_drop(&self) {
+        self.flow_dropped.set(self.flow_dropped.get() + 1);
+        self.note_lagging();
+    }
+
+    /// Records that a message for this client was queued: it is keeping up again.
+    pub fn record_queued(&self) {
+        self.lagging.set(false);
+    }
+
+    /// Logs once per episode when the client starts losing messages.
+    fn note_lagging(&self) {
+        if !self.lagging.replace(true) {
+            tracing::warn!(client_id = %self.client_id, "dropping messages for slow client");
         }
     }
 
@@ -178,8 +199,8 @@ impl ConnHandle {
         f(&mut self.outbound.borrow_mut())
     }
 
-    /// QoS 0 messages dropped for this client so far.
+    /// Messages (any QoS) dropped for this client so far.
     pub fn dropped(&self) -> u64 {
-        self.outbound.borrow().dropped()
+        self.outbound.borrow().dropped() + self.flow_dropped.get()
     }
 }

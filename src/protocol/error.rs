@@ -12,7 +12,7 @@ use crate::topic::TopicError;
 pub enum DecodeError {
     /// The fixed header announces more bytes than the configured limit; refused before the
     /// body is buffered.
-    #[error("packet of {size} bytes exceeds the maximum packet size of {max} bytes")]
+    #[error("packet too large: {size} bytes, max_packet_size is {max}")]
     PacketTooLarge {
         /// Fixed header plus remaining length, in bytes.
         size: usize,

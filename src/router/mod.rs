@@ -185,10 +185,16 @@ impl Shard {
         let online = slot.conn.is_some();
         if let Err(full) = slot.state.outgoing.offer(delivered, online, &mut actions) {
             Counters::add(&self.counters.publish_dropped, 1);
-            tracing::debug!(client_id = %slot.state.client_id, %full, "message dropped");
+            match &slot.conn {
+                Some(conn) => conn.record_flow_drop(),
+                None => {
+                    tracing::debug!(client_id = %slot.state.client_id, %full, "message for offline client dropped")
+                }
+            }
             return;
         }
         if let Some(conn) = &slot.conn {
+            conn.record_queued();
             for action in actions {
                 Counters::add(&self.counters.publish_sent, 1);
                 conn.send_flow_action(action, Some(encodings.get(qos)));

@@ -39,8 +39,8 @@ pub struct Broker {
 }
 
 /// Path of the binary under test.
-pub fn binary() -> String {
-    std::env::var("SANITY_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_hydrant").to_string())
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_hydrant")
 }
 
 /// Extracts the value of `key=` from a tracing fmt line (`key=value` or `key="value"`).
