@@ -1,17 +1,13 @@
 //! Start-up checks: a locked-memory limit too small for the executors is refused with a
 //! message that says what is wrong and how to fix it, instead of a panic.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-use common::broker::binary;
-
 /// A command for the broker whose locked-memory limit (soft and hard) is `bytes`.
 fn limited(bytes: u64) -> Command {
-    let mut command = Command::new(binary());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hydrant"));
     // SAFETY: setrlimit is async-signal-safe and only touches the child being spawned.
     unsafe {
         command.pre_exec(move || {
