@@ -152,15 +152,7 @@ impl Shard {
                 Some(Claimed::Session(session)) => {
                     pending.ready.notify();
                     drop(state);
-                    let session = if clean_session { None } else { session };
-                    self.route_session_message(
-                        to.shard(),
-                        ShardMsg::Handover {
-                            client_id,
-                            to,
-                            session,
-                        },
-                    );
+                    self.hand_over(client_id, to, session, clean_session);
                 }
                 _ => {
                     *pending.result.borrow_mut() = None;
@@ -171,6 +163,17 @@ impl Shard {
         }
         let session = self.take_session(&mut state, &client_id);
         drop(state);
+        self.hand_over(client_id, to, session, clean_session);
+    }
+
+    /// Sends `client_id`'s session to connection `to`; a clean-session claimant gets none.
+    fn hand_over(
+        &self,
+        client_id: Arc<str>,
+        to: ConnId,
+        session: Option<Box<SessionState>>,
+        clean_session: bool,
+    ) {
         let session = if clean_session { None } else { session };
         self.route_session_message(
             to.shard(),
@@ -190,15 +193,7 @@ impl Shard {
                 pending.ready.notify();
             }
             drop(state);
-            let session = if clean_session { None } else { session };
-            self.route_session_message(
-                next.shard(),
-                ShardMsg::Handover {
-                    client_id,
-                    to: next,
-                    session,
-                },
-            );
+            self.hand_over(client_id, next, session, clean_session);
             return;
         }
         if let Some(pending) = state.pending.get(&to) {
