@@ -155,7 +155,12 @@ impl Shard {
         granted: QoS,
         encodings: &mut EncodingCache<'_>,
     ) {
-        let Some(slot) = state.sessions.get_mut(&key) else {
+        let ShardState {
+            sessions,
+            scratch_actions: actions,
+            ..
+        } = state;
+        let Some(slot) = sessions.get_mut(&key) else {
             return;
         };
         let message = encodings.message;
@@ -181,9 +186,9 @@ impl Shard {
             qos,
             retain: encodings.retain,
         };
-        let mut actions = Vec::new();
+        actions.clear();
         let online = slot.conn.is_some();
-        if let Err(full) = slot.state.outgoing.offer(delivered, online, &mut actions) {
+        if let Err(full) = slot.state.outgoing.offer(delivered, online, actions) {
             Counters::add(&self.counters.publish_dropped, 1);
             match &slot.conn {
                 Some(conn) => conn.record_flow_drop(),
@@ -195,7 +200,7 @@ impl Shard {
         }
         if let Some(conn) = &slot.conn {
             conn.record_queued();
-            for action in actions {
+            for action in actions.drain(..) {
                 Counters::add(&self.counters.publish_sent, 1);
                 conn.send_flow_action(action, Some(encodings.get(qos)));
             }

@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::connection::{ConnHandle, Notify};
 use crate::protocol::QoS;
 use crate::router::{Interest, RetainedStore};
-use crate::session::{Directory, FlowLimits, SessionState};
+use crate::session::{Directory, FlowAction, FlowLimits, SessionState};
 use crate::topic::SubscriptionTrie;
 
 /// Key of a session within its shard (never reused while the shard runs).
@@ -82,6 +82,8 @@ pub struct ShardState {
     pub offline: VecDeque<(SessionKey, Instant)>,
     /// Persistent sessions currently without a connection.
     pub offline_count: usize,
+    /// Reused by fan-out for what a session flow asks to send (no allocation per delivery).
+    pub scratch_actions: Vec<FlowAction>,
     next_session: SessionKey,
 }
 
@@ -101,6 +103,7 @@ impl ShardState {
             forwards: AHashMap::new(),
             offline: VecDeque::new(),
             offline_count: 0,
+            scratch_actions: Vec::new(),
             next_session: 1,
         }
     }
