@@ -24,7 +24,7 @@ use glommio::timer::Timer;
 use smallvec::SmallVec;
 
 pub use handle::{CloseReason, ConnHandle};
-pub use notify::Notify;
+pub use notify::{Broadcast, Notify};
 pub use outbound::{Frame, OutboundQueue, QueueError, MAX_WRITE_BATCH};
 
 use crate::message::Message;
@@ -151,6 +151,11 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: SlotGuard) {
     };
     let (key, session_present) = shard.install_session(&conn, connect.clean_session, session);
     shard.connections.borrow_mut().insert(conn_id, conn.clone());
+    if shard.is_shutting_down() {
+        // Shutdown began while the session was on its way: it closed the connections it
+        // knew, so close this one too.
+        conn.close(CloseReason::ShuttingDown);
+    }
     let mut connack = BytesMut::new();
     ConnAck {
         // MQTT 3.1 has no session-present flag.
@@ -405,10 +410,13 @@ impl Connection {
                     }
                 }
                 Wake::KeepAlive => match limit {
-                    Some(limit) if last_activity.elapsed() >= limit => {
-                        return CloseReason::KeepAliveTimeout
+                    Some(limit) => {
+                        let idle = last_activity.elapsed();
+                        if idle >= limit {
+                            return CloseReason::KeepAliveTimeout;
+                        }
+                        timer.reset(limit.saturating_sub(idle));
                     }
-                    Some(limit) => timer.reset(limit - last_activity.elapsed()),
                     None => timer.reset(Duration::from_secs(86_400 * 365)),
                 },
             }

@@ -43,3 +43,46 @@ impl Future for Notified<'_> {
         Poll::Pending
     }
 }
+
+/// Wakes every task of the same shard waiting for a condition to change (waiters re-check
+/// their condition after each wake-up). Each waiting task holds one waker slot at most.
+#[derive(Default, Debug)]
+pub struct Broadcast {
+    waiters: RefCell<Vec<Waker>>,
+}
+
+impl Broadcast {
+    /// Wakes every waiting task.
+    pub fn notify_all(&self) {
+        for waker in self.waiters.borrow_mut().drain(..) {
+            waker.wake();
+        }
+    }
+
+    /// Resolves at the next [`Broadcast::notify_all`].
+    pub fn wait(&self) -> Wait<'_> {
+        Wait {
+            broadcast: self,
+            registered: false,
+        }
+    }
+}
+
+/// Future returned by [`Broadcast::wait`].
+pub struct Wait<'a> {
+    broadcast: &'a Broadcast,
+    registered: bool,
+}
+
+impl Future for Wait<'_> {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.registered {
+            // Woken (or polled spuriously, which the caller's re-check absorbs).
+            return Poll::Ready(());
+        }
+        self.registered = true;
+        self.broadcast.waiters.borrow_mut().push(cx.waker().clone());
+        Poll::Pending
+    }
+}

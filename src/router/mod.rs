@@ -18,6 +18,7 @@ pub use retained::{RetainOutcome, RetainedStore};
 use crate::connection::Frame;
 use crate::message::Message;
 use crate::protocol::{EncodedPublish, QoS};
+use crate::session::FlowAction;
 use crate::shard::{Counters, SessionKey, Shard, ShardId, ShardMsg, ShardState};
 use crate::topic::TopicFilter;
 
@@ -70,15 +71,18 @@ impl Shard {
         self.deliver_local(&live).await;
     }
 
-    /// Hands a retained publish to its topic's owner core, which orders and replicates it.
+    /// Hands a retained publish to its topic's owner core, which orders and replicates it,
+    /// and waits until it has: a SUBSCRIBE made after the publisher's PUBACK then finds it.
     async fn retain(&self, message: Message) {
         let owner = self.owner_of(message.topic.as_bytes());
         if owner == self.id {
             self.apply_retained_as_owner(message);
         } else {
+            let (token, wait) = self.expect_acks(1);
             self.peers
-                .send(owner, ShardMsg::RetainRequest(message))
+                .send(owner, ShardMsg::RetainRequest { message, token })
                 .await;
+            self.wait_for_acks(token, wait, "retained publish").await;
         }
     }
 
@@ -202,7 +206,15 @@ impl Shard {
             conn.record_queued();
             for action in actions.drain(..) {
                 Counters::add(&self.counters.publish_sent, 1);
-                conn.send_flow_action(action, Some(encodings.get(qos)));
+                // The offer may first release older queued messages: only the offered one
+                // shares this fan-out's encoding.
+                let shared = match &action {
+                    FlowAction::Publish { message: sent, .. } if is_same(sent, message) => {
+                        Some(encodings.get(qos))
+                    }
+                    _ => None,
+                };
+                conn.send_flow_action(action, shared);
             }
         }
     }
@@ -211,35 +223,29 @@ impl Shard {
     pub async fn on_peer_message(&self, from: ShardId, msg: ShardMsg) {
         match msg {
             ShardMsg::Publish(message) => self.deliver_local(&message).await,
-            ShardMsg::Interest {
-                filter,
-                present,
-                token,
-            } => {
-                self.state
-                    .borrow_mut()
-                    .interest
-                    .set_remote(from, &filter, present);
-                if token != 0 {
-                    self.peers.post(from, ShardMsg::InterestAck { token });
-                }
+            ShardMsg::Interest { filter, present } => self
+                .state
+                .borrow_mut()
+                .interest
+                .set_remote(from, &filter, present),
+            ShardMsg::Barrier { token } => self.peers.post(from, ShardMsg::Ack { token }),
+            ShardMsg::Ack { token } => self.on_ack(token),
+            ShardMsg::RetainRequest { message, token } => {
+                self.apply_retained_as_owner(message);
+                // Posted after the replicas: every core that receives a later message from
+                // this one already holds the update.
+                self.peers.post(from, ShardMsg::Ack { token });
             }
-            ShardMsg::InterestAck { token } => self.on_interest_ack(token),
-            ShardMsg::RetainRequest(message) => self.apply_retained_as_owner(message),
             ShardMsg::RetainApply(message) => self.state.borrow_mut().retained.replicate(message),
             other => self.on_session_message(other),
         }
     }
+}
 
-    fn on_interest_ack(&self, token: u64) {
-        let mut waits = self.interest_waits.borrow_mut();
-        if let Some(wait) = waits.get(&token) {
-            let missing = wait.missing.get().saturating_sub(1);
-            wait.missing.set(missing);
-            if missing == 0 {
-                wait.done.notify();
-                waits.remove(&token);
-            }
-        }
-    }
+/// Whether `a` is the very message `b` (same shared topic and payload buffers), as opposed to
+/// an equal-looking one published separately.
+fn is_same(a: &Message, b: &Message) -> bool {
+    let same_bytes =
+        |x: &bytes::Bytes, y: &bytes::Bytes| x.as_ptr() == y.as_ptr() && x.len() == y.len();
+    same_bytes(a.topic.as_bytes(), b.topic.as_bytes()) && same_bytes(&a.payload, &b.payload)
 }

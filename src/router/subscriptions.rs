@@ -1,59 +1,32 @@
 //! Adding and removing a session's subscriptions on its core: the trie that local delivery
 //! matches against, and the interest announcements that let other cores forward to this one.
 
-use std::rc::Rc;
-use std::time::Duration;
-
 use crate::protocol::QoS;
-use crate::shard::{InterestWait, SessionKey, Shard, ShardMsg, ShardState};
+use crate::shard::{SessionKey, Shard, ShardMsg, ShardState};
 use crate::topic::TopicFilter;
 
-/// Longest a SUBSCRIBE waits for the other cores to record its new filters.
-const INTEREST_ACK_TIMEOUT: Duration = Duration::from_secs(5);
-
 impl Shard {
-    /// Subscribes session `key` to `filters` and answers once every other core knows about
-    /// the filters that are new to this core, so that a publish made anywhere after the SUBACK
-    /// reaches the subscriber.
+    /// Subscribes session `key` to `filters`, then waits for one acknowledged round trip with
+    /// every other core. Each core-to-core channel is FIFO, so once it returns every core has
+    /// recorded this core's filters (including ones announced by a concurrent SUBSCRIBE that
+    /// has not finished yet), and this core holds every retained update acknowledged before:
+    /// a publish made anywhere after the SUBACK reaches the subscriber, and the retained
+    /// messages it is sent are current.
     pub async fn subscribe(&self, key: SessionKey, filters: &[(TopicFilter, QoS)]) {
-        let mut new_filters = Vec::new();
         {
             let mut state = self.state.borrow_mut();
             for (filter, granted) in filters {
                 if add_subscription(&mut state, key, filter, *granted) {
-                    new_filters.push(filter.clone());
+                    self.announce(filter, true);
                 }
             }
         }
-        if new_filters.is_empty() || self.count == 1 {
+        if self.count == 1 {
             return;
         }
-        let token = self.new_token();
-        let wait = Rc::new(InterestWait::default());
-        wait.missing.set(new_filters.len() * (self.count - 1));
-        self.interest_waits.borrow_mut().insert(token, wait.clone());
-        for filter in new_filters {
-            self.peers.broadcast(|| ShardMsg::Interest {
-                filter: filter.clone(),
-                present: true,
-                token,
-            });
-        }
-        let acknowledged = futures_lite::future::or(
-            async {
-                wait.done.notified().await;
-                true
-            },
-            async {
-                glommio::timer::sleep(INTEREST_ACK_TIMEOUT).await;
-                false
-            },
-        )
-        .await;
-        if !acknowledged {
-            self.interest_waits.borrow_mut().remove(&token);
-            tracing::warn!("other cores did not acknowledge a subscription in time");
-        }
+        let (token, wait) = self.expect_acks(self.count - 1);
+        self.peers.broadcast(|| ShardMsg::Barrier { token });
+        self.wait_for_acks(token, wait, "subscription").await;
     }
 
     /// Removes session `key`'s subscription to `filter`; returns whether it existed.
@@ -112,7 +85,6 @@ impl Shard {
         self.peers.broadcast(|| ShardMsg::Interest {
             filter: filter.clone(),
             present,
-            token: 0,
         });
     }
 }

@@ -166,7 +166,8 @@ impl Shard {
         self.hand_over(client_id, to, session, clean_session);
     }
 
-    /// Sends `client_id`'s session to connection `to`; a clean-session claimant gets none.
+    /// Sends `client_id`'s session to connection `to`. A clean-session claimant gets none, and
+    /// nor does anyone get a clean session: it ended with its connection [MQTT-3.1.2-6].
     fn hand_over(
         &self,
         client_id: Arc<str>,
@@ -174,7 +175,7 @@ impl Shard {
         session: Option<Box<SessionState>>,
         clean_session: bool,
     ) {
-        let session = if clean_session { None } else { session };
+        let session = session.filter(|session| !clean_session && !session.clean_session);
         self.route_session_message(
             to.shard(),
             ShardMsg::Handover {
@@ -264,7 +265,7 @@ impl Shard {
         claimed: Option<Box<SessionState>>,
     ) -> (SessionKey, bool) {
         let (session, present) = match claimed {
-            Some(session) if !clean_session => (*session, true),
+            Some(session) if !clean_session && !session.clean_session => (*session, true),
             _ => (
                 SessionState::new(conn.client_id.clone(), clean_session, self.flow_limits()),
                 false,
@@ -350,9 +351,15 @@ impl Shard {
                     .sessions
                     .get(&key)
                     .is_some_and(|slot| slot.disconnected_at == Some(since));
-                if current && (expiration == 0 || since.elapsed().as_secs() < expiration) {
+                if !current {
+                    // The session came back or ended since: a stale entry.
+                    state.offline.pop_front();
+                    continue;
+                }
+                if expiration == 0 || since.elapsed().as_secs() < expiration {
                     break;
                 }
+                // The front entry is current and expired: pop_offline removes exactly it.
                 if let Some(released) = self.pop_offline(&mut state) {
                     expired.push(released);
                 }

@@ -37,23 +37,32 @@ pub enum ShardMsg {
     /// interest in a matching filter; per (publisher, topic) order is the channel's FIFO order.
     Publish(Message),
     /// The sender now has (`present`) or no longer has local subscribers for `filter`.
-    /// Answered with `InterestAck { token }` when `token` is not zero.
     Interest {
         /// The filter whose local subscriber count crossed zero.
         filter: TopicFilter,
         /// Whether the filter is now subscribed on the sender.
         present: bool,
-        /// Non-zero when the sender waits for the acknowledgement before answering SUBACK.
+    },
+    /// Answered with `Ack { token }` once everything the sender sent before it is processed.
+    /// A SUBSCRIBE waits for this from every core before its SUBACK: the other cores then
+    /// know its filters, and its core holds every retained update acknowledged before.
+    Barrier {
+        /// Identifies the waiting request.
         token: u64,
     },
-    /// The receiver has recorded the `Interest` message carrying `token`.
-    InterestAck {
-        /// The token of the acknowledged `Interest`.
+    /// Acknowledges a `Barrier` or a `RetainRequest`.
+    Ack {
+        /// The token of the acknowledged request.
         token: u64,
     },
     /// A retained publish, sent to the shard that owns the topic (by topic hash), which orders
-    /// every retained update of that topic and then replicates it.
-    RetainRequest(Message),
+    /// every retained update of that topic, replicates it, then answers `Ack { token }`.
+    RetainRequest {
+        /// The retained message (an empty payload deletes).
+        message: Message,
+        /// Identifies the waiting publisher.
+        token: u64,
+    },
     /// A retained update ordered by the topic's owner, applied to every shard's replica of the
     /// retained store. An empty payload deletes.
     RetainApply(Message),

@@ -28,6 +28,9 @@ use crate::router::{Interest, RetainedStore};
 use crate::session::{Directory, FlowAction, FlowLimits, SessionState};
 use crate::topic::SubscriptionTrie;
 
+/// Longest a request waits for other cores' acknowledgements.
+pub const ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Key of a session within its shard (never reused while the shard runs).
 pub type SessionKey = u64;
 
@@ -154,16 +157,16 @@ pub struct Shard {
     pub shutdown: Arc<AtomicBool>,
     /// Live connections of this core, so that shutdown can close them.
     pub connections: RefCell<AHashMap<ConnId, Rc<ConnHandle>>>,
-    /// Acknowledgements of interest announcements still awaited, by token.
-    pub interest_waits: RefCell<AHashMap<u64, Rc<InterestWait>>>,
+    /// Requests to other cores still awaiting acknowledgements, by token.
+    pub ack_waits: RefCell<AHashMap<u64, Rc<AckWait>>>,
     next_conn: Cell<u64>,
     next_token: Cell<u64>,
 }
 
-/// A SUBSCRIBE waiting until every other core has recorded its new filters, so that any
-/// publish started after the SUBACK reaches it whichever core the publisher is on.
+/// A request waiting for acknowledgements from other cores (a SUBSCRIBE's barrier, a retained
+/// publish waiting for its owner core).
 #[derive(Default)]
-pub struct InterestWait {
+pub struct AckWait {
     /// Acknowledgements still missing.
     pub missing: Cell<usize>,
     /// Woken when `missing` reaches zero.
@@ -188,7 +191,7 @@ impl Shard {
             counters: Counters::default(),
             shutdown,
             connections: RefCell::new(AHashMap::new()),
-            interest_waits: RefCell::new(AHashMap::new()),
+            ack_waits: RefCell::new(AHashMap::new()),
             next_conn: Cell::new(0),
             next_token: Cell::new(1),
         }
@@ -201,11 +204,53 @@ impl Shard {
         ConnId::new(self.id, seq)
     }
 
-    /// A new token for a request that expects an acknowledgement.
-    pub fn new_token(&self) -> u64 {
+    /// Registers a request that expects `count` acknowledgements; returns its token and the
+    /// wait to pass to [`Shard::wait_for_acks`].
+    pub fn expect_acks(&self, count: usize) -> (u64, Rc<AckWait>) {
         let token = self.next_token.get();
         self.next_token.set(token + 1);
-        token
+        let wait = Rc::new(AckWait::default());
+        wait.missing.set(count);
+        self.ack_waits.borrow_mut().insert(token, wait.clone());
+        (token, wait)
+    }
+
+    /// Waits for the acknowledgements of request `token`. Control messages are never dropped,
+    /// so they come unless a core has stopped; after `ACK_TIMEOUT` the caller goes on (and a
+    /// warning says so) rather than hold its client forever.
+    pub async fn wait_for_acks(&self, token: u64, wait: Rc<AckWait>, what: &str) {
+        if wait.missing.get() == 0 {
+            self.ack_waits.borrow_mut().remove(&token);
+            return;
+        }
+        let acknowledged = futures_lite::future::or(
+            async {
+                wait.done.notified().await;
+                true
+            },
+            async {
+                glommio::timer::sleep(ACK_TIMEOUT).await;
+                false
+            },
+        )
+        .await;
+        if !acknowledged {
+            self.ack_waits.borrow_mut().remove(&token);
+            tracing::warn!(what, "other cores did not acknowledge in time");
+        }
+    }
+
+    /// Counts one acknowledgement of request `token`.
+    pub fn on_ack(&self, token: u64) {
+        let mut waits = self.ack_waits.borrow_mut();
+        if let Some(wait) = waits.get(&token) {
+            let missing = wait.missing.get().saturating_sub(1);
+            wait.missing.set(missing);
+            if missing == 0 {
+                wait.done.notify();
+                waits.remove(&token);
+            }
+        }
     }
 
     /// Whether the broker is shutting down.

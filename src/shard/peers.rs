@@ -1,11 +1,14 @@
 //! The sending side of one shard's links to every other shard.
 //!
 //! Two ways to send, for two kinds of caller. A connection task awaits [`Peers::send`]: when a
-//! peer's channel is full the publisher waits, which is flow control towards the client that
-//! publishes. A task that receives from peers must never wait on a peer (two shards waiting on
-//! each other's full channels would deadlock, glommio issue 555), so it uses [`Peers::post`],
-//! which never blocks: it hands the message to the channel or, when that is full, to a bounded
-//! per-peer backlog drained by a dedicated sender task.
+//! peer's channel is full, or messages are already waiting for it, the publisher waits behind
+//! them, which is flow control towards the client that publishes (its PUBACK waits too) and
+//! keeps this core's messages to a peer in one order. A task that receives from peers must
+//! never wait on a peer (two shards waiting on each other's full channels would deadlock,
+//! glommio issue 555), so it uses [`Peers::post`], which never blocks: it hands the message to
+//! the channel or, when that is full, to a per-peer backlog drained by a dedicated sender task.
+//! Only control traffic is posted (interest, acknowledgements, session hand-overs, retained
+//! replicas), whose volume follows what clients do and which must never be lost.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -15,12 +18,13 @@ use glommio::channels::channel_mesh::Senders;
 use glommio::{GlommioError, ResourceType};
 
 use super::message::{ShardId, ShardMsg};
-use crate::connection::Notify;
+use crate::connection::{Broadcast, Notify};
 
 /// Messages one peer's backlog may hold before further posted messages are dropped (and
-/// counted). Posted messages are control traffic and forwarded retained updates, so reaching
-/// this means a peer has stopped draining its channel altogether.
-pub const MAX_BACKLOG: usize = 65_536;
+/// counted). Publishes never enter the backlog, and control traffic follows client actions
+/// that are themselves flow-controlled, so reaching this means a peer has stopped draining
+/// its channel altogether.
+pub const MAX_BACKLOG: usize = 1 << 20;
 
 /// The links of one shard to the others.
 pub struct Peers {
@@ -30,6 +34,8 @@ pub struct Peers {
     wake: Vec<Notify>,
     /// Per peer: the drainer holds a message it is still waiting to hand to the channel.
     draining: Vec<Cell<bool>>,
+    /// Per peer: woken when the backlog has emptied, for senders waiting behind it.
+    drained: Vec<Broadcast>,
     dropped: Cell<u64>,
 }
 
@@ -42,6 +48,7 @@ impl Peers {
             backlogs: RefCell::new((0..count).map(|_| VecDeque::new()).collect()),
             wake: (0..count).map(|_| Notify::default()).collect(),
             draining: (0..count).map(|_| Cell::new(false)).collect(),
+            drained: (0..count).map(|_| Broadcast::default()).collect(),
             dropped: Cell::new(0),
         }
     }
@@ -51,19 +58,18 @@ impl Peers {
         (0..self.wake.len()).filter(move |&peer| peer != self.me)
     }
 
-    /// Sends to `to`, waiting while its channel is full. For connection tasks only.
+    /// Sends to `to`, waiting while its channel is full or messages are queued for it. For
+    /// connection tasks only.
     pub async fn send(&self, to: ShardId, msg: ShardMsg) {
         let Some(senders) = &self.senders else {
             return;
         };
-        let nothing_ahead = self.backlogs.borrow()[to].is_empty() && !self.draining[to].get();
-        if nothing_ahead {
-            if senders.send_to(to, msg).await.is_err() {
-                tracing::debug!(peer = to, "peer channel closed");
-            }
-        } else {
-            // Keep this shard's messages to `to` in one order: behind the backlog.
-            self.post(to, msg);
+        // Wait behind what is queued, so that this core's messages to `to` keep one order.
+        while !self.backlogs.borrow()[to].is_empty() || self.draining[to].get() {
+            self.drained[to].wait().await;
+        }
+        if senders.send_to(to, msg).await.is_err() {
+            tracing::debug!(peer = to, "peer channel closed");
         }
     }
 
@@ -86,8 +92,15 @@ impl Peers {
             msg
         };
         if backlog.len() >= MAX_BACKLOG {
-            self.dropped.set(self.dropped.get() + 1);
-            tracing::error!(peer = to, "cross-core backlog full: message dropped");
+            let dropped = self.dropped.get() + 1;
+            self.dropped.set(dropped);
+            if dropped.is_power_of_two() {
+                tracing::error!(
+                    peer = to,
+                    dropped,
+                    "cross-core backlog full: messages dropped"
+                );
+            }
             return;
         }
         backlog.push_back(msg);
@@ -122,7 +135,10 @@ impl Peers {
                         return;
                     }
                 }
-                None => self.wake[to].notified().await,
+                None => {
+                    self.drained[to].notify_all();
+                    self.wake[to].notified().await;
+                }
             }
         }
     }
