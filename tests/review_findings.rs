@@ -188,7 +188,7 @@ fn spawn_recorder(mut conn: RawClient, seen: Seen, stop: Arc<AtomicBool>) -> Joi
 /// go to a core where no session matches any more, or nowhere, and are lost. (With one core
 /// the claim completes within one poll and nothing is lost.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn qos1_messages_are_not_lost_while_a_persistent_session_moves_between_cores() {
+async fn qos1_messages_are_not_lost_while_a_persistent_client_reconnects_on_another_core() {
     const MESSAGES: u32 = 6000;
     const MAX_TAKEOVERS: usize = 200;
     let broker = Broker::with_config(

@@ -177,7 +177,19 @@ async fn takeover_across_cores_closes_the_old_connection_and_keeps_the_session()
         let unacked = first.next_publish("delivery before the takeover").await;
 
         let (mut second, present) = connect_persistent(broker.port, &id, true).await;
-        let second_core = broker.core_of_nth(&id, 1, LOG_TIMEOUT);
+        // The session stays on its core: a second connection accepted elsewhere is handed
+        // there. `accepted_core` is the core whose listener accepted it.
+        let second_line = broker
+            .wait_event_nth("client connected", &id, 1, LOG_TIMEOUT)
+            .expect("connect line of the second connection");
+        let second_core: usize = field(&second_line, "accepted_core")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("accepted_core=K in {second_line}"));
+        assert_eq!(
+            broker.core_of_nth(&id, 1, LOG_TIMEOUT),
+            first_core,
+            "served on the session's core: {second_line}"
+        );
         cores_seen.push((first_core, second_core));
         assert!(
             first.wait_closed(Duration::from_secs(5)).await.is_some(),

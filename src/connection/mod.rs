@@ -12,6 +12,7 @@ mod outbound;
 mod stream;
 
 use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -33,7 +34,7 @@ use crate::protocol::{
     ProtocolVersion, Publish, QoS, SubAck, SubAckReturnCode, Subscribe, Unsubscribe,
 };
 use crate::session::{FlowAction, FlowError, OutgoingFlow};
-use crate::shard::{Claimed, SessionKey, Shard};
+use crate::shard::{Adoption, Grant, SessionKey, Shard, ShardMsg};
 use stream::{ReadHalf, WriteHalf};
 
 /// Longest wait for the CONNECT packet after a connection is accepted.
@@ -57,6 +58,7 @@ pub struct ConnectionSlots {
 }
 
 /// Holds one of a listener's connection slots; gives it back when dropped.
+#[derive(Debug)]
 pub struct SlotGuard {
     open: Arc<AtomicUsize>,
     /// Whether the connection exceeded the cap (it is then refused after its CONNECT).
@@ -125,21 +127,47 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: SlotGuard) {
         Arc::from(connect.client_id.as_str())
     };
     let conn_id = shard.new_conn_id();
-    let limits = &shard.config.limits;
-    let conn = Rc::new(ConnHandle::new(
-        conn_id,
-        client_id.clone(),
-        connect.protocol,
-        limits.max_queued_messages,
-        limits.max_queued_bytes,
-    ));
-
-    let claimed = shard
+    let grant = shard
         .claim_session(client_id.clone(), conn_id, connect.clean_session)
         .await;
-    let session = match claimed {
-        Some(Claimed::Session(session)) => session,
-        Some(Claimed::Superseded) => {
+    let resume = match grant {
+        Some(Grant::New) => false,
+        Some(Grant::Resume(holder)) if holder == shard.id => true,
+        Some(Grant::Resume(holder)) => {
+            // The session lives on another core: the connection goes there.
+            match reader.duplicate_socket() {
+                Ok(socket) => {
+                    drop(reader);
+                    drop(writer);
+                    let adoption = Adoption {
+                        client_id,
+                        conn: conn_id,
+                        socket,
+                        buffered: buf,
+                        connect,
+                        addr,
+                        slot,
+                    };
+                    shard
+                        .peers
+                        .send(holder, ShardMsg::Adopt(Box::new(adoption)))
+                        .await;
+                }
+                Err(error) => {
+                    tracing::warn!(%addr, %client_id, %error, "cannot hand the connection to its session's core");
+                    shard.peers.post(
+                        holder,
+                        ShardMsg::Abandon {
+                            client_id,
+                            conn: conn_id,
+                        },
+                    );
+                    refuse(&mut writer, ConnectReturnCode::ServerUnavailable).await;
+                }
+            }
+            return;
+        }
+        Some(Grant::Superseded) => {
             tracing::info!(%addr, %client_id, "connection superseded by a newer one with the same client id");
             return;
         }
@@ -149,11 +177,86 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: SlotGuard) {
             return;
         }
     };
-    let (key, session_present) = shard.install_session(&conn, connect.clean_session, session);
+    establish(
+        shard,
+        Established {
+            reader,
+            writer,
+            buf,
+            connect,
+            client_id,
+            conn_id,
+            addr,
+            slot,
+            resume,
+        },
+    )
+    .await;
+}
+
+/// Serves a connection accepted by another core and handed to this one, which holds its
+/// session.
+pub async fn serve_adopted(shard: Rc<Shard>, adoption: Adoption) {
+    // SAFETY: the descriptor is owned by the adoption and handed over whole; nothing else
+    // uses or closes it.
+    let stream = unsafe { TcpStream::from_raw_fd(adoption.socket.into_raw_fd()) };
+    let (reader, writer) = stream::split(stream);
+    establish(
+        shard,
+        Established {
+            reader,
+            writer,
+            buf: adoption.buffered,
+            connect: adoption.connect,
+            client_id: adoption.client_id,
+            conn_id: adoption.conn,
+            addr: adoption.addr,
+            slot: adoption.slot,
+            resume: true,
+        },
+    )
+    .await;
+}
+
+/// A connection whose CONNECT was accepted, about to be bound to its session.
+struct Established {
+    reader: ReadHalf,
+    writer: WriteHalf,
+    buf: BytesMut,
+    connect: Box<Connect>,
+    client_id: Arc<str>,
+    conn_id: crate::shard::ConnId,
+    addr: SocketAddr,
+    slot: SlotGuard,
+    resume: bool,
+}
+
+/// Binds the connection to its session, answers CONNACK and serves it until it ends.
+async fn establish(shard: Rc<Shard>, established: Established) {
+    let Established {
+        mut reader,
+        writer,
+        buf,
+        connect,
+        client_id,
+        conn_id,
+        addr,
+        slot,
+        resume,
+    } = established;
+    let limits = &shard.config.limits;
+    let conn = Rc::new(ConnHandle::new(
+        conn_id,
+        client_id.clone(),
+        connect.protocol,
+        limits.max_queued_messages,
+        limits.max_queued_bytes,
+    ));
+    let (key, session_present) = shard.install_session(&conn, connect.clean_session, resume);
     shard.connections.borrow_mut().insert(conn_id, conn.clone());
     if shard.is_shutting_down() {
-        // Shutdown began while the session was on its way: it closed the connections it
-        // knew, so close this one too.
+        // Shutdown began while the claim was under way: it closed the connections it knew,
+        // so close this one too.
         conn.close(CloseReason::ShuttingDown);
     }
     let mut connack = BytesMut::new();
@@ -171,6 +274,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: SlotGuard) {
             client_id = %client_id,
             %addr,
             core = shard.id,
+            accepted_core = conn_id.shard(),
             protocol = %connect.protocol.as_str(),
             clean_session = connect.clean_session,
             keep_alive = connect.keep_alive,
@@ -188,7 +292,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: SlotGuard) {
         addr,
     };
     let reason = connection
-        .run(&mut reader, buf, connect.keep_alive, max_packet_size)
+        .run(&mut reader, buf, connect.keep_alive, limits.max_packet_size)
         .await;
     connection.finish(reason, writer_task).await;
     drop(slot);

@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -25,6 +26,18 @@ fn busy() -> io::Error {
 
 /// The receiving half.
 pub struct ReadHalf(Rc<RefCell<TcpStream>>);
+
+impl ReadHalf {
+    /// A second descriptor for the socket, so that it outlives this stream (to hand the
+    /// connection to another core).
+    pub fn duplicate_socket(&self) -> io::Result<OwnedFd> {
+        let stream = self.0.try_borrow().map_err(|_| busy())?;
+        // SAFETY: the descriptor belongs to `stream`, which is alive for this whole call;
+        // it is only duplicated, not taken.
+        let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+        fd.try_clone_to_owned()
+    }
+}
 
 /// The sending half.
 pub struct WriteHalf(Rc<RefCell<TcpStream>>);

@@ -54,26 +54,6 @@ impl Shard {
         }
     }
 
-    /// Puts every subscription session `key` already lists into this core's trie and
-    /// interest (after a takeover brought the session here).
-    pub fn attach_subscriptions(&self, state: &mut ShardState, key: SessionKey) {
-        let filters: Vec<(TopicFilter, QoS)> = match state.sessions.get(&key) {
-            Some(slot) => slot
-                .state
-                .subscriptions
-                .iter()
-                .map(|(filter, qos)| (filter.clone(), *qos))
-                .collect(),
-            None => return,
-        };
-        for (filter, granted) in filters {
-            state.subscriptions.insert(&filter, key, granted);
-            if state.interest.add_local(&filter) {
-                self.announce(&filter, true);
-            }
-        }
-    }
-
     fn forget_subscription(&self, state: &mut ShardState, key: SessionKey, filter: &TopicFilter) {
         state.subscriptions.remove(filter, key);
         if state.interest.remove_local(filter) {

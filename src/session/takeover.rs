@@ -1,14 +1,21 @@
-//! Who holds each session across cores, and how a session moves when its client connects
-//! again, on this core or another.
+//! Who holds each session across cores, and what happens when its client connects again.
 //!
-//! Every client id has an owner core (by hash) that keeps one [`Directory`] entry: the
-//! connection that last claimed the session. A new connection sends `Claim` to the owner; the
-//! owner records it and sends `Evict` to the core of the previous connection, which closes that
-//! connection (reason: session taken over), takes the session out of its trie and sends it in a
-//! `Handover` to the new connection's core. Messages between two cores are ordered, and the
-//! owner handles claims one at a time, so two racing connections are serialised: the later
-//! claim evicts the earlier even while the session is still on its way to it (the session is
-//! then forwarded on arrival).
+//! A session never moves between cores: its subscriptions stay in its core's trie from the
+//! first SUBSCRIBE to the session's end, so no message published meanwhile can miss it. When a
+//! client reconnects on another core, its *connection* moves instead: the new core hands the
+//! socket (and the bytes already read from it) to the session's core, which adopts it.
+//!
+//! Every client id has an owner core (by hash) whose [`Directory`] records which core holds
+//! the session and serialises connections claiming it, one at a time:
+//! 1. `Claim` (new connection's core to the owner). If a claim for the id is already under
+//!    way, the new one waits (the one waiting before it, if any, is superseded).
+//! 2. With no session anywhere, the owner answers `Grant(New)`. Otherwise it sends `Evict` to
+//!    the holder, which closes the old connection (reason: session taken over) and either ends
+//!    the session (a clean one, or a clean-session claimant) and answers `Grant(New)`, or
+//!    reserves it for the claimant and answers `Grant(Resume(holder))`.
+//! 3. The claimant installs a new session, resumes a reserved one on its own core, or sends
+//!    its socket to the holder in `Adopt`. Whoever binds the session answers the owner with
+//!    `Settled`, which ends the claim and starts the next one waiting.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -19,39 +26,51 @@ use ahash::AHashMap;
 use super::SessionState;
 use crate::connection::{CloseReason, ConnHandle};
 use crate::shard::{
-    Claimed, ConnId, PendingConnect, SessionKey, SessionSlot, Shard, ShardId, ShardMsg, ShardState,
+    ConnId, Grant, PendingConnect, SessionKey, SessionSlot, Shard, ShardId, ShardMsg, ShardState,
 };
 
-/// Longest a CONNECT waits for its session to arrive from another core.
+/// Longest a CONNECT waits for its claim on the session to be granted.
 const CLAIM_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// For the client ids this core owns: the connection that last claimed each one's session.
+/// What the owner core knows of one client id.
+#[derive(Default)]
+struct Entry {
+    /// The core holding the session and the connection that last bound it.
+    holder: Option<(ShardId, ConnId)>,
+    /// The claim under way, if any.
+    busy: Option<ConnId>,
+    /// The claim waiting for it (a later one supersedes it): connection, clean session.
+    queued: Option<(ConnId, bool)>,
+}
+
+/// For the client ids this core owns (by hash): where each session is, and the claims on it.
+/// An entry lives as long as its session or a claim on it.
 #[derive(Default)]
 pub struct Directory {
-    holders: AHashMap<Arc<str>, ConnId>,
+    entries: AHashMap<Arc<str>, Entry>,
 }
 
 impl Directory {
-    /// Client ids with a session somewhere.
+    /// Client ids with a session or a claim.
     pub fn len(&self) -> usize {
-        self.holders.len()
+        self.entries.len()
     }
 
-    /// Whether no session is known.
+    /// Whether no client id is known.
     pub fn is_empty(&self) -> bool {
-        self.holders.is_empty()
+        self.entries.is_empty()
     }
 }
 
 impl Shard {
     /// Claims `client_id`'s session for connection `conn` of this core and waits for the
-    /// outcome. `None` when no answer came in time.
+    /// outcome; `None` when none came in time.
     pub async fn claim_session(
         &self,
         client_id: Arc<str>,
         conn: ConnId,
         clean_session: bool,
-    ) -> Option<Claimed> {
+    ) -> Option<Grant> {
         let pending = Rc::new(PendingConnect::default());
         self.state
             .borrow_mut()
@@ -70,10 +89,7 @@ impl Shard {
             glommio::timer::sleep(CLAIM_TIMEOUT).await;
         })
         .await;
-        let mut state = self.state.borrow_mut();
-        state.pending.remove(&conn);
-        state.forwards.remove(&conn);
-        drop(state);
+        self.state.borrow_mut().pending.remove(&conn);
         let outcome = pending.result.borrow_mut().take();
         outcome
     }
@@ -86,204 +102,281 @@ impl Shard {
         }
     }
 
-    /// Handles the session-directory messages (`Claim`, `Evict`, `Handover`, `Released`).
+    fn tell_owner(&self, client_id: &Arc<str>, msg: ShardMsg) {
+        let owner = self.owner_of(client_id.as_bytes());
+        self.route_session_message(owner, msg);
+    }
+
+    /// Handles the session-directory messages.
     pub fn on_session_message(&self, msg: ShardMsg) {
         match msg {
             ShardMsg::Claim {
                 client_id,
                 conn,
                 clean_session,
-            } => {
-                let previous = self
-                    .state
-                    .borrow_mut()
-                    .directory
-                    .holders
-                    .insert(client_id.clone(), conn);
-                let (to, msg) = match previous {
-                    None => (
-                        conn.shard(),
-                        ShardMsg::Handover {
-                            client_id,
-                            to: conn,
-                            session: None,
-                        },
-                    ),
-                    Some(from) => (
-                        from.shard(),
-                        ShardMsg::Evict {
-                            client_id,
-                            from,
-                            to: conn,
-                            clean_session,
-                        },
-                    ),
-                };
-                self.route_session_message(to, msg);
-            }
+            } => self.on_claim(client_id, conn, clean_session),
             ShardMsg::Evict {
                 client_id,
-                from,
                 to,
                 clean_session,
-            } => self.on_evict(client_id, from, to, clean_session),
-            ShardMsg::Handover {
+            } => self.on_evict(client_id, to, clean_session),
+            ShardMsg::Grant {
                 client_id,
                 to,
-                session,
-            } => self.on_handover(client_id, to, session),
+                grant,
+            } => self.on_grant(client_id, to, grant),
+            ShardMsg::Abandon { client_id, conn } => self.unreserve(client_id, conn),
+            ShardMsg::Settled {
+                client_id,
+                conn,
+                holder,
+            } => self.on_settled(client_id, conn, holder),
             ShardMsg::Released { client_id, conn } => {
                 let mut state = self.state.borrow_mut();
-                if state.directory.holders.get(&client_id) == Some(&conn) {
-                    state.directory.holders.remove(&client_id);
+                let ends = state
+                    .directory
+                    .entries
+                    .get(&client_id)
+                    .is_some_and(|entry| {
+                        entry.busy.is_none() && entry.holder.map(|(_, held)| held) == Some(conn)
+                    });
+                if ends {
+                    state.directory.entries.remove(&client_id);
                 }
             }
             other => tracing::error!(?other, "not a session message"),
         }
     }
 
-    fn on_evict(&self, client_id: Arc<str>, from: ConnId, to: ConnId, clean_session: bool) {
+    /// Owner: a connection wants the session; start its claim or queue it behind the one under way.
+    fn on_claim(&self, client_id: Arc<str>, conn: ConnId, clean_session: bool) {
         let mut state = self.state.borrow_mut();
-        if let Some(pending) = state.pending.get(&from).cloned() {
-            // The previous claim is still waiting here: forward its session when it comes, or
-            // now if it already came and the connection has not picked it up yet.
-            let arrived = pending.result.borrow_mut().replace(Claimed::Superseded);
-            match arrived {
-                Some(Claimed::Session(session)) => {
-                    pending.ready.notify();
-                    drop(state);
-                    self.hand_over(client_id, to, session, clean_session);
-                }
-                _ => {
-                    *pending.result.borrow_mut() = None;
-                    state.forwards.insert(from, (to, clean_session));
-                }
+        let entry = state
+            .directory
+            .entries
+            .entry(client_id.clone())
+            .or_default();
+        if entry.busy.is_some() {
+            let superseded = entry.queued.replace((conn, clean_session));
+            drop(state);
+            if let Some((old, _)) = superseded {
+                self.grant(client_id, old, Grant::Superseded);
             }
             return;
         }
-        let session = self.take_session(&mut state, &client_id);
+        entry.busy = Some(conn);
+        let holder = entry.holder;
         drop(state);
-        self.hand_over(client_id, to, session, clean_session);
+        self.start_claim(client_id, conn, clean_session, holder);
     }
 
-    /// Sends `client_id`'s session to connection `to`. A clean-session claimant gets none, and
-    /// nor does anyone get a clean session: it ended with its connection [MQTT-3.1.2-6].
-    fn hand_over(
+    fn start_claim(
         &self,
         client_id: Arc<str>,
-        to: ConnId,
-        session: Option<Box<SessionState>>,
+        conn: ConnId,
         clean_session: bool,
+        holder: Option<(ShardId, ConnId)>,
     ) {
-        let session = session.filter(|session| !clean_session && !session.clean_session);
+        match holder {
+            None => self.grant(client_id, conn, Grant::New),
+            Some((shard, _)) => self.route_session_message(
+                shard,
+                ShardMsg::Evict {
+                    client_id,
+                    to: conn,
+                    clean_session,
+                },
+            ),
+        }
+    }
+
+    fn grant(&self, client_id: Arc<str>, to: ConnId, grant: Grant) {
         self.route_session_message(
             to.shard(),
-            ShardMsg::Handover {
+            ShardMsg::Grant {
                 client_id,
                 to,
-                session,
+                grant,
             },
         );
     }
 
-    fn on_handover(&self, client_id: Arc<str>, to: ConnId, session: Option<Box<SessionState>>) {
+    /// Holder: close the session's connection, then end the session or reserve it for `to`.
+    fn on_evict(&self, client_id: Arc<str>, to: ConnId, clean_session: bool) {
         let mut state = self.state.borrow_mut();
-        if let Some((next, clean_session)) = state.forwards.remove(&to) {
-            if let Some(pending) = state.pending.get(&to) {
-                *pending.result.borrow_mut() = Some(Claimed::Superseded);
-                pending.ready.notify();
-            }
+        let Some(&key) = state.by_client_id.get(&client_id) else {
             drop(state);
-            self.hand_over(client_id, next, session, clean_session);
+            self.grant(client_id, to, Grant::New);
             return;
+        };
+        let Some(slot) = state.sessions.get_mut(&key) else {
+            drop(state);
+            self.grant(client_id, to, Grant::New);
+            return;
+        };
+        if let Some(conn) = slot.conn.take() {
+            conn.close(CloseReason::TakenOver);
         }
-        if let Some(pending) = state.pending.get(&to) {
-            *pending.result.borrow_mut() = Some(Claimed::Session(session));
+        let was_offline = slot.disconnected_at.take().is_some();
+        // A clean session ends with its connection, and a clean claimant discards the old
+        // session [MQTT-3.1.2-6].
+        let ends = clean_session || slot.state.clean_session;
+        slot.last_conn = to;
+        if was_offline {
+            state.offline_count -= 1;
+        }
+        let grant = if ends {
+            self.remove_session(&mut state, key);
+            Grant::New
+        } else {
+            Grant::Resume(self.id)
+        };
+        drop(state);
+        self.grant(client_id, to, grant);
+    }
+
+    /// Claimant's core: the claim's outcome, for the connection waiting for it (if it still is).
+    fn on_grant(&self, client_id: Arc<str>, to: ConnId, grant: Grant) {
+        let pending = self.state.borrow().pending.get(&to).cloned();
+        if let Some(pending) = pending {
+            *pending.result.borrow_mut() = Some(grant);
             pending.ready.notify();
             return;
         }
-        // The connection stopped waiting: keep a persistent session here, offline, so that
-        // nothing it held is lost; anything else ends now.
-        match session {
-            Some(session) if !session.clean_session => {
-                let key = state.new_session_key();
-                let now = Instant::now();
-                state.sessions.insert(
-                    key,
-                    SessionSlot {
-                        state: *session,
-                        conn: None,
-                        last_conn: to,
-                        disconnected_at: Some(now),
-                    },
-                );
-                state.by_client_id.insert(client_id, key);
-                state.offline.push_back((key, now));
-                state.offline_count += 1;
-                self.attach_subscriptions(&mut state, key);
-            }
-            _ => {
+        // The connection stopped waiting: give back what was granted so the claim ends.
+        match grant {
+            Grant::New => self.tell_owner(
+                &client_id.clone(),
+                ShardMsg::Settled {
+                    client_id,
+                    conn: to,
+                    holder: None,
+                },
+            ),
+            Grant::Resume(holder) if holder == self.id => self.unreserve(client_id, to),
+            Grant::Resume(holder) => self.peers.post(
+                holder,
+                ShardMsg::Abandon {
+                    client_id,
+                    conn: to,
+                },
+            ),
+            Grant::Superseded => {}
+        }
+    }
+
+    /// Holder: a session reserved for `conn` will not be bound after all; it waits offline.
+    fn unreserve(&self, client_id: Arc<str>, conn: ConnId) {
+        let mut state = self.state.borrow_mut();
+        let key = state.by_client_id.get(&client_id).copied();
+        let reserved = key.and_then(|key| {
+            let slot = state.sessions.get_mut(&key)?;
+            (slot.last_conn == conn && slot.conn.is_none() && slot.disconnected_at.is_none()).then(
+                || {
+                    let now = Instant::now();
+                    slot.disconnected_at = Some(now);
+                    (key, now)
+                },
+            )
+        });
+        if let Some(entry) = reserved {
+            state.offline.push_back(entry);
+            state.offline_count += 1;
+        }
+        drop(state);
+        let holder = reserved.map(|_| self.id);
+        self.tell_owner(
+            &client_id.clone(),
+            ShardMsg::Settled {
+                client_id,
+                conn,
+                holder,
+            },
+        );
+    }
+
+    /// Owner: a claim ended; record where the session is and start the next claim waiting.
+    fn on_settled(&self, client_id: Arc<str>, conn: ConnId, holder: Option<ShardId>) {
+        let mut state = self.state.borrow_mut();
+        let Some(entry) = state.directory.entries.get_mut(&client_id) else {
+            return;
+        };
+        if entry.busy != Some(conn) {
+            return;
+        }
+        entry.busy = None;
+        entry.holder = holder.map(|shard| (shard, conn));
+        match entry.queued.take() {
+            Some((next, clean_session)) => {
+                entry.busy = Some(next);
+                let holder = entry.holder;
                 drop(state);
-                self.release(client_id, to);
+                self.start_claim(client_id, next, clean_session, holder);
+            }
+            None => {
+                if entry.holder.is_none() {
+                    state.directory.entries.remove(&client_id);
+                }
             }
         }
     }
 
-    /// Tells the owner of `client_id` that the session last held by `conn` is gone.
-    fn release(&self, client_id: Arc<str>, conn: ConnId) {
-        let owner = self.owner_of(client_id.as_bytes());
-        self.route_session_message(owner, ShardMsg::Released { client_id, conn });
-    }
-
-    /// Removes `client_id`'s session from this core (closing its connection, if any) and
-    /// returns it.
-    fn take_session(
-        &self,
-        state: &mut ShardState,
-        client_id: &Arc<str>,
-    ) -> Option<Box<SessionState>> {
-        let key = *state.by_client_id.get(client_id)?;
-        self.detach_subscriptions(state, key);
-        state.by_client_id.remove(client_id);
-        let slot = state.sessions.remove(&key)?;
-        if slot.disconnected_at.is_some() {
-            state.offline_count -= 1;
-        }
-        if let Some(conn) = &slot.conn {
-            conn.close(CloseReason::TakenOver);
-        }
-        Some(Box::new(slot.state))
-    }
-
-    /// Binds a session to connection `conn`: the claimed one when the client asked to keep
-    /// its session, else a new one. Returns the session's key and the CONNACK's
-    /// `session present` flag.
+    /// Binds connection `conn` to its session on this core: the reserved one when `resume`
+    /// (a takeover granted `Resume`), else a new one. Tells the owner the claim is settled.
+    /// Returns the session's key and the CONNACK's `session present` flag.
     pub fn install_session(
         &self,
         conn: &Rc<ConnHandle>,
         clean_session: bool,
-        claimed: Option<Box<SessionState>>,
+        resume: bool,
     ) -> (SessionKey, bool) {
-        let (session, present) = match claimed {
-            Some(session) if !clean_session && !session.clean_session => (*session, true),
-            _ => (
-                SessionState::new(conn.client_id.clone(), clean_session, self.flow_limits()),
-                false,
-            ),
-        };
         let mut state = self.state.borrow_mut();
-        let key = state.new_session_key();
-        state.sessions.insert(
-            key,
-            SessionSlot {
-                state: session,
-                conn: Some(conn.clone()),
-                last_conn: conn.id,
-                disconnected_at: None,
+        let reserved = state
+            .by_client_id
+            .get(&conn.client_id)
+            .copied()
+            .filter(|key| {
+                state
+                    .sessions
+                    .get(key)
+                    .is_some_and(|slot| slot.last_conn == conn.id && slot.conn.is_none())
+            });
+        let (key, present) = match reserved {
+            Some(key) if resume => {
+                if let Some(slot) = state.sessions.get_mut(&key) {
+                    slot.conn = Some(conn.clone());
+                }
+                (key, true)
+            }
+            _ => {
+                if let Some(stale) = state.by_client_id.get(&conn.client_id).copied() {
+                    self.remove_session(&mut state, stale);
+                }
+                let key = state.new_session_key();
+                let session =
+                    SessionState::new(conn.client_id.clone(), clean_session, self.flow_limits());
+                state.sessions.insert(
+                    key,
+                    SessionSlot {
+                        state: session,
+                        conn: Some(conn.clone()),
+                        last_conn: conn.id,
+                        disconnected_at: None,
+                    },
+                );
+                state.by_client_id.insert(conn.client_id.clone(), key);
+                (key, false)
+            }
+        };
+        drop(state);
+        self.tell_owner(
+            &conn.client_id,
+            ShardMsg::Settled {
+                client_id: conn.client_id.clone(),
+                conn: conn.id,
+                holder: Some(self.id),
             },
         );
-        state.by_client_id.insert(conn.client_id.clone(), key);
-        self.attach_subscriptions(&mut state, key);
         (key, present)
     }
 
@@ -317,7 +410,7 @@ impl Shard {
             let client_id = slot.state.client_id.clone();
             self.remove_session(&mut state, key);
             drop(state);
-            self.release(client_id, conn);
+            self.tell_owner(&client_id.clone(), ShardMsg::Released { client_id, conn });
             return;
         }
         let now = Instant::now();
@@ -338,6 +431,10 @@ impl Shard {
             tracing::warn!(%client_id, "offline session dropped: max_offline_sessions reached");
             self.release(client_id, last_conn);
         }
+    }
+
+    fn release(&self, client_id: Arc<str>, conn: ConnId) {
+        self.tell_owner(&client_id.clone(), ShardMsg::Released { client_id, conn });
     }
 
     /// Ends the offline sessions older than `persistent_client_expiration`; run periodically.
@@ -395,7 +492,6 @@ impl Shard {
                 continue;
             }
             let slot = self.remove_session(state, key)?;
-            state.offline_count -= 1;
             return Some((slot.state.client_id, slot.last_conn));
         }
         None
@@ -404,6 +500,9 @@ impl Shard {
     fn remove_session(&self, state: &mut ShardState, key: SessionKey) -> Option<SessionSlot> {
         self.detach_subscriptions(state, key);
         let slot = state.sessions.remove(&key)?;
+        if slot.disconnected_at.is_some() {
+            state.offline_count -= 1;
+        }
         if state.by_client_id.get(&slot.state.client_id) == Some(&key) {
             state.by_client_id.remove(&slot.state.client_id);
         }

@@ -17,7 +17,7 @@ use thiserror::Error;
 
 use super::{Peers, Shard, ShardMsg};
 use crate::config::Config;
-use crate::connection::{CloseReason, ConnectionSlots};
+use crate::connection::{self, CloseReason, ConnectionSlots};
 use crate::listener;
 
 /// Capacity of each shard-to-shard channel, in messages.
@@ -369,7 +369,16 @@ async fn run_shard(
             let shard = shard.clone();
             glommio::spawn_local(async move {
                 while let Some(msg) = stream.next().await {
-                    shard.on_peer_message(peer, msg).await;
+                    match msg {
+                        ShardMsg::Adopt(adoption) => {
+                            glommio::spawn_local(connection::serve_adopted(
+                                shard.clone(),
+                                *adoption,
+                            ))
+                            .detach();
+                        }
+                        msg => shard.on_peer_message(peer, msg).await,
+                    }
                 }
             })
             .detach();

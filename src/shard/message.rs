@@ -4,10 +4,15 @@
 //! lock-free mesh channels. Each variant is small: payloads travel as `bytes::Bytes`, so a
 //! message crossing cores shares its payload with the publisher's core instead of copying it.
 
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
+use bytes::BytesMut;
+
+use crate::connection::SlotGuard;
 use crate::message::Message;
-use crate::session::SessionState;
+use crate::protocol::Connect;
 use crate::topic::TopicFilter;
 
 /// Index of a shard (one glommio executor, one core) in the mesh.
@@ -72,35 +77,84 @@ pub enum ShardMsg {
         client_id: Arc<str>,
         /// The connection that wants it.
         conn: ConnId,
-        /// Whether the new connection asked for a clean session (the old one is then discarded).
+        /// Whether the new connection asked for a clean session (the old one is then ended).
         clean_session: bool,
     },
-    /// From the owner to the shard holding `client_id`'s session: close its connection (if any)
-    /// and hand the session to `to`.
+    /// From the owner to the core holding `client_id`'s session: close its connection, then
+    /// end the session or reserve it for connection `to`, and answer `to` with a `Grant`.
     Evict {
         /// The client id taken over.
         client_id: Arc<str>,
-        /// The connection the directory had for it (the session may still be on its way there).
-        from: ConnId,
         /// The connection taking it over.
         to: ConnId,
-        /// Whether the new connection discards the session.
+        /// Whether that connection discards the session.
         clean_session: bool,
     },
-    /// To the shard of connection `to`: the session it claimed (`None` = start a new one).
-    Handover {
-        /// The client id the session belongs to.
+    /// To the core of connection `to`: the outcome of its claim.
+    Grant {
+        /// The client id claimed.
         client_id: Arc<str>,
-        /// The connection the session is for.
+        /// The claiming connection.
         to: ConnId,
-        /// The session's state, moved from its previous shard.
-        session: Option<Box<SessionState>>,
+        /// What it may do.
+        grant: Grant,
     },
-    /// To the owner of `client_id`: the session last bound to `conn` no longer exists.
+    /// To the core holding a session: the socket of the connection that takes it over, to be
+    /// served there.
+    Adopt(Box<Adoption>),
+    /// To the core holding a session reserved for `conn`: that connection gave up.
+    Abandon {
+        /// The client id.
+        client_id: Arc<str>,
+        /// The connection the session was reserved for.
+        conn: ConnId,
+    },
+    /// To the owner of `client_id`: the claim of `conn` has ended, with the session now on
+    /// `holder` (`None`: no session).
+    Settled {
+        /// The client id.
+        client_id: Arc<str>,
+        /// The claiming connection.
+        conn: ConnId,
+        /// The core now holding the session.
+        holder: Option<ShardId>,
+    },
+    /// To the owner of `client_id`: the session last bound to `conn` has ended.
     Released {
         /// The client id whose session ended.
         client_id: Arc<str>,
         /// The connection that last held it.
         conn: ConnId,
     },
+}
+
+/// The outcome of a claim on a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// No session to continue: start a new one on the claimant's core.
+    New,
+    /// The session is reserved for the claimant on this core: serve the connection there.
+    Resume(ShardId),
+    /// A later connection with the same client id claimed the session first.
+    Superseded,
+}
+
+/// A connection handed to the core holding its session: the socket and everything already
+/// read from it.
+#[derive(Debug)]
+pub struct Adoption {
+    /// The client id.
+    pub client_id: Arc<str>,
+    /// The connection's id (allocated by the accepting core).
+    pub conn: ConnId,
+    /// The socket (a duplicate descriptor; the accepting core closed its own).
+    pub socket: OwnedFd,
+    /// Bytes read after the CONNECT packet.
+    pub buffered: BytesMut,
+    /// The CONNECT packet.
+    pub connect: Box<Connect>,
+    /// The client's address.
+    pub addr: SocketAddr,
+    /// The connection's slot in its listener's cap.
+    pub slot: SlotGuard,
 }

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use ahash::AHashMap;
 
-pub use message::{ConnId, ShardId, ShardMsg};
+pub use message::{Adoption, ConnId, Grant, ShardId, ShardMsg};
 pub use peers::Peers;
 
 use crate::config::Config;
@@ -46,21 +46,13 @@ pub struct SessionSlot {
     pub disconnected_at: Option<Instant>,
 }
 
-/// What a connection's claim on its client id's session came to.
-pub enum Claimed {
-    /// The session to resume (`None`: start a new one).
-    Session(Option<Box<SessionState>>),
-    /// A newer connection with the same client id claimed it first.
-    Superseded,
-}
-
 /// A connection waiting for the session it claimed (possibly from another core).
 #[derive(Default)]
 pub struct PendingConnect {
     /// Set when the outcome arrives.
     pub ready: Notify,
     /// The outcome, once known.
-    pub result: RefCell<Option<Claimed>>,
+    pub result: RefCell<Option<Grant>>,
 }
 
 /// Everything one core owns that changes as clients come and go.
@@ -79,8 +71,6 @@ pub struct ShardState {
     pub directory: Directory,
     /// Connections of this core waiting for a session, by connection id.
     pub pending: AHashMap<ConnId, Rc<PendingConnect>>,
-    /// Claims superseded while their session was still on its way here: where to send it on.
-    pub forwards: AHashMap<ConnId, (ConnId, bool)>,
     /// Persistent sessions without a connection, oldest first (entries may be stale).
     pub offline: VecDeque<(SessionKey, Instant)>,
     /// Persistent sessions currently without a connection.
@@ -103,7 +93,6 @@ impl ShardState {
             ),
             directory: Directory::default(),
             pending: AHashMap::new(),
-            forwards: AHashMap::new(),
             offline: VecDeque::new(),
             offline_count: 0,
             scratch_actions: Vec::new(),
