@@ -564,8 +564,10 @@ async fn retained_message_is_visible_to_a_subscription_made_after_its_puback() {
             .send(&raw::publish(topic.as_bytes(), b"kept", 1, true, false, id))
             .await
             .expect("PUBLISH");
+        // The PUBACK waits until the topic's owner core has stored and replicated the update;
+        // the burst ahead of it makes that take a while in a debug build.
         loop {
-            match publisher.recv(raw::PACKET_TIMEOUT).await {
+            match publisher.recv(Duration::from_secs(60)).await {
                 Ok(Incoming::PubAck(acked)) if acked == id => break,
                 Ok(_) => {}
                 Err(e) => panic!("no PUBACK for {topic}: {e:?}"),
