@@ -46,6 +46,10 @@ const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bytes requested from the socket per read when no large packet is pending.
 const READ_CHUNK: usize = 4096;
 
+/// Bytes requested by a connection that has nothing buffered and drained its socket last
+/// time: what an idle connection holds while it waits.
+const IDLE_READ: usize = 256;
+
 /// MQTT 3.1 limits client ids to 23 characters.
 const MQTT31_MAX_CLIENT_ID: usize = 23;
 
@@ -313,6 +317,8 @@ async fn read_connect(
     max_packet_size: usize,
 ) -> Result<Box<Connect>, ConnectFailure> {
     let deadline = Instant::now() + CONNECT_TIMEOUT;
+    // A CONNECT is small: the first read need not be a full chunk.
+    let mut drained = true;
     loop {
         match protocol::decode(buf, max_packet_size) {
             Ok(Some(Packet::Connect(connect))) => return Ok(connect),
@@ -331,10 +337,13 @@ async fn read_connect(
             Err(error) => return Err(ConnectFailure::Close(error.to_string())),
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let read = futures_lite::future::or(async { Some(read_more(reader, buf).await) }, async {
-            Timer::new(remaining).await;
-            None
-        })
+        let read = futures_lite::future::or(
+            async { Some(read_more(reader, buf, &mut drained).await) },
+            async {
+                Timer::new(remaining).await;
+                None
+            },
+        )
         .await;
         match read {
             Some(Ok(0)) => return Err(ConnectFailure::Close("closed before CONNECT".into())),
@@ -346,13 +355,32 @@ async fn read_connect(
 }
 
 /// Appends what the socket has to `buf`; returns the byte count (0 = closed by the peer).
-async fn read_more(reader: &mut ReadHalf, buf: &mut BytesMut) -> std::io::Result<usize> {
+///
+/// Memory follows activity: when `buf` holds nothing, its allocation is let go (packets
+/// already split off keep theirs), and a connection whose last read drained the socket
+/// (`drained`) waits with a small buffer, so an idle client costs [`IDLE_READ`] bytes, not
+/// [`READ_CHUNK`]. A busy one reads a full chunk, or more when a large packet is arriving.
+async fn read_more(
+    reader: &mut ReadHalf,
+    buf: &mut BytesMut,
+    drained: &mut bool,
+) -> std::io::Result<usize> {
     let start = buf.len();
-    let want = READ_CHUNK.max(start);
+    let want = if start == 0 {
+        *buf = BytesMut::new();
+        if *drained {
+            IDLE_READ
+        } else {
+            READ_CHUNK
+        }
+    } else {
+        READ_CHUNK.max(start)
+    };
     buf.resize(start + want, 0);
     let result = reader.read(&mut buf[start..]).await;
     let read = *result.as_ref().unwrap_or(&0);
     buf.truncate(start + read);
+    *drained = read < want;
     result
 }
 
@@ -466,6 +494,7 @@ impl Connection {
         let limit = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
         let mut timer = Timer::new(limit.unwrap_or(Duration::from_secs(86_400 * 365)));
         let mut last_activity = Instant::now();
+        let mut drained = true;
         loop {
             loop {
                 match protocol::decode_with(&mut buf, max_packet_size, Some(self.protocol)) {
@@ -483,7 +512,7 @@ impl Connection {
             }
             let filled = buf.len();
             let wake = futures_lite::future::or(
-                async { Wake::Read(read_more(reader, &mut buf).await) },
+                async { Wake::Read(read_more(reader, &mut buf, &mut drained).await) },
                 futures_lite::future::or(
                     async {
                         self.conn.closed().await;
