@@ -510,6 +510,10 @@ impl Connection {
             if let Some(reason) = self.conn.close_reason() {
                 return reason;
             }
+            // A publisher whose socket always has data would never give its core back (its
+            // reads complete at once): let the other tasks of the core run, subscribers'
+            // writers among them, between two batches.
+            futures_lite::future::yield_now().await;
             let filled = buf.len();
             let wake = futures_lite::future::or(
                 async { Wake::Read(read_more(reader, &mut buf, &mut drained).await) },

@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# Measures hydrant against Mosquitto on this machine with the built-in load generator:
+# the same scenarios against each broker, alternating, each run against a freshly started
+# broker on a loopback port, and prints one table with the ratio hydrant/Mosquitto per figure.
+#
+#   scripts/bench-vs-mosquitto.sh                 # one round, 8 s per measured run (~5 min)
+#   ROUNDS=2 DURATION=10s scripts/bench-vs-mosquitto.sh
+#   SCENARIOS="fanout-qos0 light-qos1" scripts/bench-vs-mosquitto.sh
+#
+# Installs Debian's mosquitto if it is missing. Results (per-run JSON and .hgrm files, the
+# table as summary.md) go to target/bench/<date>/, or OUT=DIR. Every run is bounded in time.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+ROUNDS="${ROUNDS:-1}"
+DURATION="${DURATION:-8s}"
+WARMUP="${WARMUP:-2s}"
+CORES="${CORES:-2}"
+OUT="${OUT:-target/bench/$(date -u +%Y%m%dT%H%M%SZ)}"
+HYDRANT_PORT="${HYDRANT_PORT:-18883}"
+MOSQUITTO_PORT="${MOSQUITTO_PORT:-18884}"
+RUN_TIMEOUT=120
+
+# name | generator arguments (everything but host, port and outputs)
+ALL_SCENARIOS=(
+    "fanout-qos0|fanout --publishers 1 --subscribers 100 --qos 0 --size 64 --rate 0"
+    "fanout-qos1|fanout --publishers 1 --subscribers 100 --qos 1 --size 64 --rate 0 --window 64"
+    "fanin-qos0|fanin --publishers 100 --subscribers 1 --qos 0 --size 64 --rate 0"
+    "light-qos1|fanout --publishers 1 --subscribers 100 --qos 1 --size 1024 --rate 500"
+    "churn|churn --publishers 10 --subscribers 10 --qos 0 --size 64 --rate 0"
+    "conns|conns --connections 5000 --connect-rate 0 --duration 3s"
+)
+
+say() { printf '%s\n' "$*" >&2; }
+
+install_mosquitto() {
+    command -v mosquitto >/dev/null 2>&1 && return 0
+    say "installing Debian's mosquitto"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto >/dev/null
+}
+
+wait_port() {
+    local port=$1
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    say "nothing listens on 127.0.0.1:$port"
+    return 1
+}
+
+BROKER_PID=""
+stop_broker() {
+    if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
+        kill -TERM "$BROKER_PID" 2>/dev/null || true
+        for _ in $(seq 1 50); do
+            kill -0 "$BROKER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$BROKER_PID" 2>/dev/null || true
+    fi
+    BROKER_PID=""
+}
+trap stop_broker EXIT
+
+start_broker() {
+    local broker=$1 log=$2
+    case "$broker" in
+        hydrant)
+            target/release/hydrant --bind "127.0.0.1:$HYDRANT_PORT" --cores "$CORES" \
+                >"$log" 2>&1 &
+            BROKER_PID=$!
+            wait_port "$HYDRANT_PORT"
+            ;;
+        mosquitto)
+            cat >"$OUT/mosquitto.conf" <<EOF
+listener $MOSQUITTO_PORT 127.0.0.1
+allow_anonymous true
+persistence false
+log_dest stderr
+log_type error
+connection_messages false
+EOF
+            mosquitto -c "$OUT/mosquitto.conf" >"$log" 2>&1 &
+            BROKER_PID=$!
+            wait_port "$MOSQUITTO_PORT"
+            ;;
+    esac
+}
+
+install_mosquitto
+say "building release binaries"
+cargo build --release -q -p hydrant -p hydrant-loadtest
+mkdir -p "$OUT"
+# Thousands of connections need descriptors on both sides.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+selected=()
+for entry in "${ALL_SCENARIOS[@]}"; do
+    name="${entry%%|*}"
+    if [ -z "${SCENARIOS:-}" ] || [[ " $SCENARIOS " == *" $name "* ]]; then
+        selected+=("$entry")
+    fi
+done
+
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/Mem:/ {print $2}') GiB, kernel $(uname -r)"
+    echo "hydrant: $(git rev-parse --short HEAD 2>/dev/null || echo unknown), --cores $CORES; mosquitto: $(mosquitto -h 2>&1 | head -n 1 | sed 's/mosquitto version //')"
+    echo "command: ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP scripts/bench-vs-mosquitto.sh"
+} >"$OUT/machine.txt"
+
+for round in $(seq 1 "$ROUNDS"); do
+    for entry in "${selected[@]}"; do
+        name="${entry%%|*}"
+        args="${entry#*|}"
+        for broker in hydrant mosquitto; do
+            port=$HYDRANT_PORT
+            [ "$broker" = mosquitto ] && port=$MOSQUITTO_PORT
+            base="$OUT/r$round-$name-$broker"
+            start_broker "$broker" "$base.broker.log"
+            timing=(--warmup "$WARMUP" --duration "$DURATION")
+            [[ "$args" == conns* ]] && timing=()
+            say "round $round: $name against $broker"
+            # shellcheck disable=SC2086
+            if ! timeout "$RUN_TIMEOUT" target/release/hydrant-loadtest $args "${timing[@]}" \
+                --port "$port" --broker-pid "$BROKER_PID" --quiet \
+                --json "$base.json" --hgrm "$base.hgrm" >"$base.txt" 2>&1; then
+                say "  run failed (see $base.txt)"
+            fi
+            stop_broker
+        done
+    done
+done
+
+python3 - "$OUT" <<'PY'
+import glob, json, os, statistics, sys
+
+out = sys.argv[1]
+runs = {}
+for path in sorted(glob.glob(os.path.join(out, "r*-*.json"))):
+    stem = os.path.basename(path)[:-5]
+    _, rest = stem.split("-", 1)
+    name, broker = rest.rsplit("-", 1)
+    with open(path) as f:
+        runs.setdefault((name, broker), []).append(json.load(f))
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+def figure(reports, get):
+    values = []
+    for r in reports:
+        try:
+            values.append(get(r))
+        except (KeyError, TypeError):
+            values.append(None)
+    return median(values)
+
+MIB = 1024 * 1024
+figures = [
+    ("delivered msg/s", lambda r: r["messages"]["received_per_s"], "higher"),
+    ("lost %", lambda r: r["messages"]["loss_percent"], "lower"),
+    ("latency p50 ms", lambda r: r["latency"]["p50_ms"], "lower"),
+    ("latency p99 ms", lambda r: r["latency"]["p99_ms"], "lower"),
+    ("broker peak RSS MiB", lambda r: r["broker_usage"]["peak_rss_bytes"] / MIB, "lower"),
+    ("broker CPU s", lambda r: r["broker_usage"]["cpu_seconds"], "lower"),
+]
+special = {
+    "churn": [("connections/s", lambda r: r["messages"]["sent_per_s"], "higher")],
+    "conns": [
+        ("connects/s", lambda r: r["conns"]["connects_per_s"], "higher"),
+        ("broker bytes/connection", lambda r: r["conns"]["broker_bytes_per_connection"], "lower"),
+        ("broker peak RSS MiB", lambda r: r["broker_usage"]["peak_rss_bytes"] / MIB, "lower"),
+    ],
+}
+
+def fmt(v):
+    if v is None:
+        return "n/a"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.3g}"
+
+lines = [open(os.path.join(out, "machine.txt")).read().strip(), "",
+         "| scenario | figure | hydrant | mosquitto | hydrant/mosquitto | better is |",
+         "|---|---|---|---|---|---|"]
+names = []
+for (name, _broker) in runs:
+    if name not in names:
+        names.append(name)
+for name in names:
+    rows = special.get(name, [])
+    if name != "conns":
+        rows = rows + figures
+    for label, get, better in rows:
+        h = figure(runs.get((name, "hydrant"), []), get)
+        m = figure(runs.get((name, "mosquitto"), []), get)
+        ratio = f"{h / m:.2f}" if h is not None and m not in (None, 0) else "n/a"
+        lines.append(f"| {name} | {label} | {fmt(h)} | {fmt(m)} | {ratio} | {better} |")
+table = "\n".join(lines)
+with open(os.path.join(out, "summary.md"), "w") as f:
+    f.write(table + "\n")
+print(table)
+PY
+say "results in $OUT"
