@@ -74,8 +74,10 @@ start_broker() {
     local broker=$1 log=$2
     case "$broker" in
         hydrant)
-            target/release/hydrant --bind "127.0.0.1:$HYDRANT_PORT" --cores "$CORES" \
-                >"$log" 2>&1 &
+            # Defaults but for connection log lines, off for both brokers (as on the firehose).
+            printf 'connection_messages = false\n' >"$OUT/hydrant.toml"
+            target/release/hydrant --config "$OUT/hydrant.toml" \
+                --bind "127.0.0.1:$HYDRANT_PORT" --cores "$CORES" >"$log" 2>&1 &
             BROKER_PID=$!
             wait_port "$HYDRANT_PORT"
             ;;
