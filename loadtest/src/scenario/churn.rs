@@ -1,9 +1,11 @@
 //! `churn`: publishers that connect, publish one message and disconnect, in a loop, as the
 //! firehose's real publishers and the original manual tests did: the test of CONNECT cost.
 
-use super::{count, describe_load, filter, qos, rate, timed_plan, topic, DEFAULT_SIZE};
+use super::{
+    add_subscribers, count, describe_load, filter, qos, rate, timed_plan, topic, DEFAULT_SIZE,
+};
 use crate::cli::ChurnArgs;
-use crate::plan::{PayloadSpec, Plan, PlanError, PublishMode, PublisherPlan, SubscriberPlan};
+use crate::plan::{PayloadSpec, Plan, PlanError, PublishMode, PublisherPlan};
 
 /// The plan of a churn run.
 pub fn plan(args: &ChurnArgs) -> Result<Plan, PlanError> {
@@ -19,12 +21,7 @@ pub fn plan(args: &ChurnArgs) -> Result<Plan, PlanError> {
     );
     let mut plan = timed_plan("churn", description, &args.target, &args.load)?;
     let subscription = filter(&args.topic)?;
-    for _ in 0..args.subscribers {
-        plan.subscribers.push(SubscriberPlan {
-            filter: subscription.clone(),
-            qos: level,
-        });
-    }
+    add_subscribers(&mut plan, args.subscribers, &subscription, level);
     let name = topic(&args.topic)?;
     for index in 0..args.publishers {
         let stream = plan.add_stream(index, name.clone())?;

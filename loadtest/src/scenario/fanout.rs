@@ -2,10 +2,11 @@
 //! a broker's delivery path.
 
 use super::{
-    count, describe_load, filter, persistent_publisher, qos, timed_plan, topic, DEFAULT_SIZE,
+    add_subscribers, count, describe_persistent_load, filter, persistent_publisher, qos,
+    timed_plan, topic,
 };
 use crate::cli::FanoutArgs;
-use crate::plan::{Plan, PlanError, SubscriberPlan};
+use crate::plan::{Plan, PlanError};
 
 /// The plan of a fanout run.
 pub fn plan(args: &FanoutArgs) -> Result<Plan, PlanError> {
@@ -15,21 +16,11 @@ pub fn plan(args: &FanoutArgs) -> Result<Plan, PlanError> {
         count(args.publishers, "publisher"),
         count(args.subscribers, "subscriber"),
         args.topic,
-        describe_load(
-            level,
-            &format!("{}-byte payloads", args.load.size.unwrap_or(DEFAULT_SIZE)),
-            args.load.rate.filter(|&r| r > 0.0),
-            Some(args.load.window),
-        )
+        describe_persistent_load(level, &args.load)
     );
     let mut plan = timed_plan("fanout", description, &args.target, &args.load)?;
     let subscription = filter(&args.topic)?;
-    for _ in 0..args.subscribers {
-        plan.subscribers.push(SubscriberPlan {
-            filter: subscription.clone(),
-            qos: level,
-        });
-    }
+    add_subscribers(&mut plan, args.subscribers, &subscription, level);
     let name = topic(&args.topic)?;
     for index in 0..args.publishers {
         persistent_publisher(&mut plan, index, name.clone(), &args.load)?;

@@ -18,7 +18,8 @@ use hydrant::topic::{TopicFilter, TopicName};
 use crate::cli::{Command, LoadArgs, OutputArgs, PymqttbenchArgs, TargetArgs};
 use crate::client::ConnectOptions;
 use crate::plan::{
-    impossible, PayloadSpec, Plan, PlanError, PublishMode, PublisherPlan, Target, Timing,
+    impossible, PayloadSpec, Plan, PlanError, PublishMode, PublisherPlan, SubscriberPlan, Target,
+    Timing,
 };
 
 /// Default payload size of the publishing scenarios.
@@ -174,6 +175,24 @@ fn describe_load(qos: QoS, payload: &str, rate: Option<f64>, window: Option<u16>
         (None, _) => "unlimited rate".to_owned(),
     };
     format!("QoS {}, {payload}, {pace}", qos as u8)
+}
+
+/// Describes the load of persistent publishers (fanout, fanin, p2p) from the common options.
+fn describe_persistent_load(qos: QoS, load: &LoadArgs) -> String {
+    describe_load(
+        qos,
+        &format!("{}-byte payloads", load.size.unwrap_or(DEFAULT_SIZE)),
+        load.rate.filter(|&r| r > 0.0),
+        Some(load.window),
+    )
+}
+
+/// Adds `count` subscribers on `filter` at `qos`.
+fn add_subscribers(plan: &mut Plan, count: usize, filter: &TopicFilter, qos: QoS) {
+    plan.subscribers.extend((0..count).map(|_| SubscriberPlan {
+        filter: filter.clone(),
+        qos,
+    }));
 }
 
 /// A persistent publisher of one stream with the common load options.

@@ -2,7 +2,7 @@
 //! flows, the test of per-topic routing cost.
 
 use super::{
-    count, describe_load, filter, persistent_publisher, qos, timed_plan, topic, DEFAULT_SIZE,
+    count, describe_persistent_load, filter, persistent_publisher, qos, timed_plan, topic,
 };
 use crate::cli::P2pArgs;
 use crate::plan::{Plan, PlanError, SubscriberPlan};
@@ -14,12 +14,7 @@ pub fn plan(args: &P2pArgs) -> Result<Plan, PlanError> {
         "{} on {}/<i>, {}",
         count(args.pairs, "publisher/subscriber pair"),
         args.topic_prefix,
-        describe_load(
-            level,
-            &format!("{}-byte payloads", args.load.size.unwrap_or(DEFAULT_SIZE)),
-            args.load.rate.filter(|&r| r > 0.0),
-            Some(args.load.window),
-        )
+        describe_persistent_load(level, &args.load)
     );
     let mut plan = timed_plan("p2p", description, &args.target, &args.load)?;
     for index in 0..args.pairs {
