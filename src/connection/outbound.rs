@@ -108,7 +108,6 @@ pub struct OutboundQueue {
     max_messages: usize,
     max_bytes: usize,
     dropped: u64,
-    overflowing: bool,
 }
 
 impl OutboundQueue {
@@ -121,7 +120,6 @@ impl OutboundQueue {
             max_messages,
             max_bytes,
             dropped: 0,
-            overflowing: false,
         }
     }
 
@@ -131,10 +129,8 @@ impl OutboundQueue {
         let over_bytes = self.max_bytes != 0 && self.bytes + frame.len() > self.max_bytes;
         if self.frames.len() >= self.max_messages || over_bytes {
             self.dropped += 1;
-            self.overflowing = true;
             return Err(QueueError::Full);
         }
-        self.overflowing = false;
         self.push_unchecked(frame);
         Ok(())
     }
@@ -180,11 +176,6 @@ impl OutboundQueue {
     pub fn dropped(&self) -> u64 {
         self.dropped
     }
-
-    /// Whether the last droppable frame offered was dropped (the client is lagging now).
-    pub fn is_overflowing(&self) -> bool {
-        self.overflowing
-    }
 }
 
 #[cfg(test)]
@@ -214,7 +205,6 @@ mod tests {
         assert!(queue.push_droppable(publish(b"b")).is_ok());
         assert_eq!(queue.push_droppable(publish(b"c")), Err(QueueError::Full));
         assert_eq!(queue.dropped(), 1);
-        assert!(queue.is_overflowing());
         assert!(
             queue.push(Frame::ping_response()).is_ok(),
             "acks still pass"
