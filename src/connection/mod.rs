@@ -539,7 +539,11 @@ impl Connection {
                 }
                 // The timer is re-armed lazily: only when it fires is the deadline recomputed
                 // from the last activity, so a busy connection does not touch its timer.
-                Wake::Read(Ok(_)) => last_activity = Instant::now(),
+                Wake::Read(Ok(_)) => {
+                    if limit.is_some() {
+                        last_activity = Instant::now();
+                    }
+                }
                 Wake::Read(Err(error)) => return CloseReason::ConnectionLost(error.to_string()),
                 Wake::Closed => {
                     if let Some(reason) = self.conn.close_reason() {

@@ -103,12 +103,16 @@ impl Shard {
     /// Delivers a message to this core's matching subscribers: once per session, at the
     /// highest QoS among its matching subscriptions.
     pub async fn deliver_local(&self, message: &Message) {
-        let mut targets: Vec<(SessionKey, QoS)> = Vec::new();
-        self.state
-            .borrow()
-            .subscriptions
-            .for_each_match(&message.topic, |key, granted| targets.push((key, *granted)));
+        let mut targets = {
+            let mut state = self.state.borrow_mut();
+            let mut targets = std::mem::take(&mut state.scratch_targets);
+            state
+                .subscriptions
+                .for_each_match(&message.topic, |key, granted| targets.push((key, *granted)));
+            targets
+        };
         if targets.is_empty() {
+            self.state.borrow_mut().scratch_targets = targets;
             return;
         }
         if targets.len() > 1 {
@@ -134,6 +138,8 @@ impl Shard {
                 glommio::yield_if_needed().await;
             }
         }
+        targets.clear();
+        self.state.borrow_mut().scratch_targets = targets;
     }
 
     /// Sends the retained messages matching `filter` to a session that just subscribed.

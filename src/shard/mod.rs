@@ -77,6 +77,9 @@ pub struct ShardState {
     pub offline_count: usize,
     /// Reused by fan-out for what a session flow asks to send (no allocation per delivery).
     pub scratch_actions: Vec<FlowAction>,
+    /// Reused by fan-out for the matched subscribers (no allocation per publish). Taken out
+    /// while a fan-out runs, so a nested one simply starts with an empty vector.
+    pub scratch_targets: Vec<(SessionKey, QoS)>,
     next_session: SessionKey,
 }
 
@@ -96,6 +99,7 @@ impl ShardState {
             offline: VecDeque::new(),
             offline_count: 0,
             scratch_actions: Vec::new(),
+            scratch_targets: Vec::new(),
             next_session: 1,
         }
     }
