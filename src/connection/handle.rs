@@ -54,6 +54,15 @@ impl fmt::Display for CloseReason {
     }
 }
 
+/// A connection's keep-alive, in ticks of its shard's clock (see `Shard::clock`).
+#[derive(Clone, Copy, Debug)]
+pub struct KeepAlive {
+    /// Ticks of silence allowed (0 = none).
+    pub ticks: u32,
+    /// The tick the connection starts in.
+    pub now: u32,
+}
+
 /// A live connection as seen by the shard's fan-out and session code.
 pub struct ConnHandle {
     /// The connection's broker-wide id.
@@ -71,6 +80,10 @@ pub struct ConnHandle {
     /// QoS 1/2 messages dropped because the session queue was full (QoS 0 drops are counted
     /// by the outgoing queue).
     flow_dropped: Cell<u64>,
+    /// Shard clock ticks of silence after which the client is gone (0 = no keep-alive).
+    keep_alive_ticks: u32,
+    /// The shard clock tick in which the client was last heard from.
+    last_heard: Cell<u32>,
 }
 
 impl ConnHandle {
@@ -81,6 +94,7 @@ impl ConnHandle {
         protocol: ProtocolVersion,
         max_messages: usize,
         max_bytes: usize,
+        keep_alive: KeepAlive,
     ) -> Self {
         Self {
             id,
@@ -92,7 +106,22 @@ impl ConnHandle {
             close_reason: RefCell::new(None),
             lagging: Cell::new(false),
             flow_dropped: Cell::new(0),
+            keep_alive_ticks: keep_alive.ticks,
+            last_heard: Cell::new(keep_alive.now),
         }
+    }
+
+    /// Records that the client sent something during shard clock tick `now`.
+    pub fn heard(&self, now: u32) {
+        self.last_heard.set(now);
+    }
+
+    /// Whether the client has been silent for longer than its keep-alive allows at shard
+    /// clock tick `now`. Never early: the tick of the last packet counts as silence only once
+    /// it is over.
+    pub fn keep_alive_expired(&self, now: u32) -> bool {
+        self.keep_alive_ticks != 0
+            && now.wrapping_sub(self.last_heard.get()) > self.keep_alive_ticks
     }
 
     /// Queues a packet the protocol requires and wakes the writer; a client that does not

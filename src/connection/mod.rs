@@ -11,8 +11,10 @@ mod notify;
 mod outbound;
 mod stream;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -24,14 +26,14 @@ use glommio::net::TcpStream;
 use glommio::timer::Timer;
 use smallvec::SmallVec;
 
-pub use handle::{CloseReason, ConnHandle};
+pub use handle::{CloseReason, ConnHandle, KeepAlive};
 pub use notify::{Broadcast, Notify};
 pub use outbound::{Frame, OutboundQueue, QueueError, MAX_WRITE_BATCH};
 
 use crate::message::Message;
 use crate::protocol::{
-    self, ConnAck, Connect, ConnectReturnCode, DecodeError, LastWill, Packet, PacketId,
-    ProtocolVersion, Publish, QoS, SubAck, SubAckReturnCode, Subscribe, Unsubscribe,
+    self, ConnAck, ConnAckV5, Connect, ConnectReturnCode, DecodeError, LastWill, Packet, PacketId,
+    ProtocolVersion, Publish, QoS, ReasonCode, SubAck, SubAckReturnCode, Subscribe, Unsubscribe,
 };
 use crate::session::{FlowAction, FlowError, OutgoingFlow};
 use crate::shard::{Adoption, Grant, SessionKey, Shard, ShardMsg};
@@ -45,10 +47,6 @@ const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Bytes requested from the socket per read when no large packet is pending.
 const READ_CHUNK: usize = 4096;
-
-/// Bytes requested by a connection that has nothing buffered and drained its socket last
-/// time: what an idle connection holds while it waits.
-const IDLE_READ: usize = 256;
 
 /// MQTT 3.1 limits client ids to 23 characters.
 const MQTT31_MAX_CLIENT_ID: usize = 23;
@@ -86,13 +84,22 @@ impl Drop for SlotGuard {
     }
 }
 
-/// Serves one accepted TCP connection until it ends.
+/// Serves one accepted TCP connection: runs its handshake, then hands it to a task of its
+/// own (see [`spawn_established`]) or to the core that holds its session.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: SlotGuard) {
+    if let Some(established) = handshake(shard.clone(), stream, slot).await {
+        spawn_established(establish(shard, established));
+    }
+}
+
+/// Reads and checks the CONNECT and claims the session: `Some` when this core is to serve
+/// the connection, `None` when it was refused, closed or handed to another core.
+async fn handshake(shard: Rc<Shard>, stream: TcpStream, slot: SlotGuard) -> Option<Established> {
     let addr = match stream.peer_addr() {
         Ok(addr) => addr,
         Err(error) => {
             tracing::debug!(%error, "connection lost before it was served");
-            return;
+            return None;
         }
     };
     if let Err(error) = stream.set_nodelay(true) {
@@ -107,11 +114,23 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: SlotGuard) {
         Err(ConnectFailure::Refuse(code)) => {
             tracing::warn!(%addr, reason = "unsupported protocol level", "closing connection");
             refuse(&mut writer, code).await;
-            return;
+            return None;
+        }
+        Err(ConnectFailure::RefuseV5(reason)) => {
+            tracing::warn!(%addr, reason = "MQTT 5 is not served yet", "closing connection");
+            let mut out = BytesMut::new();
+            ConnAckV5 {
+                session_present: false,
+                reason,
+                properties: Default::default(),
+            }
+            .encode(&mut out);
+            write_and_close(&mut writer, &out).await;
+            return None;
         }
         Err(ConnectFailure::Close(reason)) => {
             tracing::warn!(%addr, client_id = "", %reason, "closing connection");
-            return;
+            return None;
         }
     };
 
@@ -123,7 +142,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: SlotGuard) {
             "connection refused"
         );
         refuse(&mut writer, code).await;
-        return;
+        return None;
     }
     let client_id: Arc<str> = if connect.client_id.is_empty() {
         assigned_client_id(&shard)
@@ -169,43 +188,39 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: SlotGuard) {
                     refuse(&mut writer, ConnectReturnCode::ServerUnavailable).await;
                 }
             }
-            return;
+            return None;
         }
         Some(Grant::Superseded) => {
             tracing::info!(%addr, %client_id, "connection superseded by a newer one with the same client id");
-            return;
+            return None;
         }
         None => {
             tracing::warn!(%addr, %client_id, "session not available in time");
             refuse(&mut writer, ConnectReturnCode::ServerUnavailable).await;
-            return;
+            return None;
         }
     };
-    establish(
-        shard,
-        Established {
-            reader,
-            writer,
-            buf,
-            connect,
-            client_id,
-            conn_id,
-            addr,
-            slot,
-            resume,
-        },
-    )
-    .await;
+    Some(Established {
+        reader,
+        writer,
+        buf,
+        connect,
+        client_id,
+        conn_id,
+        addr,
+        slot,
+        resume,
+    })
 }
 
 /// Serves a connection accepted by another core and handed to this one, which holds its
 /// session.
-pub async fn serve_adopted(shard: Rc<Shard>, adoption: Adoption) {
+pub fn serve_adopted(shard: Rc<Shard>, adoption: Adoption) {
     // SAFETY: the descriptor is owned by the adoption and handed over whole; nothing else
     // uses or closes it.
     let stream = unsafe { TcpStream::from_raw_fd(adoption.socket.into_raw_fd()) };
     let (reader, writer) = stream::split(stream);
-    establish(
+    let established = establish(
         shard,
         Established {
             reader,
@@ -218,8 +233,8 @@ pub async fn serve_adopted(shard: Rc<Shard>, adoption: Adoption) {
             slot: adoption.slot,
             resume: true,
         },
-    )
-    .await;
+    );
+    spawn_established(established);
 }
 
 /// A connection whose CONNECT was accepted, about to be bound to its session.
@@ -235,10 +250,26 @@ struct Established {
     resume: bool,
 }
 
-/// Binds the connection to its session, answers CONNACK and serves it until it ends.
-async fn establish(shard: Rc<Shard>, established: Established) {
+/// Serves an established connection until it ends, in a task of its own.
+///
+/// Every idle connection holds this task for its lifetime, so it holds nothing else: the
+/// handshake ran in a task already gone, and the state lives in one boxed [`Connection`]
+/// (an async fn keeps a by-value argument twice).
+fn spawn_established(connection: Connection) {
+    glommio::spawn_local(run_established(Box::new(connection))).detach();
+}
+
+/// The body of the task [`spawn_established`] starts.
+async fn run_established(mut connection: Box<Connection>) {
+    let reason = connection.run().await;
+    // Boxed: the close path is large and runs once (see `serve`).
+    Box::pin(connection.finish(reason)).await;
+}
+
+/// Binds the connection to its session, answers CONNACK and starts its writer.
+fn establish(shard: Rc<Shard>, established: Established) -> Connection {
     let Established {
-        mut reader,
+        reader,
         writer,
         buf,
         connect,
@@ -255,6 +286,7 @@ async fn establish(shard: Rc<Shard>, established: Established) {
         connect.protocol,
         limits.max_queued_messages,
         limits.max_queued_bytes,
+        shard.keep_alive(connect.keep_alive),
     ));
     let (key, session_present) = shard.install_session(&conn, connect.clean_session, resume);
     shard.connections.borrow_mut().insert(conn_id, conn.clone());
@@ -287,25 +319,28 @@ async fn establish(shard: Rc<Shard>, established: Established) {
     }
 
     let writer_task = glommio::spawn_local(write_loop(conn.clone(), writer));
-    let mut connection = Connection {
-        shard: shard.clone(),
-        conn: conn.clone(),
+    let max_packet_size = limits.max_packet_size;
+    Connection {
+        shard,
+        conn,
         key,
         protocol: connect.protocol,
+        max_packet_size,
         will: connect.will,
         addr,
-    };
-    let reason = connection
-        .run(&mut reader, buf, connect.keep_alive, limits.max_packet_size)
-        .await;
-    connection.finish(reason, writer_task).await;
-    drop(slot);
+        reader,
+        buf,
+        writer_task,
+        _slot: slot,
+    }
 }
 
 /// Why the handshake did not produce a CONNECT.
 enum ConnectFailure {
     /// Answer with this CONNACK code, then close.
     Refuse(ConnectReturnCode),
+    /// Answer an MQTT 5 client with this CONNACK reason code, then close.
+    RefuseV5(ReasonCode),
     /// Close without answering.
     Close(String),
 }
@@ -317,11 +352,14 @@ async fn read_connect(
     max_packet_size: usize,
 ) -> Result<Box<Connect>, ConnectFailure> {
     let deadline = Instant::now() + CONNECT_TIMEOUT;
-    // A CONNECT is small: the first read need not be a full chunk.
-    let mut drained = true;
     loop {
         match protocol::decode(buf, max_packet_size) {
             Ok(Some(Packet::Connect(connect))) => return Ok(connect),
+            Ok(Some(Packet::ConnectV5(_))) => {
+                return Err(ConnectFailure::RefuseV5(
+                    ReasonCode::UnsupportedProtocolVersion,
+                ))
+            }
             Ok(Some(other)) => {
                 return Err(ConnectFailure::Close(format!(
                     "first packet must be CONNECT, got {}",
@@ -337,13 +375,10 @@ async fn read_connect(
             Err(error) => return Err(ConnectFailure::Close(error.to_string())),
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let read = futures_lite::future::or(
-            async { Some(read_more(reader, buf, &mut drained).await) },
-            async {
-                Timer::new(remaining).await;
-                None
-            },
-        )
+        let read = futures_lite::future::or(async { Some(read_more(reader, buf).await) }, async {
+            Timer::new(remaining).await;
+            None
+        })
         .await;
         match read {
             Some(Ok(0)) => return Err(ConnectFailure::Close("closed before CONNECT".into())),
@@ -356,31 +391,21 @@ async fn read_connect(
 
 /// Appends what the socket has to `buf`; returns the byte count (0 = closed by the peer).
 ///
-/// Memory follows activity: when `buf` holds nothing, its allocation is let go (packets
-/// already split off keep theirs), and a connection whose last read drained the socket
-/// (`drained`) waits with a small buffer, so an idle client costs [`IDLE_READ`] bytes, not
-/// [`READ_CHUNK`]. A busy one reads a full chunk, or more when a large packet is arriving.
-async fn read_more(
-    reader: &mut ReadHalf,
-    buf: &mut BytesMut,
-    drained: &mut bool,
-) -> std::io::Result<usize> {
+/// Memory follows activity: when `buf` holds nothing (the usual case between packets), the
+/// read goes through a buffer on the stack and `buf` is given exactly the bytes that arrived,
+/// so a connection waiting for its client holds no read buffer. Only a partly received packet
+/// is read into `buf` directly, a chunk at a time or more when a large packet is arriving.
+async fn read_more(reader: &mut ReadHalf, buf: &mut BytesMut) -> std::io::Result<usize> {
     let start = buf.len();
-    let want = if start == 0 {
+    if start == 0 {
+        // Let go of the allocation: packets already split off keep theirs.
         *buf = BytesMut::new();
-        if *drained {
-            IDLE_READ
-        } else {
-            READ_CHUNK
-        }
-    } else {
-        READ_CHUNK.max(start)
-    };
+        return reader.read_appending(buf).await;
+    }
+    let want = READ_CHUNK.max(start);
     buf.resize(start + want, 0);
     let result = reader.read(&mut buf[start..]).await;
-    let read = *result.as_ref().unwrap_or(&0);
-    buf.truncate(start + read);
-    *drained = read < want;
+    buf.truncate(start + *result.as_ref().unwrap_or(&0));
     result
 }
 
@@ -430,7 +455,12 @@ async fn refuse(writer: &mut WriteHalf, code: ConnectReturnCode) {
         code,
     }
     .encode(&mut out);
-    let written = futures_lite::future::or(async { writer.write_all(&out).await.is_ok() }, async {
+    write_and_close(writer, &out).await;
+}
+
+/// Writes a last packet and closes, bounded in time.
+async fn write_and_close(writer: &mut WriteHalf, out: &[u8]) {
+    let written = futures_lite::future::or(async { writer.write_all(out).await.is_ok() }, async {
         Timer::new(CLOSE_FLUSH_TIMEOUT).await;
         false
     })
@@ -464,42 +494,44 @@ async fn write_loop(conn: Rc<ConnHandle>, mut writer: WriteHalf) {
     let _ = writer.close().await;
 }
 
-/// The reader side of an established connection.
+/// The reader side of an established connection, with everything it holds while it lives.
 struct Connection {
     shard: Rc<Shard>,
     conn: Rc<ConnHandle>,
     key: SessionKey,
     protocol: ProtocolVersion,
+    max_packet_size: usize,
     will: Option<LastWill>,
     addr: SocketAddr,
+    reader: ReadHalf,
+    /// Received bytes not yet decoded.
+    buf: BytesMut,
+    writer_task: glommio::Task<()>,
+    /// The listener slot, given back when the connection ends.
+    _slot: SlotGuard,
 }
 
-/// What woke the reader.
-enum Wake {
-    Read(std::io::Result<usize>),
-    Closed,
-    KeepAlive,
-}
+/// The rest of a packet's handling that waits for other cores (boxed: see
+/// [`Connection::on_packet`]).
+type PacketFuture<'a> = Pin<Box<dyn Future<Output = Result<(), CloseReason>> + 'a>>;
 
 impl Connection {
     /// Reads and handles packets until the connection must end; returns why.
-    async fn run(
-        &mut self,
-        reader: &mut ReadHalf,
-        mut buf: BytesMut,
-        keep_alive: u16,
-        max_packet_size: usize,
-    ) -> CloseReason {
-        // The client must send something within 1.5 times its keep-alive [MQTT-3.1.2-24].
-        let limit = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
-        let mut timer = Timer::new(limit.unwrap_or(Duration::from_secs(86_400 * 365)));
-        let mut last_activity = Instant::now();
-        let mut drained = true;
+    async fn run(&mut self) -> CloseReason {
         loop {
             loop {
-                match protocol::decode_with(&mut buf, max_packet_size, Some(self.protocol)) {
+                match protocol::decode_with(
+                    &mut self.buf,
+                    self.max_packet_size,
+                    Some(self.protocol),
+                ) {
                     Ok(Some(packet)) => {
-                        if let Err(reason) = self.on_packet(packet).await {
+                        let handled = match self.on_packet(packet) {
+                            Ok(Some(waiting)) => waiting.await,
+                            Ok(None) => Ok(()),
+                            Err(reason) => Err(reason),
+                        };
+                        if let Err(reason) = handled {
                             return reason;
                         }
                     }
@@ -514,60 +546,42 @@ impl Connection {
             // reads complete at once): let the other tasks of the core run, subscribers'
             // writers among them, between two batches.
             futures_lite::future::yield_now().await;
-            let filled = buf.len();
-            let wake = futures_lite::future::or(
-                async { Wake::Read(read_more(reader, &mut buf, &mut drained).await) },
-                futures_lite::future::or(
-                    async {
-                        self.conn.closed().await;
-                        Wake::Closed
-                    },
-                    async {
-                        (&mut timer).await;
-                        Wake::KeepAlive
-                    },
-                ),
-            )
-            .await;
-            if !matches!(wake, Wake::Read(_)) {
-                // The read was abandoned after `read_more` had zero-extended the buffer.
-                buf.truncate(filled);
-            }
-            match wake {
-                Wake::Read(Ok(0)) => {
-                    return CloseReason::ConnectionLost("closed by the client".into())
-                }
-                // The timer is re-armed lazily: only when it fires is the deadline recomputed
-                // from the last activity, so a busy connection does not touch its timer.
-                Wake::Read(Ok(_)) => {
-                    if limit.is_some() {
-                        last_activity = Instant::now();
-                    }
-                }
-                Wake::Read(Err(error)) => return CloseReason::ConnectionLost(error.to_string()),
-                Wake::Closed => {
+            let filled = self.buf.len();
+            let (reader, buf, conn) = (&mut self.reader, &mut self.buf, &self.conn);
+            // The keep-alive is enforced by the shard's clock (`Shard::tick`), which closes a
+            // silent connection: the wait ends then too.
+            let read =
+                futures_lite::future::or(async { Some(read_more(reader, buf).await) }, async {
+                    conn.closed().await;
+                    None
+                })
+                .await;
+            match read {
+                Some(Ok(0)) => return CloseReason::ConnectionLost("closed by the client".into()),
+                Some(Ok(_)) => self.conn.heard(self.shard.clock()),
+                Some(Err(error)) => return CloseReason::ConnectionLost(error.to_string()),
+                None => {
+                    // The read was abandoned after `read_more` had zero-extended the buffer.
+                    self.buf.truncate(filled);
                     if let Some(reason) = self.conn.close_reason() {
                         return reason;
                     }
                 }
-                Wake::KeepAlive => match limit {
-                    Some(limit) => {
-                        let idle = last_activity.elapsed();
-                        if idle >= limit {
-                            return CloseReason::KeepAliveTimeout;
-                        }
-                        timer.reset(limit.saturating_sub(idle));
-                    }
-                    None => timer.reset(Duration::from_secs(86_400 * 365)),
-                },
             }
         }
     }
 
-    /// Handles one packet from the client; `Err` ends the connection.
-    async fn on_packet(&mut self, packet: Packet) -> Result<(), CloseReason> {
-        match packet {
-            Packet::Publish(publish) => self.on_publish(publish).await,
+    /// Handles one packet from the client; `Err` ends the connection. A packet whose handling
+    /// may wait (for other cores) is answered with the future that completes it.
+    ///
+    /// Only PUBLISH and SUBSCRIBE may wait; their futures are boxed so that the connection's
+    /// own future, which every idle connection holds, stays small.
+    fn on_packet(&mut self, packet: Packet) -> Result<Option<PacketFuture<'_>>, CloseReason> {
+        let done = match packet {
+            Packet::Publish(publish) => return Ok(Some(Box::pin(self.on_publish(publish)))),
+            Packet::Subscribe(subscribe) => {
+                return Ok(Some(Box::pin(self.on_subscribe(subscribe))))
+            }
             Packet::PubAck(id) => self.on_ack(id, "PUBACK", OutgoingFlow::on_puback),
             Packet::PubRec(id) => self.on_ack(id, "PUBREC", OutgoingFlow::on_pubrec),
             Packet::PubComp(id) => self.on_ack(id, "PUBCOMP", OutgoingFlow::on_pubcomp),
@@ -576,7 +590,6 @@ impl Connection {
                 self.conn.send(Frame::ack(0x70, id));
                 Ok(())
             }
-            Packet::Subscribe(subscribe) => self.on_subscribe(subscribe).await,
             Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(unsubscribe),
             Packet::PingReq => {
                 self.conn.send(Frame::ping_response());
@@ -594,7 +607,8 @@ impl Connection {
                 "{} is not sent by clients",
                 other.name()
             ))),
-        }
+        };
+        done.map(|()| None)
     }
 
     /// Runs `f` on this connection's session; the session may have been taken over.
@@ -701,7 +715,7 @@ impl Connection {
 
     /// Ends the connection: publishes the will when due, unbinds the session, flushes what is
     /// queued (bounded in time) and logs.
-    async fn finish(self, reason: CloseReason, writer_task: glommio::Task<()>) {
+    async fn finish(self, reason: CloseReason) {
         self.conn.close(reason.clone());
         if let CloseReason::ProtocolError(why) = &reason {
             tracing::warn!(
@@ -713,21 +727,21 @@ impl Connection {
         }
         if reason.publishes_will() {
             if let Some(will) = self.will {
-                self.shard
-                    .publish(Message {
-                        topic: will.topic,
-                        payload: will.payload,
-                        qos: will.qos,
-                        retain: will.retain,
-                    })
-                    .await;
+                // Boxed: see `on_packet`.
+                Box::pin(self.shard.publish(Message {
+                    topic: will.topic,
+                    payload: will.payload,
+                    qos: will.qos,
+                    retain: will.retain,
+                }))
+                .await;
             }
         }
         self.shard.detach_connection(self.key, self.conn.id);
         self.shard.connections.borrow_mut().remove(&self.conn.id);
         let flushed = futures_lite::future::or(
             async {
-                writer_task.await;
+                self.writer_task.await;
                 true
             },
             async {

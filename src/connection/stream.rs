@@ -9,8 +9,12 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use futures_lite::{AsyncRead, AsyncWrite};
+use bytes::BytesMut;
+use futures_lite::{ready, AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
+
+/// Most bytes [`ReadHalf::read_appending`] takes per read.
+pub const STACK_READ: usize = 4096;
 
 /// Splits `stream` into halves that can be driven by two tasks of the same shard.
 pub fn split(stream: TcpStream) -> (ReadHalf, WriteHalf) {
@@ -36,6 +40,26 @@ impl ReadHalf {
         // it is only duplicated, not taken.
         let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
         fd.try_clone_to_owned()
+    }
+}
+
+impl ReadHalf {
+    /// Appends to `buf` what one read of at most [`STACK_READ`] bytes returns (0 = closed by
+    /// the peer).
+    ///
+    /// The bytes land in a buffer on the stack of the poll and are copied out only when they
+    /// arrive, so a connection waiting for its client holds no read buffer at all: glommio
+    /// waits for readiness without one and reads only once data is there.
+    pub async fn read_appending(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        futures_lite::future::poll_fn(|cx| {
+            let mut chunk = [0u8; STACK_READ];
+            let read = ready!(Pin::new(&mut *self).poll_read(cx, &mut chunk));
+            if let Ok(n) = read {
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            Poll::Ready(read)
+        })
+        .await
     }
 }
 

@@ -6,6 +6,9 @@ use super::error::DecodeError;
 use super::fields::FieldReader;
 use super::fixed_header::{self, PacketType};
 
+/// Total size of every bodiless packet.
+pub(crate) const ENCODED_LEN: usize = 2;
+
 /// Checks that the body of a bodiless packet is indeed empty.
 pub(crate) fn decode(packet_type: PacketType, body: Bytes) -> Result<(), DecodeError> {
     FieldReader::new(packet_type.name(), body).finish()

@@ -1,10 +1,12 @@
-//! The typed fields packet bodies are made of [MQTT-1.5]: big-endian u16, packet identifiers,
-//! length-prefixed UTF-8 strings and binary data. Reading borrows from the packet's `Bytes`
-//! (no copy); writing appends to an output buffer.
+//! The typed fields packet bodies are made of [MQTT-1.5]: big-endian integers, variable byte
+//! integers, packet identifiers, length-prefixed UTF-8 strings and binary data. Reading
+//! borrows from the packet's `Bytes` (no copy); writing appends to an output buffer.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::error::DecodeError;
+use super::fixed_header::{remaining_len_size, write_remaining_len};
+use super::mqtt_string::{MqttString, StringError};
 use super::qos::PacketId;
 use crate::topic::{TopicFilter, TopicName};
 
@@ -56,6 +58,35 @@ impl FieldReader {
         Ok(self.rest.get_u16())
     }
 
+    /// Reads a big-endian four-byte integer.
+    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
+        if self.rest.len() < 4 {
+            return Err(self.truncated());
+        }
+        Ok(self.rest.get_u32())
+    }
+
+    /// Reads a variable byte integer [MQTT-1.5.5]: one to four bytes, seven bits each.
+    pub(crate) fn var_int(&mut self) -> Result<u32, DecodeError> {
+        let mut value = 0u32;
+        for index in 0..4 {
+            let byte = self.u8()?;
+            value |= u32::from(byte & 0x7F) << (7 * index);
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(DecodeError::MalformedVariableByteInteger {
+            packet: self.packet,
+        })
+    }
+
+    /// Splits off the next `len` bytes as a reader of their own (a property block), so
+    /// nothing read from it can run past its end.
+    pub(crate) fn sub_reader(&mut self, len: usize) -> Result<FieldReader, DecodeError> {
+        Ok(FieldReader::new(self.packet, self.bytes(len)?))
+    }
+
     /// Reads a packet identifier, refusing 0 [MQTT-2.3.1-1].
     pub(crate) fn packet_id(&mut self) -> Result<PacketId, DecodeError> {
         PacketId::new(self.u16()?).ok_or(DecodeError::ZeroPacketId {
@@ -78,6 +109,14 @@ impl FieldReader {
             return Err(DecodeError::NullCharacter { field });
         }
         Ok(text.to_owned())
+    }
+
+    /// Reads a UTF-8 string without copying it. `field` names it in errors.
+    pub(crate) fn mqtt_string(&mut self, field: &'static str) -> Result<MqttString, DecodeError> {
+        MqttString::new(self.binary()?).map_err(|error| match error {
+            StringError::NullCharacter => DecodeError::NullCharacter { field },
+            StringError::InvalidUtf8 | StringError::TooLong => DecodeError::InvalidUtf8 { field },
+        })
     }
 
     /// Reads a topic name (validated, sharing the packet's memory).
@@ -116,6 +155,17 @@ impl FieldReader {
 /// Encoded size of a string or binary field holding `len` bytes.
 pub(crate) fn field_len(len: usize) -> usize {
     2 + len
+}
+
+/// Encoded size of a variable byte integer.
+pub(crate) fn var_int_len(value: usize) -> usize {
+    remaining_len_size(value)
+}
+
+/// Appends a variable byte integer; `value` must be below 2^28 (every length and identifier
+/// this codec writes is).
+pub(crate) fn put_var_int(out: &mut BytesMut, value: usize) {
+    write_remaining_len(out, value);
 }
 
 /// Appends binary data (or the bytes of a UTF-8 string) with its length prefix. The caller
@@ -172,6 +222,50 @@ mod tests {
         assert_eq!(reader(b"\x00").binary(), Err(truncated));
         assert_eq!(reader(b"").u8(), Err(truncated));
         assert_eq!(reader(b"\x01").u16(), Err(truncated));
+    }
+
+    #[test]
+    fn variable_byte_integers_take_one_to_four_bytes() {
+        let cases: [(u32, &[u8]); 5] = [
+            (0, b"\x00"),
+            (127, b"\x7f"),
+            (128, b"\x80\x01"),
+            (16_384, b"\x80\x80\x01"),
+            (268_435_455, b"\xff\xff\xff\x7f"),
+        ];
+        for (value, wire) in cases {
+            let mut r = FieldReader::new("TEST", Bytes::copy_from_slice(wire));
+            assert_eq!(r.var_int(), Ok(value));
+            assert!(r.is_empty());
+            let mut out = BytesMut::new();
+            put_var_int(&mut out, value as usize);
+            assert_eq!(&out[..], wire);
+            assert_eq!(var_int_len(value as usize), wire.len());
+        }
+        assert_eq!(
+            reader(b"\xff\xff\xff\xff\x01").var_int(),
+            Err(DecodeError::MalformedVariableByteInteger { packet: "TEST" })
+        );
+        assert_eq!(
+            reader(b"\x80\x80").var_int(),
+            Err(DecodeError::Truncated { packet: "TEST" })
+        );
+    }
+
+    #[test]
+    fn sub_readers_end_where_they_were_told() {
+        let mut r = reader(b"\x01\x02\x03");
+        let mut sub = r.sub_reader(2).unwrap();
+        assert_eq!(sub.u16(), Ok(0x0102));
+        assert_eq!(sub.u8(), Err(DecodeError::Truncated { packet: "TEST" }));
+        assert_eq!(r.u8(), Ok(3));
+        assert!(r.sub_reader(1).is_err());
+        assert_eq!(reader(b"\x00\x00\x00\x07").u32(), Ok(7));
+        assert_eq!(
+            reader(b"\x00\x02a\x00").mqtt_string("f"),
+            Err(DecodeError::NullCharacter { field: "f" })
+        );
+        assert_eq!(reader(b"\x00\x01a").mqtt_string("f").unwrap(), "a");
     }
 
     #[test]

@@ -24,7 +24,8 @@ pub(crate) const PUBLISH_DUP: u8 = 0b1000;
 pub(crate) const PUBLISH_QOS_SHIFT: u8 = 1;
 pub(crate) const PUBLISH_RETAIN: u8 = 0b0001;
 
-/// The fourteen control packet types, by their wire value (the high nibble of byte 1).
+/// The control packet types, by their wire value (the high nibble of byte 1): fourteen in
+/// MQTT 3.1/3.1.1, fifteen in MQTT 5 (which adds AUTH).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum PacketType {
@@ -54,12 +55,15 @@ pub enum PacketType {
     PingReq = 12,
     /// Keep-alive answer.
     PingResp = 13,
-    /// Clean client disconnect.
+    /// Clean client disconnect (MQTT 5: either side, with a reason).
     Disconnect = 14,
+    /// MQTT 5 enhanced authentication exchange.
+    Auth = 15,
 }
 
 impl PacketType {
-    /// The type for a wire value; 0 and 15 (and anything wider than a nibble) are refused.
+    /// The type for a wire value; 0 (and anything wider than a nibble) is refused. 15 is AUTH,
+    /// which only MQTT 5 connections may send: [`FixedHeader::parse`] refuses it otherwise.
     pub fn from_u8(value: u8) -> Result<Self, DecodeError> {
         Ok(match value {
             1 => Self::Connect,
@@ -76,6 +80,7 @@ impl PacketType {
             12 => Self::PingReq,
             13 => Self::PingResp,
             14 => Self::Disconnect,
+            15 => Self::Auth,
             other => return Err(DecodeError::ReservedPacketType(other)),
         })
     }
@@ -97,6 +102,7 @@ impl PacketType {
             Self::PingReq => "PINGREQ",
             Self::PingResp => "PINGRESP",
             Self::Disconnect => "DISCONNECT",
+            Self::Auth => "AUTH",
         }
     }
 
@@ -147,6 +153,9 @@ impl FixedHeader {
             return Ok(None);
         };
         let packet_type = PacketType::from_u8(first >> 4)?;
+        if packet_type == PacketType::Auth && protocol != Some(ProtocolVersion::V5) {
+            return Err(DecodeError::ReservedPacketType(first >> 4));
+        }
         let flags = first & 0x0F;
         check_flags(packet_type, flags, protocol)?;
 
@@ -321,6 +330,31 @@ mod tests {
     fn reserved_types_are_refused_from_the_first_byte() {
         assert_eq!(parse(&[0x00]), Err(DecodeError::ReservedPacketType(0)));
         assert_eq!(parse(&[0xF0]), Err(DecodeError::ReservedPacketType(15)));
+        for v3 in [ProtocolVersion::V3_1, ProtocolVersion::V3_1_1] {
+            assert_eq!(
+                FixedHeader::parse(&[0xF0, 0], usize::MAX, Some(v3)),
+                Err(DecodeError::ReservedPacketType(15))
+            );
+        }
+        let v5 = Some(ProtocolVersion::V5);
+        let auth = FixedHeader::parse(&[0xF0, 0], usize::MAX, v5)
+            .unwrap()
+            .unwrap();
+        assert_eq!(auth.packet_type, PacketType::Auth);
+        assert_eq!(
+            FixedHeader::parse(&[0xF1, 0], usize::MAX, v5),
+            Err(DecodeError::InvalidFixedHeaderFlags {
+                packet: "AUTH",
+                flags: 1
+            })
+        );
+        assert_eq!(
+            FixedHeader::parse(&[0x60, 0], usize::MAX, v5),
+            Err(DecodeError::InvalidFixedHeaderFlags {
+                packet: "PUBREL",
+                flags: 0
+            })
+        );
     }
 
     #[test]

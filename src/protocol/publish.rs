@@ -1,11 +1,16 @@
 //! PUBLISH [MQTT-3.3]: an application message, decoded without copying its payload, and
-//! encoded once per wire layout for fan-out to many subscribers.
+//! encoded once per wire layout for fan-out to many subscribers. An MQTT 5 PUBLISH
+//! ([`PublishV5`]) adds properties, and its topic may be replaced by a topic alias.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::DecodeError;
 use super::fields::{field_len, put_binary, FieldReader};
 use super::fixed_header::{self, PacketType, PUBLISH_DUP, PUBLISH_QOS_SHIFT, PUBLISH_RETAIN};
+use super::properties::{
+    block_len, read_properties, write_block, DecodedPublishBlock, DeliveryProperties, Place,
+    PublishBlock, PublishProperties, TopicAlias,
+};
 use super::qos::{PacketId, QoS};
 use crate::topic::TopicName;
 
@@ -23,6 +28,68 @@ pub struct Publish {
     pub topic: TopicName,
     /// Identifies the QoS 1/2 exchange: `Some` iff `qos` is above 0.
     pub packet_id: Option<PacketId>,
+    /// The application payload; a zero-copy slice of the received packet.
+    pub payload: Bytes,
+}
+
+/// The topic of an MQTT 5 PUBLISH [MQTT-3.3.2.3.4]: a topic name, an alias standing for the
+/// name an earlier PUBLISH of the connection gave it, or both, which (re)defines the alias.
+/// Aliases are per connection and per direction: the codec only reports them, the connection
+/// keeps the table and resolves `Alias` to a name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum PublishTopic {
+    /// A topic name without alias.
+    Name(TopicName),
+    /// A topic name that also sets the alias to stand for it from now on.
+    NameWithAlias(TopicName, TopicAlias),
+    /// An empty topic name: the topic is the one the alias stands for.
+    Alias(TopicAlias),
+}
+
+impl PublishTopic {
+    /// The topic name, if the packet carries one.
+    pub fn name(&self) -> Option<&TopicName> {
+        match self {
+            Self::Name(name) | Self::NameWithAlias(name, _) => Some(name),
+            Self::Alias(_) => None,
+        }
+    }
+
+    /// The topic alias, if the packet carries one.
+    pub fn alias(&self) -> Option<TopicAlias> {
+        match self {
+            Self::Name(_) => None,
+            Self::NameWithAlias(_, alias) | Self::Alias(alias) => Some(*alias),
+        }
+    }
+
+    /// The bytes of the topic name field: empty when only the alias is sent.
+    fn wire_name(&self) -> &[u8] {
+        self.name().map_or(&[], |name| &name.as_bytes()[..])
+    }
+}
+
+impl From<TopicName> for PublishTopic {
+    fn from(name: TopicName) -> Self {
+        Self::Name(name)
+    }
+}
+
+/// An MQTT 5 PUBLISH [MQTT-3.3]: a [`Publish`] whose topic may be an alias, with properties.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishV5 {
+    /// This is a redelivery of a QoS 1/2 message the receiver may have seen.
+    pub dup: bool,
+    /// The delivery guarantee of this transfer.
+    pub qos: QoS,
+    /// Store as retained (publisher to server), or: sent as retained (server to subscriber).
+    pub retain: bool,
+    /// The topic name, alias, or both; slices of the received packet.
+    pub topic: PublishTopic,
+    /// Identifies the QoS 1/2 exchange: `Some` iff `qos` is above 0.
+    pub packet_id: Option<PacketId>,
+    /// The message's properties and the matching subscription identifiers.
+    pub properties: PublishProperties,
     /// The application payload; a zero-copy slice of the received packet.
     pub payload: Bytes,
 }
@@ -86,11 +153,108 @@ impl Publish {
         }
         out.put_slice(&self.payload);
     }
+
+    /// Total encoded size in bytes.
+    pub fn encoded_len(&self) -> usize {
+        fixed_header::packet_len(body_len(&self.topic, &self.payload, self.qos))
+    }
 }
 
-/// A PUBLISH encoded once per wire layout (protocol family × QoS × retain) and shared by every
-/// subscriber with that layout: each delivery copies the prepared header, patches DUP and the
-/// packet id, and appends the publisher's payload, with no per-subscriber encoding work.
+impl PublishV5 {
+    /// Decodes an MQTT 5 PUBLISH body: topic name (empty only with a topic alias), packet id
+    /// (QoS > 0), properties, payload. `flags` were checked with the fixed header.
+    pub(crate) fn decode(flags: u8, body: Bytes) -> Result<Self, DecodeError> {
+        let qos_bits = (flags >> PUBLISH_QOS_SHIFT) & 0b11;
+        let qos = QoS::from_u8(qos_bits).ok_or(DecodeError::InvalidQoS(qos_bits))?;
+        let mut reader = FieldReader::new(PACKET, body);
+        let raw_topic = reader.binary()?;
+        let name = if raw_topic.is_empty() {
+            None
+        } else {
+            Some(TopicName::new(raw_topic)?)
+        };
+        let packet_id = if qos == QoS::AtMostOnce {
+            None
+        } else {
+            Some(reader.packet_id()?)
+        };
+        let block: DecodedPublishBlock =
+            read_properties(&mut reader, Place::packet(PacketType::Publish))?;
+        let topic = match (name, block.topic_alias) {
+            (Some(name), None) => PublishTopic::Name(name),
+            (Some(name), Some(alias)) => PublishTopic::NameWithAlias(name, alias),
+            (None, Some(alias)) => PublishTopic::Alias(alias),
+            (None, None) => return Err(DecodeError::EmptyTopicWithoutAlias),
+        };
+        Ok(Self {
+            dup: flags & PUBLISH_DUP != 0,
+            qos,
+            retain: flags & PUBLISH_RETAIN != 0,
+            topic,
+            packet_id,
+            properties: block.properties,
+            payload: reader.rest(),
+        })
+    }
+
+    /// The outgoing property block of this packet.
+    fn block(&self) -> PublishBlock<'_> {
+        PublishBlock {
+            topic_alias: self.topic.alias(),
+            delivery: self.properties.as_delivery(),
+        }
+    }
+
+    /// Appends the encoded packet, flags as given. A QoS 1/2 publish without a packet id is a
+    /// caller bug; it is encoded with id 0 (and asserts in debug builds).
+    pub fn encode(&self, out: &mut BytesMut) {
+        let block = self.block();
+        let remaining = body_len_v5(&self.topic, &block, &self.payload, self.qos);
+        fixed_header::write(out, first_byte(self.dup, self.qos, self.retain), remaining);
+        put_binary(out, self.topic.wire_name());
+        if self.qos != QoS::AtMostOnce {
+            debug_assert!(
+                self.packet_id.is_some(),
+                "QoS > 0 PUBLISH without packet id"
+            );
+            out.put_u16(self.packet_id.map_or(0, PacketId::get));
+        }
+        write_block(&block, out);
+        out.put_slice(&self.payload);
+    }
+
+    /// Total encoded size in bytes (to compare with the receiver's maximum packet size: a
+    /// PUBLISH too large for a subscriber is not sent to it [MQTT-3.1.2-25]).
+    pub fn encoded_len(&self) -> usize {
+        fixed_header::packet_len(body_len_v5(
+            &self.topic,
+            &self.block(),
+            &self.payload,
+            self.qos,
+        ))
+    }
+
+    /// The check only a server makes: a client must not send subscription identifiers
+    /// [MQTT-3.3.4-6] (a client receives them, so `decode` accepts them).
+    pub fn check_sent_by_client(&self) -> Result<(), DecodeError> {
+        if self.properties.subscription_ids.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError::SubscriptionIdFromClient)
+        }
+    }
+}
+
+/// Body length of an MQTT 5 PUBLISH: topic, packet id (QoS > 0), properties and payload.
+fn body_len_v5(topic: &PublishTopic, block: &PublishBlock<'_>, payload: &Bytes, qos: QoS) -> usize {
+    let packet_id_len = if qos == QoS::AtMostOnce { 0 } else { 2 };
+    field_len(topic.wire_name().len()) + packet_id_len + block_len(block) + payload.len()
+}
+
+/// A PUBLISH encoded once per wire layout (protocol family × QoS × retain, and for MQTT 5 the
+/// properties, which may differ per subscriber) and shared by every subscriber with that
+/// layout: each delivery copies the prepared header, patches DUP and the packet id, and
+/// appends the publisher's payload, with no per-subscriber encoding work.
 #[derive(Clone, Debug)]
 pub struct EncodedPublish {
     /// Fixed header, topic and (QoS > 0) a zero packet-id placeholder.
@@ -119,6 +283,43 @@ impl EncodedPublish {
             header.put_u16(0);
             Some(at)
         };
+        Self {
+            header: header.freeze(),
+            payload: payload.clone(),
+            packet_id_at,
+            qos,
+        }
+    }
+
+    /// Prepares the header of an MQTT 5 PUBLISH of `payload` with this QoS and retain flag:
+    /// `topic` says whether the topic name, an alias or both are sent, and `properties` are
+    /// the delivery's properties. Encode once per distinct (topic, properties) among the
+    /// subscribers; the payload is shared, never copied into this value.
+    pub fn new_v5(
+        topic: &PublishTopic,
+        payload: &Bytes,
+        qos: QoS,
+        retain: bool,
+        properties: DeliveryProperties<'_>,
+    ) -> Self {
+        let block = PublishBlock {
+            topic_alias: topic.alias(),
+            delivery: properties,
+        };
+        let remaining = body_len_v5(topic, &block, payload, qos);
+        let header_len = fixed_header::packet_len(remaining) - payload.len();
+        let mut header = BytesMut::with_capacity(header_len);
+        header.put_u8(first_byte(false, qos, retain));
+        fixed_header::write_remaining_len(&mut header, remaining);
+        put_binary(&mut header, topic.wire_name());
+        let packet_id_at = if qos == QoS::AtMostOnce {
+            None
+        } else {
+            let at = header.len();
+            header.put_u16(0);
+            Some(at)
+        };
+        write_block(&block, &mut header);
         Self {
             header: header.freeze(),
             payload: payload.clone(),
@@ -312,5 +513,186 @@ mod tests {
         let mut out = BytesMut::new();
         encoded.write_to(&mut out, PacketId::new(5), true);
         assert_eq!(&out[..], b"\x30\x04\x00\x01tx");
+    }
+}
+
+#[cfg(test)]
+mod v5_tests {
+    use super::*;
+    use crate::protocol::properties::{MessageProperties, SubscriptionId};
+    use crate::protocol::testing::{assert_wire_v5, decode_error_v5, decode_one_v5, text, user};
+    use crate::protocol::{decode_with, Packet, PayloadFormat, ProtocolVersion, ReasonCode};
+    use crate::topic::TopicError;
+
+    fn topic() -> TopicName {
+        TopicName::try_from("a/b").unwrap()
+    }
+
+    fn alias(value: u16) -> TopicAlias {
+        TopicAlias::new(value).unwrap()
+    }
+
+    #[test]
+    fn v5_publish_wire_bytes() {
+        assert_wire_v5(
+            &Packet::PublishV5(PublishV5 {
+                dup: false,
+                qos: QoS::AtMostOnce,
+                retain: false,
+                topic: PublishTopic::Name(topic()),
+                packet_id: None,
+                properties: PublishProperties::default(),
+                payload: Bytes::from_static(b"hi"),
+            }),
+            b"\x30\x08\x00\x03a/b\x00hi",
+        );
+        assert_wire_v5(
+            &Packet::PublishV5(PublishV5 {
+                dup: false,
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                topic: PublishTopic::Alias(alias(5)),
+                packet_id: PacketId::new(10),
+                properties: PublishProperties::default(),
+                payload: Bytes::from_static(b"x"),
+            }),
+            b"\x32\x09\x00\x00\x00\x0a\x03\x23\x00\x05x",
+        );
+        assert_wire_v5(
+            &Packet::PublishV5(PublishV5 {
+                dup: true,
+                qos: QoS::ExactlyOnce,
+                retain: true,
+                topic: PublishTopic::NameWithAlias(topic(), alias(1)),
+                packet_id: PacketId::new(0xFFFF),
+                properties: PublishProperties {
+                    message: MessageProperties::default(),
+                    subscription_ids: vec![SubscriptionId::new(129).unwrap()],
+                },
+                payload: Bytes::new(),
+            }),
+            b"\x3d\x0e\x00\x03a/b\xff\xff\x06\x23\x00\x01\x0b\x81\x01",
+        );
+    }
+
+    #[test]
+    fn the_topic_is_a_name_an_alias_or_both() {
+        let name = PublishTopic::from(topic());
+        assert_eq!((name.name(), name.alias()), (Some(&topic()), None));
+        let both = PublishTopic::NameWithAlias(topic(), alias(2));
+        assert_eq!(
+            (both.name(), both.alias()),
+            (Some(&topic()), Some(alias(2)))
+        );
+        let only = PublishTopic::Alias(alias(2));
+        assert_eq!((only.name(), only.alias()), (None, Some(alias(2))));
+    }
+
+    #[test]
+    fn malformed_v5_publishes_are_refused() {
+        let error = decode_error_v5(b"\x30\x04\x00\x00\x00x");
+        assert_eq!(error, DecodeError::EmptyTopicWithoutAlias);
+        assert_eq!(error.reason_code(), ReasonCode::ProtocolError);
+        let error = decode_error_v5(b"\x30\x06\x00\x03a/#\x00");
+        assert_eq!(error, DecodeError::InvalidTopic(TopicError::WildcardInName));
+        assert_eq!(error.reason_code(), ReasonCode::MalformedPacket);
+        assert_eq!(
+            decode_error_v5(b"\x32\x07\x00\x03a/b\x00\x00"),
+            DecodeError::ZeroPacketId { packet: "PUBLISH" }
+        );
+        // The property block is not optional.
+        assert_eq!(
+            decode_error_v5(b"\x30\x05\x00\x03a/b"),
+            DecodeError::Truncated { packet: "PUBLISH" }
+        );
+    }
+
+    #[test]
+    fn only_a_client_publish_refuses_subscription_ids() {
+        let Packet::PublishV5(publish) = decode_one_v5(b"\x30\x08\x00\x01t\x02\x0b\x07xy") else {
+            panic!("not a PUBLISH");
+        };
+        assert_eq!(publish.properties.subscription_ids[0].get(), 7);
+        let error = publish.check_sent_by_client().unwrap_err();
+        assert_eq!(error, DecodeError::SubscriptionIdFromClient);
+        assert_eq!(error.reason_code(), ReasonCode::ProtocolError);
+        let Packet::PublishV5(publish) = decode_one_v5(b"\x30\x06\x00\x01t\x00xy") else {
+            panic!("not a PUBLISH");
+        };
+        assert_eq!(publish.check_sent_by_client(), Ok(()));
+    }
+
+    #[test]
+    fn v5_topic_and_payload_are_slices_of_the_read_buffer() {
+        let mut buf = BytesMut::from(&b"\x32\x0d\x00\x03a/b\x00\x01\x00hello"[..]);
+        let start = buf.as_ptr() as usize;
+        let range = start..start + buf.len();
+        let Ok(Some(Packet::PublishV5(p))) = decode_with(&mut buf, 1024, Some(ProtocolVersion::V5))
+        else {
+            panic!("not a PUBLISH");
+        };
+        assert_eq!(&p.payload[..], b"hello");
+        assert!(range.contains(&(p.payload.as_ptr() as usize)));
+        let name = p.topic.name().unwrap();
+        assert!(range.contains(&(name.as_bytes().as_ptr() as usize)));
+    }
+
+    #[test]
+    fn encoded_v5_publish_matches_the_plain_encoder_per_delivery() {
+        let payload = Bytes::from(vec![7u8; 300]);
+        let message = MessageProperties {
+            payload_format: Some(PayloadFormat::Utf8),
+            message_expiry_interval: Some(100),
+            content_type: Some(text("text/plain")),
+            response_topic: None,
+            correlation_data: Some(Bytes::from_static(b"c")),
+            user_properties: vec![user("k", "v")],
+        };
+        let ids = [
+            SubscriptionId::new(3).unwrap(),
+            SubscriptionId::new(70_000).unwrap(),
+        ];
+        let topics = [
+            PublishTopic::Name(topic()),
+            PublishTopic::NameWithAlias(topic(), alias(4)),
+            PublishTopic::Alias(alias(4)),
+        ];
+        for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
+            for (at, publish_topic) in topics.iter().enumerate() {
+                // Each subscriber sees its own remaining expiry and subscription ids.
+                let expiry = Some(40 + at as u32);
+                let delivery = DeliveryProperties {
+                    message: &message,
+                    message_expiry_interval: expiry,
+                    subscription_ids: &ids[..at.min(2)],
+                };
+                let encoded = EncodedPublish::new_v5(publish_topic, &payload, qos, true, delivery);
+                assert!(encoded.payload().as_ptr() == payload.as_ptr());
+                let packet_id = (qos != QoS::AtMostOnce).then(|| PacketId::new(77).unwrap());
+                let mut out = BytesMut::new();
+                encoded.write_to(&mut out, packet_id, true);
+                assert_eq!(out.len(), encoded.len());
+                let expected = PublishV5 {
+                    dup: qos != QoS::AtMostOnce,
+                    qos,
+                    retain: true,
+                    topic: publish_topic.clone(),
+                    packet_id,
+                    properties: PublishProperties {
+                        message: MessageProperties {
+                            message_expiry_interval: expiry,
+                            ..message.clone()
+                        },
+                        subscription_ids: ids[..at.min(2)].to_vec(),
+                    },
+                    payload: payload.clone(),
+                };
+                let mut plain = BytesMut::new();
+                expected.encode(&mut plain);
+                assert_eq!(&out[..], &plain[..], "{qos:?} {publish_topic:?}");
+                assert_eq!(expected.encoded_len(), plain.len());
+                assert_eq!(decode_one_v5(&out), Packet::PublishV5(expected));
+            }
+        }
     }
 }

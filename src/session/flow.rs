@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use ahash::AHashMap;
+use super::SessionMap;
 
 use crate::message::Message;
 use crate::protocol::{PacketId, QoS};
@@ -110,7 +110,7 @@ pub struct OutgoingFlow {
     /// The configured limits (with `max_inflight` clamped to 1..=65535).
     limits: FlowLimits,
     /// In-flight packet ids and their state.
-    inflight: AHashMap<PacketId, InflightEntry>,
+    inflight: SessionMap<PacketId, InflightEntry>,
     /// `(seq, id)` in first-sent order; may contain stale pairs (see the type's doc).
     send_order: VecDeque<(u64, PacketId)>,
     /// Sequence number given to the next id sent.
@@ -136,7 +136,7 @@ const STALE_SLACK: usize = 16;
 
 /// Whether a `send_order` pair still describes an in-flight id (and not an acknowledged one, or
 /// an older use of an id that has since been reused).
-fn is_live(inflight: &AHashMap<PacketId, InflightEntry>, seq: u64, packet_id: PacketId) -> bool {
+fn is_live(inflight: &SessionMap<PacketId, InflightEntry>, seq: u64, packet_id: PacketId) -> bool {
     inflight
         .get(&packet_id)
         .is_some_and(|entry| entry.seq == seq)
@@ -152,7 +152,7 @@ impl OutgoingFlow {
         };
         OutgoingFlow {
             limits,
-            inflight: AHashMap::new(),
+            inflight: SessionMap::default(),
             send_order: VecDeque::new(),
             next_seq: 0,
             next_packet_id: 1,
@@ -290,7 +290,7 @@ impl OutgoingFlow {
             .filter(|entry| !matches!(entry.stage, Stage::Released))
             .count();
         let discarded = unacknowledged + self.queue.len();
-        self.inflight = AHashMap::new();
+        self.inflight = SessionMap::default();
         self.send_order = VecDeque::new();
         self.queue = VecDeque::new();
         self.queued_bytes = 0;
@@ -388,7 +388,7 @@ impl OutgoingFlow {
         self.inflight.remove(&id);
         if self.inflight.is_empty() {
             if self.inflight.capacity() > SHRINK_THRESHOLD {
-                self.inflight = AHashMap::new();
+                self.inflight = SessionMap::default();
             }
             if self.send_order.capacity() > SHRINK_THRESHOLD {
                 self.send_order = VecDeque::new();

@@ -2,7 +2,7 @@
 //! the message is delivered when the PUBLISH arrives and its packet id is remembered until
 //! PUBREL, so a re-sent PUBLISH is recognised and not delivered twice).
 
-use ahash::AHashSet;
+use super::SessionSet;
 
 use crate::protocol::PacketId;
 
@@ -18,7 +18,7 @@ const SHRINK_THRESHOLD: usize = 64;
 #[derive(Debug, Default)]
 pub struct IncomingQos2 {
     /// Ids delivered and awaiting PUBREL.
-    pending: AHashSet<PacketId>,
+    pending: SessionSet<PacketId>,
 }
 
 impl IncomingQos2 {
@@ -38,7 +38,7 @@ impl IncomingQos2 {
     pub fn on_pubrel(&mut self, id: PacketId) -> bool {
         let known = self.pending.remove(&id);
         if self.pending.is_empty() && self.pending.capacity() > SHRINK_THRESHOLD {
-            self.pending = AHashSet::new();
+            self.pending = SessionSet::default();
         }
         known
     }

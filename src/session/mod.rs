@@ -2,11 +2,13 @@
 //! directions), who owns it across cores, and how it moves when a client reconnects elsewhere.
 
 mod flow;
+mod hasher;
 mod incoming;
 mod state;
 mod takeover;
 
 pub use flow::{FlowAction, FlowError, FlowLimits, OutgoingFlow, QueueFull};
+pub use hasher::{SessionHasher, SessionMap, SessionSet};
 pub use incoming::IncomingQos2;
 pub use state::SessionState;
 pub use takeover::Directory;

@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use ahash::AHashMap;
-
-use super::{FlowLimits, IncomingQos2, OutgoingFlow};
+use super::{FlowLimits, IncomingQos2, OutgoingFlow, SessionMap};
 use crate::protocol::QoS;
 use crate::topic::TopicFilter;
 
@@ -17,7 +15,7 @@ pub struct SessionState {
     /// Whether the session ends with its connection (MQTT 3.1.1 clean session).
     pub clean_session: bool,
     /// Granted subscriptions: filter to granted QoS.
-    pub subscriptions: AHashMap<TopicFilter, QoS>,
+    pub subscriptions: SessionMap<TopicFilter, QoS>,
     /// QoS 1/2 messages towards the client: in flight and queued.
     pub outgoing: OutgoingFlow,
     /// QoS 2 packet ids received from the client and not yet released.
@@ -30,7 +28,7 @@ impl SessionState {
         Self {
             client_id,
             clean_session,
-            subscriptions: AHashMap::new(),
+            subscriptions: SessionMap::default(),
             outgoing: OutgoingFlow::new(limits),
             incoming: IncomingQos2::new(),
         }

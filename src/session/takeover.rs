@@ -357,12 +357,12 @@ impl Shard {
                     SessionState::new(conn.client_id.clone(), clean_session, self.flow_limits());
                 state.sessions.insert(
                     key,
-                    SessionSlot {
+                    Box::new(SessionSlot {
                         state: session,
                         conn: Some(conn.clone()),
                         last_conn: conn.id,
                         disconnected_at: None,
-                    },
+                    }),
                 );
                 state.by_client_id.insert(conn.client_id.clone(), key);
                 (key, false)
@@ -497,7 +497,7 @@ impl Shard {
         None
     }
 
-    fn remove_session(&self, state: &mut ShardState, key: SessionKey) -> Option<SessionSlot> {
+    fn remove_session(&self, state: &mut ShardState, key: SessionKey) -> Option<Box<SessionSlot>> {
         self.detach_subscriptions(state, key);
         let slot = state.sessions.remove(&key)?;
         if slot.disconnected_at.is_some() {

@@ -15,16 +15,13 @@ use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use thiserror::Error;
 
-use super::{Peers, Shard, ShardMsg};
+use super::{Peers, Shard, ShardMsg, CLOCK_TICK};
 use crate::config::Config;
 use crate::connection::{self, CloseReason, ConnectionSlots};
 use crate::listener;
 
 /// Capacity of each shard-to-shard channel, in messages.
 pub const MESH_CHANNEL_CAPACITY: usize = 4096;
-
-/// How often a shard checks for shutdown and expires offline sessions.
-const HOUSEKEEPING_PERIOD: Duration = Duration::from_millis(100);
 
 /// Longest a shard waits at shutdown for its connections to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -371,11 +368,7 @@ async fn run_shard(
                 while let Some(msg) = stream.next().await {
                     match msg {
                         ShardMsg::Adopt(adoption) => {
-                            glommio::spawn_local(connection::serve_adopted(
-                                shard.clone(),
-                                *adoption,
-                            ))
-                            .detach();
+                            connection::serve_adopted(shard.clone(), *adoption)
                         }
                         msg => shard.on_peer_message(peer, msg).await,
                     }
@@ -393,7 +386,9 @@ async fn run_shard(
     let _ = ready.send(Ok(()));
 
     while !shard.is_shutting_down() {
-        glommio::timer::sleep(HOUSEKEEPING_PERIOD).await;
+        // Housekeeping: the shard's clock (keep-alives) and offline sessions.
+        glommio::timer::sleep(CLOCK_TICK).await;
+        shard.tick();
         shard.expire_offline_sessions();
     }
     let open: Vec<_> = shard.connections.borrow().values().cloned().collect();

@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
 
@@ -22,14 +22,17 @@ pub use message::{Adoption, ConnId, Grant, ShardId, ShardMsg};
 pub use peers::Peers;
 
 use crate::config::Config;
-use crate::connection::{ConnHandle, Notify};
+use crate::connection::{CloseReason, ConnHandle, KeepAlive, Notify};
 use crate::protocol::QoS;
 use crate::router::{Interest, RetainedStore};
 use crate::session::{Directory, FlowAction, FlowLimits, SessionState};
 use crate::topic::SubscriptionTrie;
 
+/// One tick of a shard's clock: how often keep-alives and offline sessions are checked.
+pub const CLOCK_TICK: Duration = Duration::from_millis(100);
+
 /// Longest a request waits for other cores' acknowledgements.
-pub const ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Key of a session within its shard (never reused while the shard runs).
 pub type SessionKey = u64;
@@ -57,8 +60,9 @@ pub struct PendingConnect {
 
 /// Everything one core owns that changes as clients come and go.
 pub struct ShardState {
-    /// Sessions held on this core.
-    pub sessions: AHashMap<SessionKey, SessionSlot>,
+    /// Sessions held on this core (boxed: the table keeps a slot per entry and then some,
+    /// and a slot is large).
+    pub sessions: AHashMap<SessionKey, Box<SessionSlot>>,
     /// Session of each client id held on this core.
     pub by_client_id: AHashMap<Arc<str>, SessionKey>,
     /// Subscriptions of this core's sessions: filter to (session, granted QoS).
@@ -154,6 +158,8 @@ pub struct Shard {
     pub ack_waits: RefCell<AHashMap<u64, Rc<AckWait>>>,
     next_conn: Cell<u64>,
     next_token: Cell<u64>,
+    /// Ticks of [`CLOCK_TICK`] since the shard started (see [`Shard::tick`]).
+    clock: Cell<u32>,
 }
 
 /// A request waiting for acknowledgements from other cores (a SUBSCRIBE's barrier, a retained
@@ -187,6 +193,41 @@ impl Shard {
             ack_waits: RefCell::new(AHashMap::new()),
             next_conn: Cell::new(0),
             next_token: Cell::new(1),
+            clock: Cell::new(0),
+        }
+    }
+
+    /// The shard's coarse clock, in ticks of [`CLOCK_TICK`]: what a connection records when
+    /// its client is heard from, without reading the system clock per read.
+    pub fn clock(&self) -> u32 {
+        self.clock.get()
+    }
+
+    /// The keep-alive of a client that asked for `seconds`, starting now: the client must
+    /// send something within one and a half times it [MQTT-3.1.2-24].
+    pub fn keep_alive(&self, seconds: u16) -> KeepAlive {
+        let allowed = Duration::from_millis(u64::from(seconds) * 1500);
+        let ticks = allowed.as_millis().div_ceil(CLOCK_TICK.as_millis());
+        KeepAlive {
+            ticks: u32::try_from(ticks).unwrap_or(u32::MAX),
+            now: self.clock(),
+        }
+    }
+
+    /// Advances the clock by one tick (called every [`CLOCK_TICK`]) and closes the
+    /// connections whose clients have been silent beyond their keep-alive.
+    pub fn tick(&self) {
+        let now = self.clock.get().wrapping_add(1);
+        self.clock.set(now);
+        let silent: Vec<Rc<ConnHandle>> = self
+            .connections
+            .borrow()
+            .values()
+            .filter(|conn| conn.keep_alive_expired(now))
+            .cloned()
+            .collect();
+        for conn in silent {
+            conn.close(CloseReason::KeepAliveTimeout);
         }
     }
 

@@ -429,11 +429,23 @@ impl RawClient {
 
     /// Subscribes and returns the SUBACK return codes.
     pub async fn subscribe(&mut self, packet_id: u16, filters: &[(&str, u8)]) -> Vec<u8> {
+        self.subscribe_within(packet_id, filters, PACKET_TIMEOUT)
+            .await
+    }
+
+    /// Subscribes and returns the SUBACK return codes, waiting up to `wait` for the SUBACK
+    /// (for tests where the broker has much other work queued first).
+    pub async fn subscribe_within(
+        &mut self,
+        packet_id: u16,
+        filters: &[(&str, u8)],
+        wait: Duration,
+    ) -> Vec<u8> {
         self.send(&subscribe(packet_id, filters))
             .await
             .expect("send SUBSCRIBE");
         loop {
-            match self.recv(PACKET_TIMEOUT).await {
+            match self.recv(wait).await {
                 Ok(Incoming::SubAck {
                     packet_id: acked,
                     codes,
