@@ -285,7 +285,12 @@ impl Connection {
     /// that a peer waiting for our acknowledgements is never blocked by our waiting for its
     /// data, and acknowledgements of a burst go out in one write. Cancel-safe: dropping the
     /// future loses no byte in either direction.
+    ///
+    /// It first yields when the executor asks for it: a read of a socket that always has data
+    /// is ready at once, so without this a loop of reads from a peer that never stops sending
+    /// would never let a timeout or stop signal raced against it be polled.
     pub async fn fill(&mut self) -> Result<usize, ClientError> {
+        glommio::yield_if_needed().await;
         if self.inbound.is_empty() && self.inbound.capacity() > KEEP_IDLE_INBOUND {
             self.inbound = BytesMut::new();
         }

@@ -8,10 +8,12 @@
 //! with hydrant's codec), each payload carrying a tracking header (`payload`); subscribers
 //! account every delivery per stream (`accounting`) and record latencies (`latency`); the
 //! broker and the generator are sampled from /proc (`sampler`); and the report (`report`) is
-//! printed as a table and written as JSON, .hgrm and SVG on request. `app` ties these together.
+//! printed as a table and written as JSON, .hgrm and SVG on request. `app` ties these together;
+//! `bounded` holds the bounded joins that keep every helper thread from holding a run's end.
 
 pub mod accounting;
 pub mod app;
+pub mod bounded;
 pub mod cli;
 pub mod client;
 pub mod engine;

@@ -2,7 +2,7 @@
 //! (`--broker-pid`) to report its cost, and the generator itself to show it is not the
 //! bottleneck.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -10,10 +10,16 @@ use std::time::Duration;
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::bounded::join_within;
 use crate::payload::Clock;
 
 /// Time between two background samples.
 pub const SAMPLE_PERIOD: Duration = Duration::from_millis(100);
+
+/// Longest [`ProcessSampler::finish`] waits for the sampling thread to end (it ends at once
+/// unless a /proc read hangs); after that the thread is left behind and the samples taken so
+/// far are returned.
+pub const SAMPLER_JOIN_GRACE: Duration = Duration::from_secs(1);
 
 /// Why a process cannot be sampled.
 #[derive(Debug, Error)]
@@ -92,7 +98,8 @@ pub struct ProcessSampler {
     pid: u32,
     clock: Clock,
     samples: Arc<Mutex<Vec<Sample>>>,
-    stop: Arc<AtomicBool>,
+    /// Dropping it stops the thread at once (its wait for the next sample ends).
+    stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -101,15 +108,13 @@ impl ProcessSampler {
     pub fn start(pid: u32, clock: Clock) -> Result<Self, SamplerError> {
         let first = read_process(pid, clock.now_ns())?;
         let samples = Arc::new(Mutex::new(vec![first]));
-        let stop = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = mpsc::channel::<()>();
         let thread = {
             let samples = samples.clone();
-            let stop = stop.clone();
             std::thread::Builder::new()
                 .name(format!("sample-{pid}"))
                 .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(SAMPLE_PERIOD);
+                    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(SAMPLE_PERIOD) {
                         if let Ok(sample) = read_process(pid, clock.now_ns()) {
                             if let Ok(mut samples) = samples.lock() {
                                 samples.push(sample);
@@ -123,7 +128,7 @@ impl ProcessSampler {
             pid,
             clock,
             samples,
-            stop,
+            stop: Some(stop),
             thread: Some(thread),
         })
     }
@@ -137,16 +142,24 @@ impl ProcessSampler {
         }
     }
 
-    /// Stops sampling and returns every sample in time order.
+    /// Stops sampling and returns every sample in time order. Waits at most
+    /// [`SAMPLER_JOIN_GRACE`] for the thread.
     pub fn finish(mut self) -> Vec<Sample> {
         self.sample_now();
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.take();
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            join_within(thread, SAMPLER_JOIN_GRACE);
         }
         let mut samples = self.samples.lock().map(|s| s.clone()).unwrap_or_default();
         samples.sort_by_key(|s| s.at_ns);
         samples
+    }
+}
+
+impl Drop for ProcessSampler {
+    /// A sampler dropped without [`ProcessSampler::finish`] (a failed run) stops its thread.
+    fn drop(&mut self) {
+        self.stop.take();
     }
 }
 
@@ -196,6 +209,7 @@ pub fn usage_between(samples: &[Sample], from_ns: u64, to_ns: u64) -> Option<Usa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn parses_stat_with_spaces_in_the_command_name() {
@@ -214,6 +228,17 @@ mod tests {
         assert!(sample.rss_bytes > 0);
         assert_eq!(sample.at_ns, 5);
         assert!(read_process(u32::MAX, 0).is_err());
+    }
+
+    #[test]
+    fn finish_stops_the_thread_at_once() {
+        let sampler = ProcessSampler::start(0, Clock::start()).unwrap();
+        std::thread::sleep(SAMPLE_PERIOD * 2 + SAMPLE_PERIOD / 2);
+        let started = Instant::now();
+        let samples = sampler.finish();
+        assert!(started.elapsed() < SAMPLE_PERIOD, "{:?}", started.elapsed());
+        assert!(samples.len() >= 3, "{samples:?}");
+        assert!(samples.windows(2).all(|w| w[0].at_ns <= w[1].at_ns));
     }
 
     #[test]

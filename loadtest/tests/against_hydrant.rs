@@ -307,9 +307,10 @@ fn pymqttbench_original_and_intended_runs() {
 #[test]
 fn provoked_loss_is_reported_as_loss() {
     let _serial = serial();
-    // A one-message queue per client: a QoS 0 flood to many subscribers must overflow it.
+    // A one-message queue per client (with room in bytes for that message): a QoS 0 flood to
+    // many subscribers must overflow it, while some messages still get through.
     let broker = Broker::start(Some(
-        "[limits]\nmax_queued_messages = 1\nmax_queued_bytes = 256\n",
+        "[limits]\nmax_queued_messages = 1\nmax_queued_bytes = 4096\n",
     ));
     let (stdout, report) = run_json(
         &[
@@ -336,6 +337,10 @@ fn provoked_loss_is_reported_as_loss() {
         lost > 0,
         "a flood through one-message queues lost nothing?\n{stdout}"
     );
+    assert!(
+        unique > 0,
+        "nothing was delivered: the run shows loss but not the accounting of deliveries\n{stdout}"
+    );
     assert_eq!(
         unique + lost,
         expected,
@@ -347,6 +352,111 @@ fn provoked_loss_is_reported_as_loss() {
         .as_array()
         .is_some_and(|p| !p.is_empty()));
     assert!(report["messages"]["loss_percent"].as_f64().unwrap_or(0.0) > 0.0);
+}
+
+/// Stops a process (SIGSTOP) until dropped (SIGCONT), so a failing test never leaves it frozen.
+struct Frozen(u32);
+
+impl Frozen {
+    fn new(pid: u32) -> Frozen {
+        // SAFETY: kill only sends a signal to the broker process this test started.
+        let sent = unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) };
+        assert_eq!(sent, 0, "SIGSTOP to the broker");
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.0 as libc::pid_t, libc::SIGCONT) };
+    }
+}
+
+/// A broker that stops answering mid-run (SIGSTOP: connections stay open, nothing is read or
+/// written) must not hold the generator: blocked writes, unanswered reads and closes that get
+/// no answer are all bounded, and the run ends within its duration + drain + the generator's
+/// stop grace, reporting the loss (or failing with a clear error).
+#[test]
+fn a_broker_that_stops_answering_mid_run_ends_the_run_in_bounded_time() {
+    let _serial = serial();
+    // Duration 3 s + drain 1 s + the generator's 5 s grace for the stop, and a margin.
+    let bound = Duration::from_secs(12);
+    for qos in ["0", "1"] {
+        let broker = Broker::start(None);
+        let json = tempfile_path::TempPath::new("frozen-broker.json");
+        let args: Vec<String> = [
+            "fanout",
+            "--publishers",
+            "2",
+            "--subscribers",
+            "4",
+            "--qos",
+            qos,
+            "--size",
+            "1024",
+            "--warmup",
+            "0",
+            "--duration",
+            "3s",
+            "--drain-timeout",
+            "1s",
+            "--connect-timeout",
+            "2s",
+            "--quiet",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            "--port".into(),
+            broker.port.to_string(),
+            "--broker-pid".into(),
+            broker.child.id().to_string(),
+            "--json".into(),
+            json.path().display().to_string(),
+        ])
+        .collect();
+        let started = Instant::now();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hydrant-loadtest"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("generator starts");
+        std::thread::sleep(Duration::from_secs(1));
+        let frozen = Frozen::new(broker.child.id());
+        while child.try_wait().expect("generator status").is_none() {
+            if started.elapsed() > bound {
+                let _ = child.kill();
+                let output = child.wait_with_output().expect("generator output");
+                panic!(
+                    "QoS {qos}: the generator still ran {bound:?} after it started, its broker \
+                     stopped\nstderr:\n{}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let took = started.elapsed();
+        let output = child.wait_with_output().expect("generator output");
+        drop(frozen);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if output.status.success() {
+            let text = std::fs::read_to_string(json.path()).expect("JSON report written");
+            let report: Value = serde_json::from_str(&text).expect("JSON report parses");
+            assert!(
+                number(&report, "/messages/lost") > 0,
+                "QoS {qos}: a broker stopped for most of the window lost nothing?\n{stdout}"
+            );
+            assert_eq!(report["timing"]["drain_timed_out"], true, "{stdout}");
+        } else {
+            assert!(
+                stderr.contains("hydrant-loadtest: error:"),
+                "QoS {qos}: failed without a clear error ({took:?})\nstderr:\n{stderr}"
+            );
+        }
+    }
 }
 
 #[test]

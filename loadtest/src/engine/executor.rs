@@ -29,11 +29,18 @@ const RECEIVING_LATENCY: Duration = Duration::from_millis(1);
 /// Scheduler shares of the task queue of publishers and idle connections.
 const SENDING_SHARES: usize = 100;
 
+/// Latency the sending queue asks the scheduler for: a publisher that never waits is taken off
+/// the CPU after this long, so the subscribers' input is looked at again. (Set per queue rather
+/// than as the executor's preempt timer, which would also make the executor's first turn, with
+/// no timer or I/O yet to wake it, exposed to glommio's park-with-runnable-tasks race.)
+const SENDING_LATENCY: Duration = Duration::from_millis(1);
+
 /// Connections one executor sets up at the same time.
 const SETUP_CONCURRENCY: u64 = 64;
 
-/// How often the control task looks at the shared phase.
-const PHASE_POLL: Duration = Duration::from_millis(2);
+/// How often the control task looks at the shared phase when not nudged (the coordinator
+/// nudges it at every phase change and every tick; this is the backstop).
+const PHASE_POLL: Duration = Duration::from_millis(20);
 
 /// How often recent latencies are handed to the progress line.
 const INTERVAL_FLUSH: Duration = Duration::from_millis(250);
@@ -171,6 +178,8 @@ pub struct Executor {
     pub publishing_over: Signal,
     /// Raised when every client must close.
     pub stop: Signal,
+    /// Raised once the executor's results are handed back: the control task may end.
+    pub finished: Signal,
     /// In-window latencies of the whole run.
     pub latency: RefCell<Histogram<u64>>,
     /// Latencies (warm-up included) since the last flush to the progress line.
@@ -267,6 +276,7 @@ pub async fn run(
         running: Signal::new(),
         publishing_over: Signal::new(),
         stop: Signal::new(),
+        finished: Signal::new(),
         latency: RefCell::new(new_latency_histogram()),
         interval: RefCell::new(new_latency_histogram()),
         connect: RefCell::new(new_connect_histogram()),
@@ -285,7 +295,7 @@ pub async fn run(
     );
     let sending = glommio::executor().create_task_queue(
         Shares::Static(SENDING_SHARES),
-        Latency::NotImportant,
+        Latency::Matters(SENDING_LATENCY),
         "sending",
     );
     let control = glommio::spawn_local_into(control(executor.clone()), receiving)
@@ -365,8 +375,11 @@ pub async fn run(
     for task in &tasks {
         task.cancel();
     }
-    control.await;
+    // The control task keeps registering for nudges until the results are out, so that no
+    // wait of this shutdown can be slept through (see `shared`).
     let _ = results.send((index, Ok(report(&executor))));
+    executor.finished.raise();
+    control.await;
 }
 
 /// An executor's report, or why it has none.
@@ -407,10 +420,13 @@ async fn setup_slot(executor: &Executor, pacer: &mut Pacer) -> bool {
         && !executor.stop.is_raised()
 }
 
-/// Mirrors the shared phase into the executor's signals and feeds the progress line.
+/// Mirrors the shared phase into the executor's signals, feeds the progress line, beats the
+/// executor's heartbeat, and keeps its waker registered for the coordinator's nudges until the
+/// executor's results are handed back.
 async fn control(executor: Rc<Executor>) {
     let mut last_flush = Instant::now();
     loop {
+        bump(&executor.progress().heartbeat, 1);
         let phase = executor.shared.phase();
         if phase >= Phase::Running {
             executor.running.raise();
@@ -428,9 +444,19 @@ async fn control(executor: Rc<Executor>) {
         }
         if phase == Phase::Stopped {
             executor.stop.raise();
+        }
+        if executor.finished.is_raised() {
+            executor.shared.withdraw_nudge(executor.index);
             return;
         }
-        glommio::timer::sleep(PHASE_POLL).await;
+        future::or(
+            glommio::timer::sleep(PHASE_POLL),
+            future::or(
+                executor.shared.nudged(executor.index),
+                executor.finished.wait(),
+            ),
+        )
+        .await;
     }
 }
 

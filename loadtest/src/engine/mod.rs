@@ -1,6 +1,10 @@
 //! Executes a [`Plan`]: starts one glommio executor per generator core, walks the run through
 //! its phases (set-up, run, drain, stop) from the calling thread, prints the progress line, and
-//! collects what every executor measured. Every phase has a deadline, so a run always ends.
+//! collects what every executor measured. Every phase has a deadline, so a run always ends:
+//! set-up within its budget, the run after warm-up + duration, the drain within its timeout,
+//! and the stop within [`JOIN_GRACE`], after which a run whose executors have not handed back
+//! their results is abandoned with an error. An executor whose heartbeat stops for
+//! [`STALL_LIMIT`] ends the run early with an error naming it.
 //!
 //! - `executor`: one executor's share of the clients and its local accounting;
 //! - `subscriber`, `publisher`, `idle`: the client tasks;
@@ -39,10 +43,6 @@ pub const IO_MEMORY: usize = 1024 * 1024;
 /// Locked memory an executor needs besides `IO_MEMORY` (its rings).
 const RING_MEMORY: usize = 256 * 1024;
 
-/// Longest a task runs before the executor looks at its sockets again (glommio's default,
-/// 100 ms, would let a publisher that never waits starve the subscribers of its executor).
-const PREEMPT_TIMER: Duration = Duration::from_millis(1);
-
 /// How often the coordinator looks at the executors' counters.
 const TICK: Duration = Duration::from_millis(20);
 
@@ -52,8 +52,12 @@ const SETUP_MARGIN: Duration = Duration::from_secs(10);
 /// A drain ends early once no delivery arrived for this long.
 const DRAIN_QUIET: Duration = Duration::from_secs(1);
 
-/// Time the executors get to return after the stop before the run is abandoned.
-const JOIN_GRACE: Duration = Duration::from_secs(8);
+/// Time the executors get to hand back their results after the stop before the run is
+/// abandoned: their own grace for closing clients (3 s) and a margin.
+pub const JOIN_GRACE: Duration = Duration::from_secs(5);
+
+/// An executor whose heartbeat did not move for this long is stuck: the run is abandoned.
+pub const STALL_LIMIT: Duration = Duration::from_secs(5);
 
 /// Why a run could not be carried out.
 #[derive(Debug, Error)]
@@ -75,9 +79,17 @@ pub enum EngineError {
     /// The run failed (unreachable broker, refused CONNECT, set-up timeout, ...).
     #[error("{0}")]
     Run(String),
-    /// The executors did not return in time.
-    #[error("the run did not end within its deadline ({0:?}); results are incomplete")]
-    Deadline(Duration),
+    /// Executors did not hand back their results within [`JOIN_GRACE`] of the stop.
+    #[error(
+        "generator executor(s) {executors} did not hand back their results within {grace:?} \
+         of the stop; the run was abandoned"
+    )]
+    Abandoned {
+        /// Which executors, e.g. "0, 2".
+        executors: String,
+        /// How long they were given.
+        grace: Duration,
+    },
 }
 
 /// How the run went, in clock nanoseconds.
@@ -147,16 +159,19 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<RunOutcome, EngineError> {
         generator: &generator,
         timeline: Timeline::default(),
         clock,
+        heartbeats: vec![Heartbeat::new(); plan.cores],
     };
-    let deadline = coordinator.hard_deadline();
     coordinator.drive();
     shared.advance(Phase::Stopped);
     let timeline = coordinator.timeline;
     coordinator.progress.finish();
-    let executors = collect(results, plan.cores, deadline)?;
+    let collected = collect(&results, &shared, plan.cores);
+    // A failure recorded during the run (set-up, a stalled executor) explains a missing report
+    // better than the missing report does.
     if let Some(failure) = shared.failure() {
         return Err(EngineError::Run(failure));
     }
+    let executors = collected?;
     Ok(RunOutcome {
         plan,
         executors,
@@ -177,7 +192,6 @@ fn start_executors(
         let reports = sender.clone();
         let handle = LocalExecutorBuilder::new(Placement::Unbound)
             .io_memory(IO_MEMORY)
-            .preempt_timer(PREEMPT_TIMER)
             .name(&format!("loadtest-{index}"))
             .spawn(move || executor::run(index, plan, run_shared, reports));
         let handle = match handle {
@@ -191,11 +205,14 @@ fn start_executors(
             }
         };
         let sender = sender.clone();
+        let failed = shared.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("join-{index}"))
             .spawn(move || {
-                // A finished executor has sent its report already; only a failure is news.
+                // A finished executor has sent its report already; only a failure is news, and
+                // it ends the run at once rather than at the next phase deadline.
                 if let Err(error) = handle.join() {
+                    failed.fail(format!("generator executor {index} failed: {error}"));
                     let _ = sender.send((index, Err(error.to_string())));
                 }
             });
@@ -210,19 +227,32 @@ fn start_executors(
     Ok(receiver)
 }
 
+/// Waits (at most [`JOIN_GRACE`]) for every executor's results, nudging the executors while it
+/// waits so that none sleeps through its shutdown.
 fn collect(
-    results: mpsc::Receiver<ExecutorResult>,
+    results: &mpsc::Receiver<ExecutorResult>,
+    shared: &RunShared,
     cores: usize,
-    deadline: Instant,
 ) -> Result<Vec<ExecutorReport>, EngineError> {
     let mut reports: Vec<Option<ExecutorReport>> = (0..cores).map(|_| None).collect();
-    let give_up = Instant::now().max(deadline) + JOIN_GRACE;
+    let give_up = Instant::now() + JOIN_GRACE;
     while reports.iter().any(Option::is_none) {
-        let wait = give_up.saturating_duration_since(Instant::now());
-        match results.recv_timeout(wait) {
+        shared.nudge_executors();
+        let left = give_up.saturating_duration_since(Instant::now());
+        match results.recv_timeout(left.min(TICK)) {
             Ok((index, Ok(report))) => reports[index] = Some(report),
             Ok((index, Err(reason))) => return Err(EngineError::Executor { index, reason }),
-            Err(_) => return Err(EngineError::Deadline(JOIN_GRACE)),
+            Err(mpsc::RecvTimeoutError::Timeout) if !left.is_zero() => {}
+            Err(_) => {
+                let missing: Vec<String> = (0..cores)
+                    .filter(|&i| reports[i].is_none())
+                    .map(|i| i.to_string())
+                    .collect();
+                return Err(EngineError::Abandoned {
+                    executors: missing.join(", "),
+                    grace: JOIN_GRACE,
+                });
+            }
         }
     }
     Ok(reports.into_iter().flatten().collect())
@@ -237,6 +267,45 @@ struct Coordinator<'a> {
     generator: &'a ProcessSampler,
     timeline: Timeline,
     clock: Clock,
+    /// Per executor, what the coordinator last saw of its heartbeat.
+    heartbeats: Vec<Heartbeat>,
+}
+
+/// The coordinator's view of one executor's heartbeat.
+#[derive(Clone, Copy, Debug)]
+struct Heartbeat {
+    /// The last value seen.
+    seen: u64,
+    /// When it last moved.
+    since: Instant,
+    /// Ticks that saw it unchanged: a generator that was itself stopped (SIGSTOP, a debugger)
+    /// and resumed finds a long `since` but few ticks, and is not taken for a stall.
+    still_ticks: u32,
+}
+
+impl Heartbeat {
+    fn new() -> Heartbeat {
+        Heartbeat {
+            seen: 0,
+            since: Instant::now(),
+            still_ticks: 0,
+        }
+    }
+
+    /// Records the current value; true when it stood still for [`STALL_LIMIT`].
+    fn stalled(&mut self, beat: u64, now: Instant) -> bool {
+        if beat != self.seen {
+            *self = Heartbeat {
+                seen: beat,
+                since: now,
+                still_ticks: 0,
+            };
+            return false;
+        }
+        self.still_ticks = self.still_ticks.saturating_add(1);
+        let ticks_needed = (STALL_LIMIT.as_millis() / TICK.as_millis()) as u32;
+        now.duration_since(self.since) >= STALL_LIMIT && self.still_ticks >= ticks_needed
+    }
 }
 
 impl Coordinator<'_> {
@@ -281,17 +350,16 @@ impl Coordinator<'_> {
         }
     }
 
-    /// Set-up + run + drain: the latest the run can end.
-    fn hard_deadline(&self) -> Instant {
-        Instant::now() + self.setup_budget() + self.run_budget() + self.plan.drain_timeout
-    }
-
     fn stopped(&self) -> bool {
         self.shared.phase() == Phase::Stopped
     }
 
+    /// Waits one tick, nudges the executors, checks that each is alive, and prints the
+    /// progress line when due.
     fn tick(&mut self) {
         std::thread::sleep(TICK);
+        self.shared.nudge_executors();
+        self.watch_heartbeats();
         let snapshot = ProgressSnapshot {
             phase: self.shared.phase(),
             elapsed: Duration::from_nanos(self.clock.now_ns()),
@@ -307,6 +375,24 @@ impl Coordinator<'_> {
                 .filter(|h| !h.is_empty())
                 .map(|h| Percentiles::of(&h).p99_ms);
             self.progress.print(&snapshot, p99);
+        }
+    }
+
+    /// Ends the run with an error if an executor's heartbeat stood still for [`STALL_LIMIT`]:
+    /// a client task that never yields, or an executor that sleeps with work to do.
+    fn watch_heartbeats(&mut self) {
+        let now = Instant::now();
+        for (index, heartbeat) in self.heartbeats.iter_mut().enumerate() {
+            let beat = shared::read(&self.shared.executors[index].heartbeat);
+            if heartbeat.stalled(beat, now) {
+                self.shared.fail(format!(
+                    "generator executor {index} made no progress for {STALL_LIMIT:?} during \
+                     {} (a client task that never yields, or an executor asleep with work to \
+                     do); the run was abandoned",
+                    self.shared.phase().name()
+                ));
+                return;
+            }
         }
     }
 
@@ -544,4 +630,25 @@ fn raise_limit(resource: Resource, need: u64) -> Result<(), u64> {
         }
     }
     Err(limit.rlim_cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_heartbeat_stalls_only_after_the_limit_and_enough_ticks() {
+        let start = Instant::now();
+        let mut heartbeat = Heartbeat::new();
+        assert!(!heartbeat.stalled(1, start));
+        // A generator stopped and resumed: long wall time, one tick.
+        assert!(!heartbeat.stalled(1, start + STALL_LIMIT * 3));
+        let ticks = (STALL_LIMIT.as_millis() / TICK.as_millis()) as u32;
+        let mut stalled = false;
+        for n in 0..ticks {
+            stalled = heartbeat.stalled(1, start + STALL_LIMIT * 3 + TICK * n);
+        }
+        assert!(stalled);
+        assert!(!heartbeat.stalled(2, start + STALL_LIMIT * 4));
+    }
 }

@@ -1,9 +1,20 @@
 //! What the coordinating thread and the executors share: the run's phase and measurement
 //! window, per-executor progress counters (each written by its own executor only), the latency
-//! histogram of the current progress interval, and the first fatal error.
+//! histogram of the current progress interval, the first fatal error, and the wakers through
+//! which the coordinator nudges each executor.
+//!
+//! Why the nudges: a glommio 0.9 executor can park with runnable tasks when its preempt timer
+//! expires between arming and the first look at its task queues; it then sleeps until the next
+//! timer or I/O completion. Near the end of a run there may be neither (every client idle, the
+//! control task itself the runnable one), and the executor would sleep through the stop. A
+//! waker woken from another thread writes the executor's eventfd, which ends any such sleep.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
+use std::task::{Poll, Waker};
+
+use futures_lite::future;
 
 use hdrhistogram::Histogram;
 
@@ -70,6 +81,8 @@ pub struct ExecutorProgress {
     pub connects: AtomicU64,
     /// Client errors (failed connects, dropped connections).
     pub errors: AtomicU64,
+    /// Turns of the executor's control task: while it grows, the executor is alive.
+    pub heartbeat: AtomicU64,
 }
 
 /// Adds `n` to a progress counter.
@@ -103,6 +116,8 @@ pub struct RunShared {
     interval: Mutex<Histogram<u64>>,
     /// The first error that ends the run.
     failure: Mutex<Option<String>>,
+    /// Per executor, the waker of its control task (see the module doc).
+    nudges: Vec<Mutex<Option<Waker>>>,
 }
 
 impl RunShared {
@@ -116,6 +131,7 @@ impl RunShared {
             executors: (0..cores).map(|_| ExecutorProgress::default()).collect(),
             interval: Mutex::new(new_latency_histogram()),
             failure: Mutex::new(None),
+            nudges: (0..cores).map(|_| Mutex::new(None)).collect(),
         }
     }
 
@@ -124,9 +140,47 @@ impl RunShared {
         Phase::from_u8(self.phase.load(Ordering::Acquire))
     }
 
-    /// Moves to `phase` (never backwards).
+    /// Moves to `phase` (never backwards) and nudges the executors so they see it at once.
     pub fn advance(&self, phase: Phase) {
         self.phase.fetch_max(phase as u8, Ordering::AcqRel);
+        self.nudge_executors();
+    }
+
+    /// Wakes every executor's control task, from any thread.
+    pub fn nudge_executors(&self) {
+        for slot in &self.nudges {
+            if let Ok(waker) = slot.lock() {
+                if let Some(waker) = waker.as_ref() {
+                    waker.wake_by_ref();
+                }
+            }
+        }
+    }
+
+    /// Resolves once executor `index`'s current task is woken by [`Self::nudge_executors`] (or
+    /// polled again for any other reason); the task's waker stays registered until replaced or
+    /// withdrawn.
+    pub fn nudged(&self, index: usize) -> impl Future<Output = ()> + '_ {
+        let mut registered = false;
+        future::poll_fn(move |cx| {
+            if registered {
+                return Poll::Ready(());
+            }
+            if let Some(Ok(mut slot)) = self.nudges.get(index).map(Mutex::lock) {
+                if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *slot = Some(cx.waker().clone());
+                }
+            }
+            registered = true;
+            Poll::Pending
+        })
+    }
+
+    /// Withdraws executor `index`'s waker, before its control task ends.
+    pub fn withdraw_nudge(&self, index: usize) {
+        if let Some(Ok(mut slot)) = self.nudges.get(index).map(Mutex::lock) {
+            *slot = None;
+        }
     }
 
     /// Sets the measurement window, in clock nanoseconds: `[warmup_end, measure_end)`.
@@ -169,5 +223,42 @@ impl RunShared {
         let taken = interval.clone();
         interval.reset();
         Some(taken)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    /// A glommio executor with nothing to do but wait for a nudge sleeps in io_uring; a nudge
+    /// from another thread must wake it.
+    #[test]
+    fn a_nudge_from_another_thread_wakes_a_sleeping_executor() {
+        let shared = Arc::new(RunShared::new(1, Clock::start()));
+        let (woken, was_woken) = std::sync::mpsc::channel();
+        let executor_shared = shared.clone();
+        let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(crate::engine::IO_MEMORY)
+            .spawn(move || async move {
+                executor_shared.nudged(0).await;
+                executor_shared.withdraw_nudge(0);
+                let _ = woken.send(());
+            })
+            .expect("executor starts");
+        let give_up = Instant::now() + Duration::from_secs(10);
+        loop {
+            shared.nudge_executors();
+            if was_woken.recv_timeout(Duration::from_millis(20)).is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < give_up,
+                "the nudge never woke the executor"
+            );
+        }
+        executor.join().expect("executor ends");
+        assert!(shared.nudges[0].lock().unwrap().is_none());
     }
 }

@@ -84,6 +84,10 @@ async fn receive(
     let ping_interval = executor.plan.target.connect.ping_interval();
     let mut next_ping = ping_interval.map(|interval| Instant::now() + interval);
     loop {
+        // Looked at first: under a flood the read below is always ready and would win the race.
+        if executor.stop.is_raised() {
+            return Ok(());
+        }
         let event = future::or(
             async { Event::Input(connection.fill().await) },
             future::or(

@@ -1,12 +1,23 @@
-//! The progress line printed to stderr once a second while a run goes on.
+//! The progress line printed to stderr once a second while a run goes on. Lines are written
+//! by a printer thread of their own, so a stderr nobody reads (a full pipe) can never stall the
+//! run: lines it cannot take are dropped.
 
 use std::io::Write;
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::bounded::join_within;
 use crate::engine::Phase;
 
 /// How often a progress line is printed.
 pub const PROGRESS_PERIOD: Duration = Duration::from_secs(1);
+
+/// Lines waiting for the printer at most; more are dropped.
+const PRINTER_BACKLOG: usize = 4;
+
+/// Longest [`ProgressLine::finish`] waits for the printer to write what it was given.
+const PRINTER_GRACE: Duration = Duration::from_secs(1);
 
 /// The counters one progress line shows.
 #[derive(Clone, Copy, Debug)]
@@ -27,7 +38,9 @@ pub struct ProgressSnapshot {
 
 /// Prints progress lines, each with the rates since the previous one.
 pub struct ProgressLine {
-    quiet: bool,
+    /// Feeds the printer thread; `None` when quiet (or the thread could not start).
+    lines: Option<SyncSender<String>>,
+    printer: Option<JoinHandle<()>>,
     last_print: Instant,
     last: Option<ProgressSnapshot>,
 }
@@ -35,8 +48,25 @@ pub struct ProgressLine {
 impl ProgressLine {
     /// A printer; `quiet` prints nothing.
     pub fn new(quiet: bool) -> Self {
+        let (lines, printer) = if quiet {
+            (None, None)
+        } else {
+            let (sender, receiver) = mpsc::sync_channel::<String>(PRINTER_BACKLOG);
+            let printer = std::thread::Builder::new()
+                .name("progress".into())
+                .spawn(move || {
+                    for line in receiver {
+                        let _ = writeln!(std::io::stderr().lock(), "{line}");
+                    }
+                });
+            match printer {
+                Ok(printer) => (Some(sender), Some(printer)),
+                Err(_) => (None, None),
+            }
+        };
         Self {
-            quiet,
+            lines,
+            printer,
             last_print: Instant::now(),
             last: Some(ProgressSnapshot {
                 phase: Phase::Setup,
@@ -59,16 +89,19 @@ impl ProgressLine {
         let line = format_line(now, self.last.as_ref(), p99_ms);
         self.last = Some(*now);
         self.last_print = Instant::now();
-        if !self.quiet {
-            let mut stderr = std::io::stderr().lock();
-            let _ = writeln!(stderr, "{line}");
+        if let Some(lines) = &self.lines {
+            if let Err(TrySendError::Disconnected(_)) = lines.try_send(line) {
+                self.lines = None;
+            }
         }
     }
 
-    /// Ends the progress output.
+    /// Ends the progress output: the printer writes what it holds, for at most
+    /// [`PRINTER_GRACE`], and is then left behind.
     pub fn finish(&mut self) {
-        if !self.quiet {
-            let _ = std::io::stderr().flush();
+        self.lines = None;
+        if let Some(printer) = self.printer.take() {
+            join_within(printer, PRINTER_GRACE);
         }
     }
 }
