@@ -13,6 +13,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# Where cargo puts the binaries (CARGO_TARGET_DIR is honoured).
+BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 
 ROUNDS="${ROUNDS:-1}"
 DURATION="${DURATION:-8s}"
@@ -76,7 +78,7 @@ start_broker() {
         hydrant)
             # Defaults but for connection log lines, off for both brokers (as on the firehose).
             printf 'connection_messages = false\n' >"$OUT/hydrant.toml"
-            target/release/hydrant --config "$OUT/hydrant.toml" \
+            "$BIN_DIR/hydrant" --config "$OUT/hydrant.toml" \
                 --bind "127.0.0.1:$HYDRANT_PORT" --cores "$CORES" >"$log" 2>&1 &
             BROKER_PID=$!
             wait_port "$HYDRANT_PORT"
@@ -132,7 +134,7 @@ for round in $(seq 1 "$ROUNDS"); do
             [[ "$args" == conns* ]] && timing=()
             say "round $round: $name against $broker"
             # shellcheck disable=SC2086
-            if ! timeout "$RUN_TIMEOUT" target/release/hydrant-loadtest $args "${timing[@]}" \
+            if ! timeout "$RUN_TIMEOUT" "$BIN_DIR/hydrant-loadtest" $args "${timing[@]}" \
                 --port "$port" --broker-pid "$BROKER_PID" --quiet \
                 --json "$base.json" --hgrm "$base.hgrm" >"$base.txt" 2>&1; then
                 say "  run failed (see $base.txt)"

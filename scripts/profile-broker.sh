@@ -23,6 +23,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# Where cargo puts the binaries (CARGO_TARGET_DIR is honoured).
+BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 
 if [ "$#" -eq 0 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
     sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
@@ -154,7 +156,7 @@ rm -f "$DATA" "$JSON"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 printf 'connection_messages = false\n' >"$WORK/hydrant.toml"
-target/release/hydrant --config "$WORK/hydrant.toml" --bind "127.0.0.1:$PORT" \
+"$BIN_DIR/hydrant" --config "$WORK/hydrant.toml" --bind "127.0.0.1:$PORT" \
     --cores "$CORES" >"$WORK/broker.log" 2>&1 &
 BROKER_PID=$!
 for _ in $(seq 1 200); do
@@ -178,7 +180,7 @@ kill -0 "$PERF_PID" 2>/dev/null || {
 }
 
 set +e
-timeout -k 5 "$RUN_TIMEOUT" target/release/hydrant-loadtest "$@" --port "$PORT" \
+timeout -k 5 "$RUN_TIMEOUT" "$BIN_DIR/hydrant-loadtest" "$@" --port "$PORT" \
     --broker-pid "$BROKER_PID" --quiet --json "$JSON" >"$WORK/generator.txt" 2>&1 &
 GEN_PID=$!
 wait "$GEN_PID"
