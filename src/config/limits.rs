@@ -18,6 +18,8 @@ pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 1_000;
 pub const DEFAULT_MAX_RETAINED_MESSAGES: usize = 100_000;
 /// Default `max_retained_bytes`, all topics together: 256 MiB.
 pub const DEFAULT_MAX_RETAINED_BYTES: usize = 268_435_456;
+/// Default `max_topic_alias` per MQTT 5 client (Mosquitto's default).
+pub const DEFAULT_MAX_TOPIC_ALIAS: usize = 10;
 
 /// Smallest allowed `max_packet_size`: a PINGREQ, the shortest packet, is 2 bytes.
 pub const MIN_PACKET_SIZE: usize = 2;
@@ -26,6 +28,8 @@ pub const MIN_PACKET_SIZE: usize = 2;
 pub const MAX_MQTT_PACKET_SIZE: usize = 268_435_460;
 /// Largest allowed `max_inflight_messages`: one per packet identifier.
 pub const MAX_INFLIGHT_MESSAGES: usize = 65_535;
+/// Largest allowed `max_topic_alias`: the largest topic alias MQTT 5 can express.
+pub const MAX_TOPIC_ALIAS: usize = 65_535;
 
 /// Bounds on packets, per-client queues, keep-alives and the retained store.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -49,6 +53,9 @@ pub struct Limits {
     pub max_retained_messages: usize,
     /// Bytes (topic + payload) of all retained messages together.
     pub max_retained_bytes: usize,
+    /// Topic aliases an MQTT 5 client may define towards the broker (its Topic Alias Maximum);
+    /// 0 = none.
+    pub max_topic_alias: usize,
 }
 
 impl Default for Limits {
@@ -63,6 +70,7 @@ impl Default for Limits {
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             max_retained_messages: DEFAULT_MAX_RETAINED_MESSAGES,
             max_retained_bytes: DEFAULT_MAX_RETAINED_BYTES,
+            max_topic_alias: DEFAULT_MAX_TOPIC_ALIAS,
         }
     }
 }

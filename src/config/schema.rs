@@ -68,6 +68,7 @@ const LIMITS_KEYS: &[Leaf] = &[
     ("max_subscriptions", Kind::Count),
     ("max_retained_messages", Kind::Count),
     ("max_retained_bytes", Kind::Bytes),
+    ("max_topic_alias", Kind::Count),
 ];
 
 /// Keys of `[session]`.

@@ -4,7 +4,9 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use super::limits::{MAX_INFLIGHT_MESSAGES, MAX_MQTT_PACKET_SIZE, MIN_PACKET_SIZE};
+use super::limits::{
+    MAX_INFLIGHT_MESSAGES, MAX_MQTT_PACKET_SIZE, MAX_TOPIC_ALIAS, MIN_PACKET_SIZE,
+};
 use super::schema::{LIMITS_SECTION, LISTENER_SECTION, SESSION_SECTION};
 use super::session::MAX_PERSISTENT_CLIENT_EXPIRATION;
 use super::Config;
@@ -122,6 +124,15 @@ pub(crate) fn first_violation(config: &Config) -> Option<Violation> {
         return broken(
             KeyPath::in_section(LIMITS_SECTION, "max_subscriptions"),
             format!("must be at least 1, found {}", limits.max_subscriptions),
+        );
+    }
+    if limits.max_topic_alias > MAX_TOPIC_ALIAS {
+        return broken(
+            KeyPath::in_section(LIMITS_SECTION, "max_topic_alias"),
+            format!(
+                "must be from 0 to {MAX_TOPIC_ALIAS} (the largest MQTT 5 topic alias), found {}",
+                limits.max_topic_alias
+            ),
         );
     }
     if limits.min_keepalive > limits.max_keepalive {

@@ -5,10 +5,17 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::sync::Arc;
 
+use bytes::BytesMut;
+use smallvec::SmallVec;
+
 use super::notify::Notify;
 use super::outbound::{Frame, OutboundQueue, QueueError};
-use crate::protocol::{EncodedPublish, ProtocolVersion};
-use crate::session::FlowAction;
+use crate::message::Message;
+use crate::protocol::{
+    self, DecodeError, Disconnect, EncodedPublish, MqttString, Packet, PacketId, ProtocolVersion,
+    ReasonCode,
+};
+use crate::session::{FlowAction, OutgoingFlow};
 use crate::shard::ConnId;
 
 /// Why a connection ended; printed as the `reason=` of the disconnect log line.
@@ -16,12 +23,20 @@ use crate::shard::ConnId;
 pub enum CloseReason {
     /// The client sent DISCONNECT.
     ClientDisconnected,
+    /// The client sent an MQTT 5 DISCONNECT asking for its will to be published (0x04).
+    ClientDisconnectedWithWill,
     /// The socket closed or failed.
     ConnectionLost(String),
     /// Nothing arrived within 1.5 times the keep-alive.
     KeepAliveTimeout,
-    /// The client broke the protocol (malformed or out-of-order packet, broken limit).
-    ProtocolError(String),
+    /// The client broke the protocol (malformed or out-of-order packet, broken limit): `code`
+    /// is the MQTT 5 reason code for it, `why` the details.
+    ProtocolError {
+        /// The reason code of the DISCONNECT an MQTT 5 client is sent.
+        code: ReasonCode,
+        /// What the client did, for the log line (and the DISCONNECT's reason string).
+        why: String,
+    },
     /// Another connection with the same client id took the session.
     TakenOver,
     /// The broker is stopping.
@@ -31,6 +46,29 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// A protocol error reported with `code`.
+    pub fn protocol_error(code: ReasonCode, why: impl Into<String>) -> Self {
+        CloseReason::ProtocolError {
+            code,
+            why: why.into(),
+        }
+    }
+
+    /// The reason code of the DISCONNECT the server sends an MQTT 5 client when the
+    /// connection ends this way; `None` when the client left or the connection is gone.
+    pub fn disconnect_code(&self) -> Option<ReasonCode> {
+        match self {
+            CloseReason::ClientDisconnected
+            | CloseReason::ClientDisconnectedWithWill
+            | CloseReason::ConnectionLost(_) => None,
+            CloseReason::KeepAliveTimeout => Some(ReasonCode::KeepAliveTimeout),
+            CloseReason::ProtocolError { code, .. } => Some(*code),
+            CloseReason::TakenOver => Some(ReasonCode::SessionTakenOver),
+            CloseReason::ShuttingDown => Some(ReasonCode::ServerShuttingDown),
+            CloseReason::NotReading => Some(ReasonCode::QuotaExceeded),
+        }
+    }
+
     /// Whether the will message must be published (every end but DISCONNECT and shutdown).
     pub fn publishes_will(&self) -> bool {
         !matches!(
@@ -40,13 +78,23 @@ impl CloseReason {
     }
 }
 
+impl From<DecodeError> for CloseReason {
+    /// A packet that failed to decode ends the connection with the error's reason code.
+    fn from(error: DecodeError) -> Self {
+        CloseReason::protocol_error(error.reason_code(), error.to_string())
+    }
+}
+
 impl fmt::Display for CloseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CloseReason::ClientDisconnected => f.write_str("client disconnected"),
+            CloseReason::ClientDisconnectedWithWill => {
+                f.write_str("client disconnected with will message")
+            }
             CloseReason::ConnectionLost(why) => write!(f, "connection lost: {why}"),
             CloseReason::KeepAliveTimeout => f.write_str("keep-alive timeout"),
-            CloseReason::ProtocolError(why) => write!(f, "protocol error: {why}"),
+            CloseReason::ProtocolError { why, .. } => write!(f, "protocol error: {why}"),
             CloseReason::TakenOver => f.write_str("session taken over"),
             CloseReason::ShuttingDown => f.write_str("server shutting down"),
             CloseReason::NotReading => f.write_str("client is not reading its socket"),
@@ -61,6 +109,23 @@ pub struct KeepAlive {
     pub ticks: u32,
     /// The tick the connection starts in.
     pub now: u32,
+}
+
+/// What [`ConnHandle::send_flow_actions`] did with a batch of flow actions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowSent {
+    /// PUBLISH packets queued for the client.
+    pub publishes: u64,
+    /// Messages dropped because they are larger than the client accepts.
+    pub dropped: u64,
+}
+
+/// Why a flow's PUBLISH was not sent.
+enum Unsendable {
+    /// The packet (of this length) exceeds the client's maximum packet size.
+    TooLarge(PacketId, usize),
+    /// The message expired before it left.
+    Expired(PacketId),
 }
 
 /// A live connection as seen by the shard's fan-out and session code.
@@ -82,12 +147,16 @@ pub struct ConnHandle {
     flow_dropped: Cell<u64>,
     /// Shard clock ticks of silence after which the client is gone (0 = no keep-alive).
     keep_alive_ticks: u32,
+    /// The largest packet the client accepts (MQTT 5's Maximum Packet Size; `u32::MAX` when
+    /// it set none).
+    max_packet_size: u32,
     /// The shard clock tick in which the client was last heard from.
     last_heard: Cell<u32>,
 }
 
 impl ConnHandle {
-    /// A handle whose queue holds at most `max_messages` QoS 0 publishes and `max_bytes`.
+    /// A handle whose queue holds at most `max_messages` QoS 0 publishes and `max_bytes`, for
+    /// a client that accepts packets of at most `max_packet_size` bytes.
     pub fn new(
         id: ConnId,
         client_id: Arc<str>,
@@ -95,6 +164,7 @@ impl ConnHandle {
         max_messages: usize,
         max_bytes: usize,
         keep_alive: KeepAlive,
+        max_packet_size: u32,
     ) -> Self {
         Self {
             id,
@@ -108,7 +178,29 @@ impl ConnHandle {
             flow_dropped: Cell::new(0),
             keep_alive_ticks: keep_alive.ticks,
             last_heard: Cell::new(keep_alive.now),
+            max_packet_size,
         }
+    }
+
+    /// The largest packet the client accepts, in bytes.
+    pub fn max_packet_size(&self) -> usize {
+        usize::try_from(self.max_packet_size).unwrap_or(usize::MAX)
+    }
+
+    /// Queues a packet the protocol requires, encoded here, unless it cannot be made to fit
+    /// the client's maximum packet size (it is then not sent [MQTT-3.1.2-24]).
+    pub fn send_packet(&self, mut packet: Packet) {
+        if !packet.fit_within(self.max_packet_size()) {
+            tracing::debug!(
+                client_id = %self.client_id,
+                packet = packet.name(),
+                "packet larger than the client's maximum packet size not sent"
+            );
+            return;
+        }
+        let mut out = BytesMut::with_capacity(packet.encoded_len());
+        protocol::encode(&packet, &mut out);
+        self.send(Frame::Encoded(out.freeze()));
     }
 
     /// Records that the client sent something during shard clock tick `now`.
@@ -169,43 +261,124 @@ impl ConnHandle {
         }
     }
 
-    /// Queues what a session flow asked for. `shared` is the encoding of the message for its
-    /// layout when the caller has one (fan-out); otherwise it is encoded here.
-    pub fn send_flow_action(&self, action: FlowAction, shared: Option<&EncodedPublish>) {
+    /// Records a message not sent because it is larger than the client's maximum packet
+    /// size: dropped for this client as if delivered [MQTT-3.1.2-25], and counted.
+    pub fn record_too_large(&self, len: usize) {
+        self.flow_dropped.set(self.flow_dropped.get() + 1);
+        tracing::debug!(
+            client_id = %self.client_id,
+            len,
+            max_packet_size = self.max_packet_size,
+            "message larger than the client's maximum packet size dropped"
+        );
+    }
+
+    /// Queues what a session flow asked for, giving up (in `flow`) on the publishes that
+    /// cannot be sent: larger than the client accepts, or expired before they left. `shared`
+    /// is a message of the caller with its encoding for this client (fan-out), used for the
+    /// action that sends that very message; the others are encoded here. Consumes `actions`.
+    pub fn send_flow_actions(
+        &self,
+        flow: &mut OutgoingFlow,
+        actions: &mut Vec<FlowAction>,
+        shared: Option<(&Message, &EncodedPublish)>,
+    ) -> FlowSent {
+        let mut sent = FlowSent::default();
+        loop {
+            let mut unsent: SmallVec<[PacketId; 2]> = SmallVec::new();
+            for action in actions.drain(..) {
+                match self.send_flow_action(action, shared) {
+                    Ok(true) => sent.publishes += 1,
+                    Ok(false) => {}
+                    Err(Unsendable::TooLarge(id, len)) => {
+                        self.record_too_large(len);
+                        sent.dropped += 1;
+                        unsent.push(id);
+                    }
+                    Err(Unsendable::Expired(id)) => unsent.push(id),
+                }
+            }
+            if unsent.is_empty() {
+                return sent;
+            }
+            for id in unsent {
+                flow.discard(id, actions);
+            }
+        }
+    }
+
+    /// Queues one flow action; `Ok(true)` for a PUBLISH.
+    fn send_flow_action(
+        &self,
+        action: FlowAction,
+        shared: Option<(&Message, &EncodedPublish)>,
+    ) -> Result<bool, Unsendable> {
         match action {
             FlowAction::Publish {
                 packet_id,
                 message,
                 dup,
             } => {
+                // A re-delivery has started onward delivery already: it goes out even late.
+                if !dup && message.is_expired() {
+                    return Err(Unsendable::Expired(packet_id));
+                }
                 let packet = match shared {
-                    Some(packet) => packet.clone(),
-                    None => EncodedPublish::new(
-                        &message.topic,
-                        &message.payload,
-                        message.qos,
-                        message.retain,
-                    ),
+                    Some((original, packet)) if original.is_same_as(&message) => packet.clone(),
+                    _ => message.encode(self.protocol, message.qos, message.retain),
                 };
+                if packet.len() > self.max_packet_size() {
+                    return Err(Unsendable::TooLarge(packet_id, packet.len()));
+                }
                 self.send(Frame::Publish {
                     packet,
                     packet_id: Some(packet_id),
                     dup,
                 });
+                Ok(true)
             }
-            FlowAction::PubRel(id) => self.send(Frame::ack(0x62, id)),
+            FlowAction::PubRel(id) => {
+                self.send(Frame::ack(0x62, id));
+                Ok(false)
+            }
         }
     }
 
-    /// Asks the connection's tasks to end (the first reason given wins).
+    /// Asks the connection's tasks to end (the first reason given wins). An MQTT 5 client is
+    /// sent a DISCONNECT saying why, after what is already queued, when the specification
+    /// allows one for that reason.
     pub fn close(&self, reason: CloseReason) {
         let mut current = self.close_reason.borrow_mut();
         if current.is_none() {
+            if self.protocol == ProtocolVersion::V5 {
+                self.queue_disconnect(&reason);
+            }
             *current = Some(reason);
         }
         drop(current);
         self.close_wake.notify();
         self.writer_wake.notify();
+    }
+
+    /// Queues the DISCONNECT telling an MQTT 5 client why its connection ends, with the words
+    /// of the log line as reason string when they fit its maximum packet size (some clients,
+    /// paho-mqtt 2.1 among them, read the reason code only when properties follow it).
+    fn queue_disconnect(&self, reason: &CloseReason) {
+        let Some(code) = reason.disconnect_code() else {
+            return;
+        };
+        let mut disconnect = Disconnect::new(code);
+        disconnect.properties.reason_string = MqttString::try_from(reason.to_string()).ok();
+        let mut packet = Packet::DisconnectV5(disconnect);
+        if !packet.fit_within(self.max_packet_size()) {
+            return;
+        }
+        let mut out = BytesMut::with_capacity(packet.encoded_len());
+        protocol::encode(&packet, &mut out);
+        // Past every limit: the queue is bounded by the one frame a connection closes with.
+        self.outbound
+            .borrow_mut()
+            .push_final(Frame::Encoded(out.freeze()));
     }
 
     /// The reason given to [`ConnHandle::close`], if any.

@@ -7,9 +7,11 @@
 //! and writes it all with one call. An error in a connection ends that connection only.
 
 mod handle;
+mod handshake;
 mod notify;
 mod outbound;
 mod stream;
+mod topic_alias;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -26,18 +28,21 @@ use glommio::net::TcpStream;
 use glommio::timer::Timer;
 use smallvec::SmallVec;
 
-pub use handle::{CloseReason, ConnHandle, KeepAlive};
+pub use handle::{CloseReason, ConnHandle, FlowSent, KeepAlive};
 pub use notify::{Broadcast, Notify};
 pub use outbound::{Frame, OutboundQueue, QueueError, MAX_WRITE_BATCH};
 
-use crate::message::Message;
+use crate::message::{Message, MessageExtras};
 use crate::protocol::{
-    self, ConnAck, ConnAckV5, Connect, ConnectReturnCode, DecodeError, LastWill, Packet, PacketId,
-    ProtocolVersion, Publish, QoS, ReasonCode, SubAck, SubAckReturnCode, Subscribe, Unsubscribe,
+    self, Ack, AckProperties, ConnAck, ConnectReturnCode, ConnectV5, Disconnect, LastWill, Packet,
+    PacketId, ProtocolVersion, Publish, PublishV5, QoS, ReasonCode, SubAck, SubAckReturnCode,
+    SubAckV5, SubscriptionOptions, TopicFilter, UnsubAck, WillProperties,
 };
 use crate::session::{FlowAction, FlowError, OutgoingFlow};
-use crate::shard::{Adoption, Grant, SessionKey, Shard, ShardMsg};
+use crate::shard::{Adoption, Counters, Grant, SessionKey, Shard, ShardMsg};
+use handshake::{accepting_connack, check_connect, read_connect, refuse, ConnectFailure, Terms};
 use stream::{ReadHalf, WriteHalf};
+use topic_alias::TopicAliases;
 
 /// Longest wait for the CONNECT packet after a connection is accepted.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,9 +52,6 @@ const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Bytes requested from the socket per read when no large packet is pending.
 const READ_CHUNK: usize = 4096;
-
-/// MQTT 3.1 limits client ids to 23 characters.
-const MQTT31_MAX_CLIENT_ID: usize = 23;
 
 /// A listener's share of the connection cap, counted across every core.
 pub struct ConnectionSlots {
@@ -111,21 +113,13 @@ async fn handshake(shard: Rc<Shard>, stream: TcpStream, slot: SlotGuard) -> Opti
 
     let connect = match read_connect(&mut reader, &mut buf, max_packet_size).await {
         Ok(connect) => connect,
-        Err(ConnectFailure::Refuse(code)) => {
-            tracing::warn!(%addr, reason = "unsupported protocol level", "closing connection");
-            refuse(&mut writer, code).await;
-            return None;
-        }
-        Err(ConnectFailure::RefuseV5(reason)) => {
-            tracing::warn!(%addr, reason = "MQTT 5 is not served yet", "closing connection");
-            let mut out = BytesMut::new();
-            ConnAckV5 {
-                session_present: false,
-                reason,
-                properties: Default::default(),
-            }
-            .encode(&mut out);
-            write_and_close(&mut writer, &out).await;
+        Err(ConnectFailure::Refuse {
+            protocol,
+            reason,
+            why,
+        }) => {
+            tracing::warn!(%addr, client_id = "", reason = %why, "closing connection");
+            refuse(&mut writer, protocol, reason).await;
             return None;
         }
         Err(ConnectFailure::Close(reason)) => {
@@ -133,25 +127,26 @@ async fn handshake(shard: Rc<Shard>, stream: TcpStream, slot: SlotGuard) -> Opti
             return None;
         }
     };
+    let protocol = connect.connect.protocol;
 
-    if let Some(code) = check_connect(&shard, &connect, slot.over_limit) {
+    if let Some(reason) = check_connect(&shard, &connect, slot.over_limit) {
         tracing::info!(
             %addr,
-            client_id = %connect.client_id,
-            code = ?code,
+            client_id = %connect.connect.client_id,
+            code = ?reason,
             "connection refused"
         );
-        refuse(&mut writer, code).await;
+        refuse(&mut writer, protocol, reason).await;
         return None;
     }
-    let client_id: Arc<str> = if connect.client_id.is_empty() {
+    let client_id: Arc<str> = if connect.connect.client_id.is_empty() {
         assigned_client_id(&shard)
     } else {
-        Arc::from(connect.client_id.as_str())
+        Arc::from(connect.connect.client_id.as_str())
     };
     let conn_id = shard.new_conn_id();
     let grant = shard
-        .claim_session(client_id.clone(), conn_id, connect.clean_session)
+        .claim_session(client_id.clone(), conn_id, connect.connect.clean_session)
         .await;
     let resume = match grant {
         Some(Grant::New) => false,
@@ -185,7 +180,7 @@ async fn handshake(shard: Rc<Shard>, stream: TcpStream, slot: SlotGuard) -> Opti
                             conn: conn_id,
                         },
                     );
-                    refuse(&mut writer, ConnectReturnCode::ServerUnavailable).await;
+                    refuse(&mut writer, protocol, ReasonCode::ServerUnavailable).await;
                 }
             }
             return None;
@@ -196,7 +191,7 @@ async fn handshake(shard: Rc<Shard>, stream: TcpStream, slot: SlotGuard) -> Opti
         }
         None => {
             tracing::warn!(%addr, %client_id, "session not available in time");
-            refuse(&mut writer, ConnectReturnCode::ServerUnavailable).await;
+            refuse(&mut writer, protocol, ReasonCode::ServerUnavailable).await;
             return None;
         }
     };
@@ -242,7 +237,7 @@ struct Established {
     reader: ReadHalf,
     writer: WriteHalf,
     buf: BytesMut,
-    connect: Box<Connect>,
+    connect: Box<ConnectV5>,
     client_id: Arc<str>,
     conn_id: crate::shard::ConnId,
     addr: SocketAddr,
@@ -280,30 +275,53 @@ fn establish(shard: Rc<Shard>, established: Established) -> Connection {
         resume,
     } = established;
     let limits = &shard.config.limits;
+    let protocol = connect.connect.protocol;
+    let terms = Terms::negotiate(&shard.config, &connect);
     let conn = Rc::new(ConnHandle::new(
         conn_id,
         client_id.clone(),
-        connect.protocol,
+        protocol,
         limits.max_queued_messages,
         limits.max_queued_bytes,
-        shard.keep_alive(connect.keep_alive),
+        shard.keep_alive(terms.keep_alive),
+        terms.client_max_packet_size,
     ));
-    let (key, session_present) = shard.install_session(&conn, connect.clean_session, resume);
+    let (key, session_present) = shard.install_session(&conn, terms.session_expiry, resume);
     shard.connections.borrow_mut().insert(conn_id, conn.clone());
+    let mut connack = BytesMut::new();
+    match protocol {
+        ProtocolVersion::V5 => {
+            let assigned = connect.connect.client_id.is_empty().then_some(&*client_id);
+            let mut packet = Packet::ConnAckV5(accepting_connack(
+                &shard.config,
+                &connect,
+                &terms,
+                assigned,
+                session_present,
+            ));
+            // Only diagnostics could be dropped, and an accepting CONNACK has none.
+            packet.fit_within(conn.max_packet_size());
+            protocol::encode(&packet, &mut connack);
+        }
+        ProtocolVersion::V3_1 | ProtocolVersion::V3_1_1 => ConnAck {
+            // MQTT 3.1 has no session-present flag.
+            session_present: session_present && protocol == ProtocolVersion::V3_1_1,
+            code: ConnectReturnCode::Accepted,
+        }
+        .encode(&mut connack),
+    }
+    conn.send(Frame::Encoded(connack.freeze()));
+    let window = shard
+        .config
+        .limits
+        .max_inflight_messages
+        .min(usize::from(terms.client_receive_maximum));
     if shard.is_shutting_down() {
         // Shutdown began while the claim was under way: it closed the connections it knew,
-        // so close this one too.
+        // so close this one too (after its CONNACK: a DISCONNECT may not come first).
         conn.close(CloseReason::ShuttingDown);
     }
-    let mut connack = BytesMut::new();
-    ConnAck {
-        // MQTT 3.1 has no session-present flag.
-        session_present: session_present && connect.protocol == ProtocolVersion::V3_1_1,
-        code: ConnectReturnCode::Accepted,
-    }
-    .encode(&mut connack);
-    conn.send(Frame::Encoded(connack.freeze()));
-    shard.resume_session(key);
+    shard.resume_session(key, window);
 
     if shard.config.connection_messages {
         tracing::info!(
@@ -311,81 +329,34 @@ fn establish(shard: Rc<Shard>, established: Established) -> Connection {
             %addr,
             core = shard.id,
             accepted_core = conn_id.shard(),
-            protocol = %connect.protocol.as_str(),
-            clean_session = connect.clean_session,
-            keep_alive = connect.keep_alive,
+            protocol = %protocol.as_str(),
+            clean_session = connect.connect.clean_session,
+            keep_alive = terms.keep_alive,
             "client connected"
         );
     }
 
     let writer_task = glommio::spawn_local(write_loop(conn.clone(), writer));
     let max_packet_size = limits.max_packet_size;
+    let ConnectV5 {
+        connect: fields,
+        will_properties: properties,
+        ..
+    } = *connect;
+    let will = fields.will;
     Connection {
         shard,
         conn,
         key,
-        protocol: connect.protocol,
+        protocol,
         max_packet_size,
-        will: connect.will,
+        will: will.map(|will| Box::new(PendingWill { will, properties })),
+        topic_aliases: TopicAliases::default(),
         addr,
         reader,
         buf,
         writer_task,
         _slot: slot,
-    }
-}
-
-/// Why the handshake did not produce a CONNECT.
-enum ConnectFailure {
-    /// Answer with this CONNACK code, then close.
-    Refuse(ConnectReturnCode),
-    /// Answer an MQTT 5 client with this CONNACK reason code, then close.
-    RefuseV5(ReasonCode),
-    /// Close without answering.
-    Close(String),
-}
-
-/// Reads until the first packet is complete; it must be a CONNECT.
-async fn read_connect(
-    reader: &mut ReadHalf,
-    buf: &mut BytesMut,
-    max_packet_size: usize,
-) -> Result<Box<Connect>, ConnectFailure> {
-    let deadline = Instant::now() + CONNECT_TIMEOUT;
-    loop {
-        match protocol::decode(buf, max_packet_size) {
-            Ok(Some(Packet::Connect(connect))) => return Ok(connect),
-            Ok(Some(Packet::ConnectV5(_))) => {
-                return Err(ConnectFailure::RefuseV5(
-                    ReasonCode::UnsupportedProtocolVersion,
-                ))
-            }
-            Ok(Some(other)) => {
-                return Err(ConnectFailure::Close(format!(
-                    "first packet must be CONNECT, got {}",
-                    other.name()
-                )))
-            }
-            Ok(None) => {}
-            Err(DecodeError::UnsupportedProtocolLevel(_)) => {
-                return Err(ConnectFailure::Refuse(
-                    ConnectReturnCode::UnacceptableProtocolVersion,
-                ))
-            }
-            Err(error) => return Err(ConnectFailure::Close(error.to_string())),
-        }
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let read = futures_lite::future::or(async { Some(read_more(reader, buf).await) }, async {
-            Timer::new(remaining).await;
-            None
-        })
-        .await;
-        match read {
-            Some(Ok(0)) => return Err(ConnectFailure::Close("closed before CONNECT".into())),
-            Some(Ok(_)) => {}
-            Some(Err(error)) => return Err(ConnectFailure::Close(error.to_string())),
-            None => return Err(ConnectFailure::Close("no CONNECT within 10 s".into())),
-        }
     }
 }
 
@@ -409,32 +380,6 @@ async fn read_more(reader: &mut ReadHalf, buf: &mut BytesMut) -> std::io::Result
     result
 }
 
-/// The CONNACK code refusing this CONNECT, if any (Mosquitto's rules where the specification
-/// leaves the choice to the server).
-fn check_connect(shard: &Shard, connect: &Connect, over_limit: bool) -> Option<ConnectReturnCode> {
-    let limits = &shard.config.limits;
-    let session = &shard.config.session;
-    if over_limit || shard.is_shutting_down() {
-        return Some(ConnectReturnCode::ServerUnavailable);
-    }
-    let id_len = connect.client_id.chars().count();
-    if id_len == 0
-        && (connect.protocol == ProtocolVersion::V3_1
-            || !connect.clean_session
-            || !session.allow_zero_length_clientid)
-    {
-        return Some(ConnectReturnCode::IdentifierRejected);
-    }
-    if connect.protocol == ProtocolVersion::V3_1 && id_len > MQTT31_MAX_CLIENT_ID {
-        return Some(ConnectReturnCode::IdentifierRejected);
-    }
-    let keep_alive = connect.keep_alive;
-    if keep_alive < limits.min_keepalive || keep_alive > limits.max_keepalive {
-        return Some(ConnectReturnCode::IdentifierRejected);
-    }
-    None
-}
-
 /// A client id for a client that sent an empty one: unique for the life of the process.
 fn assigned_client_id(shard: &Shard) -> Arc<str> {
     let nonce = ahash::RandomState::new().hash_one(Instant::now());
@@ -445,17 +390,6 @@ fn assigned_client_id(shard: &Shard) -> Arc<str> {
         nonce & 0xffff_ffff
     );
     Arc::from(id)
-}
-
-/// Writes a refusing CONNACK and closes.
-async fn refuse(writer: &mut WriteHalf, code: ConnectReturnCode) {
-    let mut out = BytesMut::new();
-    ConnAck {
-        session_present: false,
-        code,
-    }
-    .encode(&mut out);
-    write_and_close(writer, &out).await;
 }
 
 /// Writes a last packet and closes, bounded in time.
@@ -501,7 +435,10 @@ struct Connection {
     key: SessionKey,
     protocol: ProtocolVersion,
     max_packet_size: usize,
-    will: Option<LastWill>,
+    /// The will, until the connection ends (boxed: most clients have none).
+    will: Option<Box<PendingWill>>,
+    /// The topic aliases the client defined (MQTT 5; empty otherwise).
+    topic_aliases: TopicAliases,
     addr: SocketAddr,
     reader: ReadHalf,
     /// Received bytes not yet decoded.
@@ -509,6 +446,12 @@ struct Connection {
     writer_task: glommio::Task<()>,
     /// The listener slot, given back when the connection ends.
     _slot: SlotGuard,
+}
+
+/// The will of a connection, with its MQTT 5 properties (empty for MQTT 3.1/3.1.1).
+struct PendingWill {
+    will: LastWill,
+    properties: WillProperties,
 }
 
 /// The rest of a packet's handling that waits for other cores (boxed: see
@@ -536,7 +479,7 @@ impl Connection {
                         }
                     }
                     Ok(None) => break,
-                    Err(error) => return CloseReason::ProtocolError(error.to_string()),
+                    Err(error) => return CloseReason::from(error),
                 }
             }
             if let Some(reason) = self.conn.close_reason() {
@@ -578,19 +521,45 @@ impl Connection {
     /// own future, which every idle connection holds, stays small.
     fn on_packet(&mut self, packet: Packet) -> Result<Option<PacketFuture<'_>>, CloseReason> {
         let done = match packet {
-            Packet::Publish(publish) => return Ok(Some(Box::pin(self.on_publish(publish)))),
+            Packet::Publish(publish) => return Ok(Some(Box::pin(self.on_publish(publish, None)))),
+            Packet::PublishV5(publish) => {
+                let (publish, extras) = self.resolve_publish(publish)?;
+                return Ok(Some(Box::pin(self.on_publish(publish, extras))));
+            }
             Packet::Subscribe(subscribe) => {
-                return Ok(Some(Box::pin(self.on_subscribe(subscribe))))
+                let filters = subscribe
+                    .filters
+                    .iter()
+                    .map(|(filter, qos)| (filter.clone(), SubscriptionOptions::new(*qos)))
+                    .collect();
+                return Ok(Some(Box::pin(
+                    self.on_subscribe(subscribe.packet_id, filters),
+                )));
             }
-            Packet::PubAck(id) => self.on_ack(id, "PUBACK", OutgoingFlow::on_puback),
-            Packet::PubRec(id) => self.on_ack(id, "PUBREC", OutgoingFlow::on_pubrec),
-            Packet::PubComp(id) => self.on_ack(id, "PUBCOMP", OutgoingFlow::on_pubcomp),
-            Packet::PubRel(id) => {
-                self.with_session(|session| session.incoming.on_pubrel(id))?;
-                self.conn.send(Frame::ack(0x70, id));
-                Ok(())
+            Packet::SubscribeV5(subscribe) => {
+                return Ok(Some(Box::pin(
+                    self.on_subscribe(subscribe.packet_id, subscribe.filters),
+                )))
             }
-            Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(unsubscribe),
+            Packet::PubAck(id) | Packet::PubAckV5(Ack { packet_id: id, .. }) => {
+                self.on_ack(id, "PUBACK", OutgoingFlow::on_puback)
+            }
+            Packet::PubRecV5(ack) if ack.reason.is_error() => {
+                self.on_ack(ack.packet_id, "PUBREC", OutgoingFlow::on_pubrec_refused)
+            }
+            Packet::PubRec(id) | Packet::PubRecV5(Ack { packet_id: id, .. }) => {
+                self.on_ack(id, "PUBREC", OutgoingFlow::on_pubrec)
+            }
+            Packet::PubComp(id) | Packet::PubCompV5(Ack { packet_id: id, .. }) => {
+                self.on_ack(id, "PUBCOMP", OutgoingFlow::on_pubcomp)
+            }
+            Packet::PubRel(id) | Packet::PubRelV5(Ack { packet_id: id, .. }) => self.on_pubrel(id),
+            Packet::Unsubscribe(unsubscribe) => {
+                self.on_unsubscribe(unsubscribe.packet_id, &unsubscribe.filters)
+            }
+            Packet::UnsubscribeV5(unsubscribe) => {
+                self.on_unsubscribe(unsubscribe.packet_id, &unsubscribe.filters)
+            }
             Packet::PingReq => {
                 self.conn.send(Frame::ping_response());
                 Ok(())
@@ -600,13 +569,20 @@ impl Connection {
                 self.will = None;
                 Err(CloseReason::ClientDisconnected)
             }
-            Packet::Connect(_) => Err(CloseReason::ProtocolError(
-                "second CONNECT on one connection".into(),
+            Packet::DisconnectV5(disconnect) => self.on_disconnect(disconnect),
+            Packet::Connect(_) | Packet::ConnectV5(_) => Err(CloseReason::protocol_error(
+                ReasonCode::ProtocolError,
+                "second CONNECT on one connection",
             )),
-            other => Err(CloseReason::ProtocolError(format!(
-                "{} is not sent by clients",
-                other.name()
-            ))),
+            // No authentication method is configured, so no exchange can have started.
+            Packet::Auth(_) => Err(CloseReason::protocol_error(
+                ReasonCode::ProtocolError,
+                "AUTH without an authentication method",
+            )),
+            other => Err(CloseReason::protocol_error(
+                ReasonCode::ProtocolError,
+                format!("{} is not sent by clients", other.name()),
+            )),
         };
         done.map(|()| None)
     }
@@ -623,31 +599,108 @@ impl Connection {
         }
     }
 
-    async fn on_publish(&mut self, publish: Publish) -> Result<(), CloseReason> {
+    /// The application message of an MQTT 5 PUBLISH: its topic resolved (through the
+    /// connection's topic aliases) and its properties made the message's extras.
+    fn resolve_publish(
+        &mut self,
+        publish: PublishV5,
+    ) -> Result<(Publish, Option<Arc<MessageExtras>>), CloseReason> {
+        publish.check_sent_by_client()?;
+        let max = self.shard.config.limits.max_topic_alias;
+        let topic = self.topic_aliases.resolve(publish.topic, max)?;
+        let extras = MessageExtras::new(publish.properties.message, Instant::now());
+        let publish = Publish {
+            dup: publish.dup,
+            qos: publish.qos,
+            retain: publish.retain,
+            topic,
+            packet_id: publish.packet_id,
+            payload: publish.payload,
+        };
+        Ok((publish, extras))
+    }
+
+    async fn on_publish(
+        &mut self,
+        publish: Publish,
+        extras: Option<Arc<MessageExtras>>,
+    ) -> Result<(), CloseReason> {
         let message = Message {
             topic: publish.topic,
             payload: publish.payload,
             qos: publish.qos,
             retain: publish.retain,
+            extras,
         };
         match (publish.qos, publish.packet_id) {
-            (QoS::AtMostOnce, _) => self.shard.publish(message).await,
-            (QoS::AtLeastOnce, Some(id)) => {
+            (QoS::AtMostOnce, _) => {
                 self.shard.publish(message).await;
-                self.conn.send(Frame::ack(0x40, id));
+            }
+            (QoS::AtLeastOnce, Some(id)) => {
+                self.check_receive_maximum(1)?;
+                let matched = self.shard.publish(message).await;
+                self.conn.send(self.publish_ack(0x40, id, matched));
             }
             (QoS::ExactlyOnce, Some(id)) => {
-                if self.with_session(|session| session.incoming.on_publish(id))? {
-                    self.shard.publish(message).await;
-                }
-                self.conn.send(Frame::ack(0x50, id));
+                let matched = if self.with_session(|session| session.incoming.on_publish(id))? {
+                    self.check_receive_maximum(0)?;
+                    self.shard.publish(message).await
+                } else {
+                    // A re-sent PUBLISH not yet released: acknowledged again, not delivered.
+                    true
+                };
+                self.conn.send(self.publish_ack(0x50, id, matched));
             }
             (_, None) => {
-                return Err(CloseReason::ProtocolError(
-                    "QoS 1/2 PUBLISH without packet id".into(),
+                return Err(CloseReason::protocol_error(
+                    ReasonCode::ProtocolError,
+                    "QoS 1/2 PUBLISH without packet id",
                 ))
             }
         }
+        Ok(())
+    }
+
+    /// Ends an MQTT 5 connection whose client has more QoS 1/2 publishes unacknowledged than
+    /// the receive maximum the broker announced [MQTT-3.3.4-9]: the QoS 2 ones awaiting PUBREL
+    /// plus `arriving` (a QoS 1 publish being handled, whose PUBACK is not sent yet).
+    fn check_receive_maximum(&self, arriving: usize) -> Result<(), CloseReason> {
+        if self.protocol != ProtocolVersion::V5 {
+            return Ok(());
+        }
+        let maximum = usize::from(handshake::receive_maximum(&self.shard.config));
+        let unacknowledged = self.with_session(|session| session.incoming.len())? + arriving;
+        if unacknowledged > maximum {
+            return Err(CloseReason::protocol_error(
+                ReasonCode::ReceiveMaximumExceeded,
+                format!(
+                    "{unacknowledged} QoS 1/2 publishes unacknowledged, receive maximum is {maximum}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The PUBACK (0x40) or PUBREC (0x50) of `id`; an MQTT 5 client learns when no
+    /// subscriber matched.
+    fn publish_ack(&self, first_byte: u8, id: PacketId, matched: bool) -> Frame {
+        if self.protocol == ProtocolVersion::V5 && !matched {
+            Frame::ack_with_reason(first_byte, id, ReasonCode::NoMatchingSubscribers)
+        } else {
+            Frame::ack(first_byte, id)
+        }
+    }
+
+    /// PUBREL: the QoS 2 exchange of `id` ends with PUBCOMP (with "Packet Identifier not
+    /// found" for an MQTT 5 client when the id was not pending).
+    fn on_pubrel(&mut self, id: PacketId) -> Result<(), CloseReason> {
+        let known = self.with_session(|session| session.incoming.on_pubrel(id))?;
+        let reason = if known || self.protocol != ProtocolVersion::V5 {
+            ReasonCode::Success
+        } else {
+            ReasonCode::PacketIdentifierNotFound
+        };
+        self.conn.send(Frame::ack_with_reason(0x70, id, reason));
         Ok(())
     }
 
@@ -658,22 +711,29 @@ impl Connection {
         apply: fn(&mut OutgoingFlow, PacketId, &mut Vec<FlowAction>) -> Result<(), FlowError>,
     ) -> Result<(), CloseReason> {
         let mut actions = Vec::new();
-        let result = self.with_session(|session| apply(&mut session.outgoing, id, &mut actions))?;
+        let conn = &self.conn;
+        let (result, sent) = self.with_session(|session| {
+            let result = apply(&mut session.outgoing, id, &mut actions);
+            let sent = conn.send_flow_actions(&mut session.outgoing, &mut actions, None);
+            (result, sent)
+        })?;
+        Counters::add(&self.shard.counters.publish_dropped, sent.dropped);
         if let Err(error) = result {
             tracing::debug!(client_id = %self.conn.client_id, packet, %error, "acknowledgement ignored");
-        }
-        for action in actions {
-            self.conn.send_flow_action(action, None);
         }
         Ok(())
     }
 
-    async fn on_subscribe(&mut self, subscribe: Subscribe) -> Result<(), CloseReason> {
+    async fn on_subscribe(
+        &mut self,
+        packet_id: PacketId,
+        filters: SmallVec<[(TopicFilter, SubscriptionOptions); 4]>,
+    ) -> Result<(), CloseReason> {
         let max = self.shard.config.limits.max_subscriptions;
         let mut held = self.with_session(|session| session.subscriptions.len())?;
-        let mut granted = Vec::with_capacity(subscribe.filters.len());
-        let mut return_codes = SmallVec::with_capacity(subscribe.filters.len());
-        for (filter, requested) in &subscribe.filters {
+        let mut granted = Vec::with_capacity(filters.len());
+        let mut reasons: SmallVec<[ReasonCode; 4]> = SmallVec::with_capacity(filters.len());
+        for (filter, options) in &filters {
             let known = self.with_session(|session| session.subscriptions.contains_key(filter))?;
             if !known && held >= max {
                 tracing::info!(
@@ -682,42 +742,100 @@ impl Connection {
                     max,
                     "subscription refused: max_subscriptions reached"
                 );
-                return_codes.push(SubAckReturnCode::Failure);
+                reasons.push(ReasonCode::QuotaExceeded);
                 continue;
             }
             held += usize::from(!known && !granted.iter().any(|(f, _)| f == filter));
-            let qos = (*requested).min(QoS::ExactlyOnce);
+            let qos = options.qos.min(QoS::ExactlyOnce);
             granted.push((filter.clone(), qos));
-            return_codes.push(SubAckReturnCode::Success(qos));
+            reasons.push(ReasonCode::granted(qos));
         }
         self.shard.subscribe(self.key, &granted).await;
-        let mut out = BytesMut::new();
-        SubAck {
-            packet_id: subscribe.packet_id,
-            return_codes,
+        if self.protocol == ProtocolVersion::V5 {
+            self.conn.send_packet(Packet::SubAckV5(SubAckV5 {
+                packet_id,
+                properties: AckProperties::default(),
+                reason_codes: reasons,
+            }));
+        } else {
+            let return_codes = reasons
+                .iter()
+                .map(|reason| {
+                    reason
+                        .granted_qos()
+                        .map_or(SubAckReturnCode::Failure, SubAckReturnCode::Success)
+                })
+                .collect();
+            self.conn.send_packet(Packet::SubAck(SubAck {
+                packet_id,
+                return_codes,
+            }));
         }
-        .encode(&mut out);
-        self.conn.send(Frame::Encoded(out.freeze()));
         for (filter, qos) in &granted {
             self.shard.deliver_retained(self.key, filter, *qos);
         }
         Ok(())
     }
 
-    fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe) -> Result<(), CloseReason> {
+    fn on_unsubscribe(
+        &mut self,
+        packet_id: PacketId,
+        filters: &[TopicFilter],
+    ) -> Result<(), CloseReason> {
         self.with_session(|_| ())?;
-        for filter in &unsubscribe.filters {
-            self.shard.unsubscribe(self.key, filter);
+        let reasons: SmallVec<[ReasonCode; 4]> = filters
+            .iter()
+            .map(|filter| {
+                if self.shard.unsubscribe(self.key, filter) {
+                    ReasonCode::Success
+                } else {
+                    ReasonCode::NoSubscriptionExisted
+                }
+            })
+            .collect();
+        if self.protocol == ProtocolVersion::V5 {
+            self.conn.send_packet(Packet::UnsubAckV5(UnsubAck {
+                packet_id,
+                properties: AckProperties::default(),
+                reason_codes: reasons,
+            }));
+        } else {
+            self.conn.send(Frame::ack(0xB0, packet_id));
         }
-        self.conn.send(Frame::ack(0xB0, unsubscribe.packet_id));
         Ok(())
+    }
+
+    /// An MQTT 5 DISCONNECT: may change the session expiry interval (but not from 0
+    /// [MQTT-3.14.2-2]), and keeps the will with reason 0x04.
+    fn on_disconnect(&mut self, disconnect: Disconnect) -> Result<(), CloseReason> {
+        if let Some(requested) = disconnect.properties.session_expiry_interval {
+            let config = &self.shard.config;
+            let changed = self.with_session(|session| {
+                if session.ends_with_connection() && requested != 0 {
+                    return false;
+                }
+                session.expiry_interval = handshake::session_expiry(config, requested);
+                true
+            })?;
+            if !changed {
+                return Err(CloseReason::protocol_error(
+                    ReasonCode::ProtocolError,
+                    "DISCONNECT sets a session expiry interval after CONNECT set none",
+                ));
+            }
+        }
+        if disconnect.reason == ReasonCode::DisconnectWithWillMessage {
+            return Err(CloseReason::ClientDisconnectedWithWill);
+        }
+        self.will = None;
+        Err(CloseReason::ClientDisconnected)
     }
 
     /// Ends the connection: publishes the will when due, unbinds the session, flushes what is
     /// queued (bounded in time) and logs.
     async fn finish(self, reason: CloseReason) {
         self.conn.close(reason.clone());
-        if let CloseReason::ProtocolError(why) = &reason {
+        if let CloseReason::ProtocolError { why, .. } = &reason {
             tracing::warn!(
                 addr = %self.addr,
                 client_id = %self.conn.client_id,
@@ -726,13 +844,15 @@ impl Connection {
             );
         }
         if reason.publishes_will() {
-            if let Some(will) = self.will {
+            if let Some(pending) = self.will {
+                let PendingWill { will, properties } = *pending;
                 // Boxed: see `on_packet`.
                 Box::pin(self.shard.publish(Message {
                     topic: will.topic,
                     payload: will.payload,
                     qos: will.qos,
                     retain: will.retain,
+                    extras: MessageExtras::new(properties.message, Instant::now()),
                 }))
                 .await;
             }

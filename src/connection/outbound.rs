@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::protocol::{EncodedPublish, PacketId};
+use crate::protocol::{EncodedPublish, PacketId, ReasonCode};
 
 /// Largest batch the writer gathers into one write.
 pub const MAX_WRITE_BATCH: usize = 64 * 1024;
@@ -32,10 +32,11 @@ pub enum Frame {
         /// Whether this is a re-delivery.
         dup: bool,
     },
-    /// A packet of at most four bytes (acknowledgements, PINGRESP, CONNACK), stored inline.
+    /// A packet of at most five bytes (acknowledgements with or without a reason code,
+    /// PINGRESP), stored inline.
     Small {
         /// The encoded bytes.
-        bytes: [u8; 4],
+        bytes: [u8; 5],
         /// How many of them are used.
         len: u8,
     },
@@ -49,15 +50,28 @@ impl Frame {
     pub fn ack(first_byte: u8, id: PacketId) -> Self {
         let [hi, lo] = id.get().to_be_bytes();
         Frame::Small {
-            bytes: [first_byte, 2, hi, lo],
+            bytes: [first_byte, 2, hi, lo, 0],
             len: 4,
+        }
+    }
+
+    /// An MQTT 5 PUBACK, PUBREC, PUBREL or PUBCOMP with a reason code and no properties: the
+    /// short form of [`Frame::ack`] for Success, else `type+flags, 3, id, reason`.
+    pub fn ack_with_reason(first_byte: u8, id: PacketId, reason: ReasonCode) -> Self {
+        if reason == ReasonCode::Success {
+            return Self::ack(first_byte, id);
+        }
+        let [hi, lo] = id.get().to_be_bytes();
+        Frame::Small {
+            bytes: [first_byte, 3, hi, lo, reason.byte()],
+            len: 5,
         }
     }
 
     /// PINGRESP.
     pub fn ping_response() -> Self {
         Frame::Small {
-            bytes: [0xD0, 0, 0, 0],
+            bytes: [0xD0, 0, 0, 0, 0],
             len: 2,
         }
     }
@@ -143,6 +157,12 @@ impl OutboundQueue {
         }
         self.push_unchecked(frame);
         Ok(())
+    }
+
+    /// Queues the last frame of a connection (its DISCONNECT) whatever the limits: a closing
+    /// connection queues nothing after it.
+    pub fn push_final(&mut self, frame: Frame) {
+        self.push_unchecked(frame);
     }
 
     fn push_unchecked(&mut self, frame: Frame) {

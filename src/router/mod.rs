@@ -17,19 +17,19 @@ pub use retained::{RetainOutcome, RetainedStore};
 
 use crate::connection::Frame;
 use crate::message::Message;
-use crate::protocol::{EncodedPublish, QoS};
-use crate::session::FlowAction;
+use crate::protocol::{EncodedPublish, ProtocolVersion, QoS};
 use crate::shard::{Counters, SessionKey, Shard, ShardId, ShardMsg, ShardState};
 use crate::topic::TopicFilter;
 
 /// Subscribers served between two chances for other tasks of the core to run.
 const FANOUT_CHUNK: usize = 256;
 
-/// The encodings of one message made during one fan-out, one per delivered QoS.
+/// The encodings of one message made during one fan-out, one per wire layout: protocol
+/// family (MQTT 3.1/3.1.1 or 5) and delivered QoS.
 struct EncodingCache<'a> {
     message: &'a Message,
     retain: bool,
-    by_qos: [Option<EncodedPublish>; 3],
+    by_layout: [[Option<EncodedPublish>; 3]; 2],
 }
 
 impl<'a> EncodingCache<'a> {
@@ -37,22 +37,23 @@ impl<'a> EncodingCache<'a> {
         Self {
             message,
             retain,
-            by_qos: [None, None, None],
+            by_layout: Default::default(),
         }
     }
 
-    fn get(&mut self, qos: QoS) -> &EncodedPublish {
+    fn get(&mut self, protocol: ProtocolVersion, qos: QoS) -> &EncodedPublish {
         let message = self.message;
         let retain = self.retain;
-        self.by_qos[qos as usize].get_or_insert_with(|| {
-            EncodedPublish::new(&message.topic, &message.payload, qos, retain)
-        })
+        let family = usize::from(protocol == ProtocolVersion::V5);
+        self.by_layout[family][qos as usize]
+            .get_or_insert_with(|| message.encode(protocol, qos, retain))
     }
 }
 
 impl Shard {
-    /// Routes a PUBLISH received from a client of this core.
-    pub async fn publish(&self, message: Message) {
+    /// Routes a PUBLISH received from a client of this core; returns whether any subscriber,
+    /// on any core, matched it (an MQTT 5 publisher is told when none did).
+    pub async fn publish(&self, message: Message) -> bool {
         Counters::add(&self.counters.publish_received, 1);
         if message.retain {
             self.retain(message.clone()).await;
@@ -63,12 +64,14 @@ impl Shard {
             ..message
         };
         let remote = self.state.borrow().interest.remote_shards(&live.topic);
+        let matched_remote = !remote.is_empty();
         for shard in remote {
             self.peers
                 .send(shard, ShardMsg::Publish(live.clone()))
                 .await;
         }
-        self.deliver_local(&live).await;
+        let matched_local = self.deliver_local(&live).await;
+        matched_remote || matched_local
     }
 
     /// Hands a retained publish to its topic's owner core, which orders and replicates it,
@@ -101,8 +104,11 @@ impl Shard {
     }
 
     /// Delivers a message to this core's matching subscribers: once per session, at the
-    /// highest QoS among its matching subscriptions.
-    pub async fn deliver_local(&self, message: &Message) {
+    /// highest QoS among its matching subscriptions. Returns whether any subscription matched.
+    pub async fn deliver_local(&self, message: &Message) -> bool {
+        if message.is_expired() {
+            return false;
+        }
         let mut targets = {
             let mut state = self.state.borrow_mut();
             let mut targets = std::mem::take(&mut state.scratch_targets);
@@ -113,7 +119,7 @@ impl Shard {
         };
         if targets.is_empty() {
             self.state.borrow_mut().scratch_targets = targets;
-            return;
+            return false;
         }
         if targets.len() > 1 {
             targets.sort_unstable_by_key(|&(key, _)| key);
@@ -140,6 +146,7 @@ impl Shard {
         }
         targets.clear();
         self.state.borrow_mut().scratch_targets = targets;
+        true
     }
 
     /// Sends the retained messages matching `filter` to a session that just subscribed.
@@ -150,7 +157,7 @@ impl Shard {
             .retained
             .for_each_match(filter, |message| matching.push(message.clone()));
         let mut state = self.state.borrow_mut();
-        for message in &matching {
+        for message in matching.iter().filter(|message| !message.is_expired()) {
             let mut encodings = EncodingCache::new(message, true);
             self.deliver_to(&mut state, key, granted, &mut encodings);
         }
@@ -177,8 +184,14 @@ impl Shard {
         let qos = message.qos.min(granted);
         if qos == QoS::AtMostOnce {
             if let Some(conn) = &slot.conn {
+                let packet = encodings.get(conn.protocol, qos);
+                if packet.len() > conn.max_packet_size() {
+                    conn.record_too_large(packet.len());
+                    Counters::add(&self.counters.publish_dropped, 1);
+                    return;
+                }
                 let frame = Frame::Publish {
-                    packet: encodings.get(qos).clone(),
+                    packet: packet.clone(),
                     packet_id: None,
                     dup: false,
                 };
@@ -191,10 +204,21 @@ impl Shard {
             return;
         }
         let delivered = Message {
-            topic: message.topic.clone(),
-            payload: message.payload.clone(),
             qos,
             retain: encodings.retain,
+            ..message.clone()
+        };
+        let shared = match &slot.conn {
+            Some(conn) => {
+                let packet = encodings.get(conn.protocol, qos);
+                if packet.len() > conn.max_packet_size() {
+                    conn.record_too_large(packet.len());
+                    Counters::add(&self.counters.publish_dropped, 1);
+                    return;
+                }
+                Some(packet)
+            }
+            None => None,
         };
         actions.clear();
         let online = slot.conn.is_some();
@@ -210,25 +234,24 @@ impl Shard {
         }
         if let Some(conn) = &slot.conn {
             conn.record_queued();
-            for action in actions.drain(..) {
-                Counters::add(&self.counters.publish_sent, 1);
-                // The offer may first release older queued messages: only the offered one
-                // shares this fan-out's encoding.
-                let shared = match &action {
-                    FlowAction::Publish { message: sent, .. } if is_same(sent, message) => {
-                        Some(encodings.get(qos))
-                    }
-                    _ => None,
-                };
-                conn.send_flow_action(action, shared);
-            }
+            // The offer may first release older queued messages: only the offered one
+            // shares this fan-out's encoding.
+            let sent = conn.send_flow_actions(
+                &mut slot.state.outgoing,
+                actions,
+                shared.map(|packet| (message, packet)),
+            );
+            Counters::add(&self.counters.publish_sent, sent.publishes);
+            Counters::add(&self.counters.publish_dropped, sent.dropped);
         }
     }
 
     /// Handles a message from another core. Never waits on a peer (see `Peers::post`).
     pub async fn on_peer_message(&self, from: ShardId, msg: ShardMsg) {
         match msg {
-            ShardMsg::Publish(message) => self.deliver_local(&message).await,
+            ShardMsg::Publish(message) => {
+                self.deliver_local(&message).await;
+            }
             ShardMsg::Interest { filter, present } => self
                 .state
                 .borrow_mut()
@@ -246,12 +269,4 @@ impl Shard {
             other => self.on_session_message(other),
         }
     }
-}
-
-/// Whether `a` is the very message `b` (same shared topic and payload buffers), as opposed to
-/// an equal-looking one published separately.
-fn is_same(a: &Message, b: &Message) -> bool {
-    let same_bytes =
-        |x: &bytes::Bytes, y: &bytes::Bytes| x.as_ptr() == y.as_ptr() && x.len() == y.len();
-    same_bytes(a.topic.as_bytes(), b.topic.as_bytes()) && same_bytes(&a.payload, &b.payload)
 }

@@ -119,6 +119,7 @@ mod tests {
 
     fn retained(topic: &str, payload: &'static [u8]) -> Message {
         Message {
+            extras: None,
             topic: TopicName::try_from(topic).expect("valid topic"),
             payload: Bytes::from_static(payload),
             qos: QoS::AtMostOnce,

@@ -242,6 +242,45 @@ impl OutgoingFlow {
         }
     }
 
+    /// Handles an MQTT 5 PUBREC with a failure reason code: the subscriber refused the QoS 2
+    /// message, which ends its exchange without PUBREL [MQTT-4.3.3]; frees the slot and
+    /// releases queued messages into the window.
+    pub fn on_pubrec_refused(
+        &mut self,
+        id: PacketId,
+        out: &mut Vec<FlowAction>,
+    ) -> Result<(), FlowError> {
+        let entry = self.entry(id)?;
+        match entry.stage {
+            Stage::Qos2Published(_) => {
+                self.complete(id);
+                self.release_queued(out);
+                Ok(())
+            }
+            ref other => Err(FlowError::UnexpectedAck {
+                packet_id: id,
+                expected: other.awaited_ack(),
+            }),
+        }
+    }
+
+    /// Gives up on in-flight `id` without an acknowledgement, because its PUBLISH could not be
+    /// sent (larger than the client accepts, or expired before it left), as if it had been
+    /// delivered [MQTT-3.1.2-25]; releases queued messages into the window.
+    pub fn discard(&mut self, id: PacketId, out: &mut Vec<FlowAction>) {
+        if self.inflight.contains_key(&id) {
+            self.complete(id);
+            self.release_queued(out);
+        }
+    }
+
+    /// Sets the window: at most `max_inflight` messages in flight (clamped to 1..=65535), for
+    /// a client that accepts fewer than the configured window (its MQTT 5 receive maximum).
+    /// A smaller window than the messages already in flight lets them finish first.
+    pub fn set_max_inflight(&mut self, max_inflight: usize) {
+        self.limits.max_inflight = max_inflight.clamp(1, PACKET_ID_SPACE);
+    }
+
     /// Called when the client (re)connects with this session (§4.4): every in-flight item is
     /// sent again in the order first sent (PUBLISH with `dup: true` and the same packet id, or
     /// PUBREL for ids awaiting PUBCOMP), then queued messages are released into the window.
@@ -332,16 +371,23 @@ impl OutgoingFlow {
     }
 
     /// Moves queued messages into the window, oldest first, while it has room.
+    /// Messages whose expiry interval passed while they waited are dropped here, never sent
+    /// [MQTT-3.3.2-5].
     fn release_queued(&mut self, out: &mut Vec<FlowAction>) {
-        while !self.queue.is_empty() && self.window_has_room() {
-            let Some(packet_id) = self.allocate_packet_id() else {
-                return;
-            };
+        while self.window_has_room() {
             let Some(message) = self.queue.pop_front() else {
-                return;
+                break;
             };
             // `queued_bytes` is the sum over `queue`, which held this message: no underflow.
             self.queued_bytes -= message.queued_size();
+            if message.is_expired() {
+                continue;
+            }
+            let Some(packet_id) = self.allocate_packet_id() else {
+                self.queued_bytes += message.queued_size();
+                self.queue.push_front(message);
+                return;
+            };
             self.send_new(packet_id, message, out);
         }
         if self.queue.is_empty() && self.queue.capacity() > SHRINK_THRESHOLD {
@@ -431,6 +477,7 @@ mod tests {
     /// recognisable and its `queued_size` is `3 + payload_len` for n < 10.
     fn msg(n: u8, payload_len: usize, qos: QoS) -> Message {
         Message {
+            extras: None,
             topic: TopicName::try_from(format!("t/{n}").as_str()).unwrap(),
             payload: Bytes::from(vec![n; payload_len]),
             qos,

@@ -10,5 +10,5 @@ mod takeover;
 pub use flow::{FlowAction, FlowError, FlowLimits, OutgoingFlow, QueueFull};
 pub use hasher::{SessionHasher, SessionMap, SessionSet};
 pub use incoming::IncomingQos2;
-pub use state::SessionState;
+pub use state::{SessionState, NEVER_EXPIRES};
 pub use takeover::Directory;

@@ -17,16 +17,18 @@
 //!    its socket to the holder in `Adopt`. Whoever binds the session answers the owner with
 //!    `Settled`, which ends the claim and starts the next one waiting.
 
+use std::cmp::Reverse;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
 
-use super::SessionState;
+use super::{SessionState, NEVER_EXPIRES};
 use crate::connection::{CloseReason, ConnHandle};
 use crate::shard::{
-    ConnId, Grant, PendingConnect, SessionKey, SessionSlot, Shard, ShardId, ShardMsg, ShardState,
+    ConnId, Counters, Grant, PendingConnect, SessionKey, SessionSlot, Shard, ShardId, ShardMsg,
+    ShardState,
 };
 
 /// Longest a CONNECT waits for its claim on the session to be granted.
@@ -220,7 +222,7 @@ impl Shard {
         let was_offline = slot.disconnected_at.take().is_some();
         // A clean session ends with its connection, and a clean claimant discards the old
         // session [MQTT-3.1.2-6].
-        let ends = clean_session || slot.state.clean_session;
+        let ends = clean_session || slot.state.ends_with_connection();
         slot.last_conn = to;
         if was_offline {
             state.offline_count -= 1;
@@ -322,12 +324,13 @@ impl Shard {
     }
 
     /// Binds connection `conn` to its session on this core: the reserved one when `resume`
-    /// (a takeover granted `Resume`), else a new one. Tells the owner the claim is settled.
+    /// (a takeover granted `Resume`), else a new one; either way the session now outlives the
+    /// connection by `expiry_interval` seconds. Tells the owner the claim is settled.
     /// Returns the session's key and the CONNACK's `session present` flag.
     pub fn install_session(
         &self,
         conn: &Rc<ConnHandle>,
-        clean_session: bool,
+        expiry_interval: u32,
         resume: bool,
     ) -> (SessionKey, bool) {
         let mut state = self.state.borrow_mut();
@@ -345,6 +348,7 @@ impl Shard {
             Some(key) if resume => {
                 if let Some(slot) = state.sessions.get_mut(&key) {
                     slot.conn = Some(conn.clone());
+                    slot.state.expiry_interval = expiry_interval;
                 }
                 (key, true)
             }
@@ -354,7 +358,7 @@ impl Shard {
                 }
                 let key = state.new_session_key();
                 let session =
-                    SessionState::new(conn.client_id.clone(), clean_session, self.flow_limits());
+                    SessionState::new(conn.client_id.clone(), expiry_interval, self.flow_limits());
                 state.sessions.insert(
                     key,
                     Box::new(SessionSlot {
@@ -380,8 +384,9 @@ impl Shard {
         (key, present)
     }
 
-    /// Re-sends what was in flight and releases queued messages, after the CONNACK.
-    pub fn resume_session(&self, key: SessionKey) {
+    /// Re-sends what was in flight and releases queued messages, after the CONNACK, with a
+    /// window of at most `max_inflight` messages (what the new connection's client accepts).
+    pub fn resume_session(&self, key: SessionKey, max_inflight: usize) {
         let mut state = self.state.borrow_mut();
         let Some(slot) = state.sessions.get_mut(&key) else {
             return;
@@ -390,10 +395,10 @@ impl Shard {
             return;
         };
         let mut actions = Vec::new();
+        slot.state.outgoing.set_max_inflight(max_inflight);
         slot.state.outgoing.resume(&mut actions);
-        for action in actions {
-            conn.send_flow_action(action, None);
-        }
+        let sent = conn.send_flow_actions(&mut slot.state.outgoing, &mut actions, None);
+        Counters::add(&self.counters.publish_dropped, sent.dropped);
     }
 
     /// Unbinds connection `conn` from session `key` when the connection ends: a clean session
@@ -406,7 +411,7 @@ impl Shard {
         if slot.last_conn != conn {
             return;
         }
-        if slot.state.clean_session {
+        if slot.state.ends_with_connection() {
             let client_id = slot.state.client_id.clone();
             self.remove_session(&mut state, key);
             drop(state);
@@ -416,6 +421,12 @@ impl Shard {
         let now = Instant::now();
         slot.conn = None;
         slot.disconnected_at = Some(now);
+        if slot.state.expiry_interval != NEVER_EXPIRES {
+            let lifetime = Duration::from_secs(u64::from(slot.state.expiry_interval));
+            if let Some(deadline) = now.checked_add(lifetime) {
+                state.expiring.push(Reverse((deadline, key, now)));
+            }
+        }
         state.offline.push_back((key, now));
         state.offline_count += 1;
         let max_offline = self.config.session.max_offline_sessions;
@@ -437,12 +448,29 @@ impl Shard {
         self.tell_owner(&client_id.clone(), ShardMsg::Released { client_id, conn });
     }
 
-    /// Ends the offline sessions older than `persistent_client_expiration`; run periodically.
+    /// Ends the offline sessions older than `persistent_client_expiration` or their own
+    /// session expiry interval; run periodically.
     pub fn expire_offline_sessions(&self) {
         let expiration = self.config.session.persistent_client_expiration;
         let mut expired = Vec::new();
         {
             let mut state = self.state.borrow_mut();
+            let now = Instant::now();
+            while let Some(&Reverse((deadline, key, since))) = state.expiring.peek() {
+                if deadline > now {
+                    break;
+                }
+                state.expiring.pop();
+                let current = state
+                    .sessions
+                    .get(&key)
+                    .is_some_and(|slot| slot.disconnected_at == Some(since));
+                if current {
+                    if let Some(slot) = self.remove_session(&mut state, key) {
+                        expired.push((slot.state.client_id, slot.last_conn));
+                    }
+                }
+            }
             while let Some(&(key, since)) = state.offline.front() {
                 let current = state
                     .sessions
@@ -468,6 +496,16 @@ impl Shard {
                     offline, sessions, ..
                 } = &mut *state;
                 offline.retain(|(key, since)| {
+                    sessions
+                        .get(key)
+                        .is_some_and(|slot| slot.disconnected_at == Some(*since))
+                });
+            }
+            if state.expiring.len() > 2 * state.offline_count + 64 {
+                let ShardState {
+                    expiring, sessions, ..
+                } = &mut *state;
+                expiring.retain(|Reverse((_, key, since))| {
                     sessions
                         .get(key)
                         .is_some_and(|slot| slot.disconnected_at == Some(*since))

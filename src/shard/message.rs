@@ -12,7 +12,7 @@ use bytes::BytesMut;
 
 use crate::connection::SlotGuard;
 use crate::message::Message;
-use crate::protocol::Connect;
+use crate::protocol::ConnectV5;
 use crate::topic::TopicFilter;
 
 /// Index of a shard (one glommio executor, one core) in the mesh.
@@ -151,8 +151,8 @@ pub struct Adoption {
     pub socket: OwnedFd,
     /// Bytes read after the CONNECT packet.
     pub buffered: BytesMut,
-    /// The CONNECT packet.
-    pub connect: Box<Connect>,
+    /// The CONNECT packet (an MQTT 3.1/3.1.1 one without properties).
+    pub connect: Box<ConnectV5>,
     /// The client's address.
     pub addr: SocketAddr,
     /// The connection's slot in its listener's cap.

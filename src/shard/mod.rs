@@ -10,7 +10,8 @@ pub mod message;
 mod peers;
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -79,6 +80,9 @@ pub struct ShardState {
     pub offline: VecDeque<(SessionKey, Instant)>,
     /// Persistent sessions currently without a connection.
     pub offline_count: usize,
+    /// Offline sessions with a session expiry interval of their own, soonest deadline first:
+    /// (deadline, session, when it went offline); entries may be stale.
+    pub expiring: BinaryHeap<Reverse<(Instant, SessionKey, Instant)>>,
     /// Reused by fan-out for what a session flow asks to send (no allocation per delivery).
     pub scratch_actions: Vec<FlowAction>,
     /// Reused by fan-out for the matched subscribers (no allocation per publish). Taken out
@@ -102,6 +106,7 @@ impl ShardState {
             pending: AHashMap::new(),
             offline: VecDeque::new(),
             offline_count: 0,
+            expiring: BinaryHeap::new(),
             scratch_actions: Vec::new(),
             scratch_targets: Vec::new(),
             next_session: 1,

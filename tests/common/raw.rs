@@ -1,5 +1,7 @@
-//! A raw MQTT 3.1/3.1.1 client over a tokio `TcpStream`: packets are written byte by byte
+//! A raw MQTT 3.1/3.1.1/5 client over a tokio `TcpStream`: packets are written byte by byte
 //! here (independent of hydrant's own codec) so tests control every bit, including broken ones.
+//! MQTT 5 packets the broker sends (CONNACK with properties, DISCONNECT) arrive as
+//! `Incoming::Other` and are read with the `v5` helpers.
 
 use std::io;
 use std::time::Duration;
@@ -63,6 +65,9 @@ pub struct Connect {
     pub will: Option<Will>,
     /// Extra bits OR-ed into the connect flags byte (e.g. the reserved bit 0).
     pub extra_flags: u8,
+    /// MQTT 5: the bytes of the CONNECT's property block (without its length); `None` for
+    /// 3.1/3.1.1, which have no properties.
+    pub properties: Option<Vec<u8>>,
 }
 
 impl Connect {
@@ -76,7 +81,23 @@ impl Connect {
             keep_alive: 60,
             will: None,
             extra_flags: 0,
+            properties: None,
         }
+    }
+
+    /// An MQTT 5 clean-start CONNECT with keep-alive 60 and no properties.
+    pub fn v5(client_id: &str) -> Connect {
+        Connect {
+            level: 5,
+            properties: Some(Vec::new()),
+            ..Connect::v311(client_id)
+        }
+    }
+
+    /// MQTT 5: sets the raw bytes of the property block.
+    pub fn properties(mut self, properties: &[u8]) -> Connect {
+        self.properties = Some(properties.to_vec());
+        self
     }
 
     /// A 3.1 clean-session CONNECT with keep-alive 60.
@@ -128,8 +149,15 @@ impl Connect {
         }
         body.push(flags);
         body.extend_from_slice(&self.keep_alive.to_be_bytes());
+        if let Some(properties) = &self.properties {
+            put_remaining_length(&mut body, properties.len());
+            body.extend_from_slice(properties);
+        }
         put_prefixed(&mut body, self.client_id.as_bytes());
         if let Some(will) = &self.will {
+            if self.properties.is_some() {
+                body.push(0);
+            }
             put_prefixed(&mut body, will.topic.as_bytes());
             put_prefixed(&mut body, &will.payload);
         }
@@ -200,6 +228,37 @@ pub fn pingreq() -> Vec<u8> {
 /// DISCONNECT bytes.
 pub fn disconnect() -> Vec<u8> {
     vec![0xE0, 0x00]
+}
+
+/// MQTT 5 PUBLISH bytes: topic, packet id (QoS > 0), the raw property block, payload.
+pub fn publish_v5(
+    topic: &[u8],
+    payload: &[u8],
+    qos: u8,
+    packet_id: u16,
+    properties: &[u8],
+) -> Vec<u8> {
+    let mut body = Vec::new();
+    put_prefixed(&mut body, topic);
+    if qos > 0 {
+        body.extend_from_slice(&packet_id.to_be_bytes());
+    }
+    put_remaining_length(&mut body, properties.len());
+    body.extend_from_slice(properties);
+    body.extend_from_slice(payload);
+    packet(0x30 | (qos << 1), &body)
+}
+
+/// MQTT 5 SUBSCRIBE bytes: `(filter, options byte)` pairs and the raw property block.
+pub fn subscribe_v5(packet_id: u16, filters: &[(&str, u8)], properties: &[u8]) -> Vec<u8> {
+    let mut body = packet_id.to_be_bytes().to_vec();
+    put_remaining_length(&mut body, properties.len());
+    body.extend_from_slice(properties);
+    for (filter, options) in filters {
+        put_prefixed(&mut body, filter.as_bytes());
+        body.push(*options);
+    }
+    packet(0x82, &body)
 }
 
 /// A packet received from the broker.
@@ -320,10 +379,11 @@ pub fn take_packet(buf: &mut Vec<u8>) -> Result<Option<Incoming>, String> {
                 payload: body[at..].to_vec(),
             })
         }
-        4 => Incoming::PubAck(id(&body)?),
-        5 => Incoming::PubRec(id(&body)?),
-        6 => Incoming::PubRel(id(&body)?),
-        7 => Incoming::PubComp(id(&body)?),
+        // With a reason code (MQTT 5), acknowledgements are `Other`.
+        4 if body.len() == 2 => Incoming::PubAck(id(&body)?),
+        5 if body.len() == 2 => Incoming::PubRec(id(&body)?),
+        6 if body.len() == 2 => Incoming::PubRel(id(&body)?),
+        7 if body.len() == 2 => Incoming::PubComp(id(&body)?),
         9 => Incoming::SubAck {
             packet_id: id(&body)?,
             codes: body[2..].to_vec(),
@@ -379,6 +439,37 @@ impl RawClient {
                 code,
             }) => (client, session_present, code),
             other => panic!("expected CONNACK for {connect:?}, got {other:?}"),
+        }
+    }
+
+    /// MQTT 5: TCP connect, send `connect`, and return the CONNACK's body (flags, reason code,
+    /// properties).
+    pub async fn handshake_v5(port: u16, connect: &Connect) -> (RawClient, Vec<u8>) {
+        let mut client = RawClient::connect_tcp(port).await;
+        client.send(&connect.encode()).await.expect("send CONNECT");
+        match client.recv(PACKET_TIMEOUT).await {
+            Ok(Incoming::Other(0x20, body)) => (client, body),
+            other => panic!("expected an MQTT 5 CONNACK for {connect:?}, got {other:?}"),
+        }
+    }
+
+    /// MQTT 5 handshake that must be accepted (reason code 0).
+    pub async fn connected_v5(port: u16, connect: &Connect) -> RawClient {
+        let (client, body) = RawClient::handshake_v5(port, connect).await;
+        assert_eq!(body.get(1), Some(&0), "CONNACK reason code for {connect:?}");
+        client
+    }
+
+    /// MQTT 5: reads until the broker closes the connection and returns the reason code of
+    /// the DISCONNECT it sent before closing (panics if there was none).
+    pub async fn disconnect_reason(&mut self, wait: Duration) -> u8 {
+        let (_, packets) = self
+            .read_until_closed(wait)
+            .await
+            .unwrap_or_else(|packets| panic!("still open after {wait:?}; read {packets:?}"));
+        match packets.last() {
+            Some(Incoming::Other(0xE0, body)) if !body.is_empty() => body[0],
+            other => panic!("expected a DISCONNECT with a reason code last, got {other:?}"),
         }
     }
 

@@ -2,7 +2,10 @@
 
 paho runs its network loop in a thread; this wrapper turns its callbacks into queues and
 events so a test reads like a conversation: connect, subscribe (returns the granted QoS),
-publish (returns once acknowledged), expect a message, expect silence.
+publish (returns once acknowledged), expect a message, expect silence. With
+`protocol=MQTT_5` the MQTT 5 parts are exposed too: CONNECT properties and clean start, the
+CONNACK's reason code and properties, subscription options, publish properties, the
+properties of each received message and the reason code of a DISCONNECT.
 """
 
 import queue
@@ -11,9 +14,13 @@ import time
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 MQTT_3_1 = mqtt.MQTTv31
 MQTT_3_1_1 = mqtt.MQTTv311
+MQTT_5 = mqtt.MQTTv5
 
 ACK_TIMEOUT = 10.0
 MESSAGE_TIMEOUT = 5.0
@@ -29,6 +36,21 @@ class Received:
     qos: int
     retain: bool
     dup: bool
+    properties: object = None
+
+
+def properties(packet_type: int, **values) -> Properties:
+    """MQTT 5 properties for a packet type, e.g. `properties(PacketTypes.CONNECT,
+    SessionExpiryInterval=60)`; names are paho's (the specification's without spaces)."""
+    props = Properties(packet_type)
+    for name, value in values.items():
+        setattr(props, name, value)
+    return props
+
+
+def property_dict(props) -> dict:
+    """The properties paho received, as a dict keyed by paho's names (empty when none)."""
+    return {} if props is None else props.json()
 
 
 @dataclass(frozen=True)
@@ -60,20 +82,31 @@ class MqttClient:
     """A connected paho client whose every operation waits for the broker's answer."""
 
     def __init__(self, port: int, client_id: str = "", protocol: int = MQTT_3_1_1,
-                 clean_session: bool = True, keepalive: int = 60, will: Will | None = None):
+                 clean_session: bool = True, keepalive: int = 60, will: Will | None = None,
+                 connect_properties: Properties | None = None,
+                 will_properties: Properties | None = None, expect_success: bool = True):
+        """Connects and waits for the CONNACK. With MQTT 5, `clean_session` is sent as Clean
+        Start. With `expect_success=False` a refusing CONNACK is recorded instead of failing
+        (`connack_reason`, `connack_failure`)."""
         self.client_id = client_id
+        self.protocol = protocol
         self.messages: queue.Queue[Received] = queue.Queue()
         self.disconnected = threading.Event()
         self.disconnect_reason = None
+        self.disconnect_properties = None
         self.connack_failure = False
+        self.connack_reason = None
+        self.connack_properties = None
         self.session_present = False
         self._state = threading.Condition()
         self._connected = False
+        self._answered = False
         self._acks: dict[int, list[int]] = {}
+        self._publish_reasons: dict[int, int] = {}
         self._client = _PromptClient(
             callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
-            clean_session=clean_session,
+            clean_session=None if protocol == MQTT_5 else clean_session,
             protocol=protocol,
             reconnect_on_failure=False,
         )
@@ -82,32 +115,41 @@ class MqttClient:
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
         self._client.on_unsubscribe = self._on_unsubscribe
+        self._client.on_publish = self._on_publish
         if will is not None:
-            self._client.will_set(will.topic, will.payload, will.qos, will.retain)
-        self._client.connect("127.0.0.1", port, keepalive)
+            self._client.will_set(will.topic, will.payload, will.qos, will.retain,
+                                  properties=will_properties)
+        if protocol == MQTT_5:
+            self._client.connect("127.0.0.1", port, keepalive, clean_start=clean_session,
+                                 properties=connect_properties)
+        else:
+            self._client.connect("127.0.0.1", port, keepalive)
         self.connected_at = time.monotonic()
         self._client.loop_start()
         with self._state:
-            if not self._state.wait_for(lambda: self._connected or self.disconnected.is_set(),
+            if not self._state.wait_for(lambda: self._answered or self.disconnected.is_set(),
                                         ACK_TIMEOUT):
                 raise AssertionError(f"{client_id!r}: no CONNACK within {ACK_TIMEOUT}s")
-        if not self._connected:
+        if expect_success and not self._connected:
             raise AssertionError(
                 f"{client_id!r}: connection closed before a successful CONNACK "
-                f"(reason {self.disconnect_reason})"
+                f"(CONNACK {self.connack_reason}, disconnect {self.disconnect_reason})"
             )
 
-    def _on_connect(self, _client, _userdata, flags, reason_code, _properties) -> None:
+    def _on_connect(self, _client, _userdata, flags, reason_code, props) -> None:
         with self._state:
             self.session_present = bool(flags.session_present)
             self.connack_failure = reason_code.is_failure
             self.connack_reason = reason_code
+            self.connack_properties = property_dict(props)
             self._connected = not reason_code.is_failure
+            self._answered = True
             self._state.notify_all()
 
-    def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
+    def _on_disconnect(self, _client, _userdata, _flags, reason_code, props) -> None:
         with self._state:
             self.disconnect_reason = reason_code
+            self.disconnect_properties = property_dict(props)
             self.disconnected.set()
             self._state.notify_all()
 
@@ -118,7 +160,13 @@ class MqttClient:
             qos=message.qos,
             retain=bool(message.retain),
             dup=bool(message.dup),
+            properties=property_dict(getattr(message, "properties", None)),
         ))
+
+    def _on_publish(self, _client, _userdata, mid, reason_code, _properties) -> None:
+        with self._state:
+            self._publish_reasons[mid] = reason_code.value
+            self._state.notify_all()
 
     def _on_subscribe(self, _client, _userdata, mid, reason_codes, _properties) -> None:
         with self._state:
@@ -153,23 +201,38 @@ class MqttClient:
             raise AssertionError(f"{self.client_id!r}: SUBSCRIBE not sent: {result}")
         return self._wait_ack("SUBACK", mid)
 
-    def unsubscribe(self, topic: str) -> None:
-        """Unsubscribes and waits for the UNSUBACK."""
+    def subscribe_v5(self, filters: list[tuple[str, SubscribeOptions]],
+                     subscription_id: int | None = None) -> list[int]:
+        """MQTT 5: subscribes with options (and a subscription identifier); returns the
+        SUBACK's reason codes."""
+        props = None
+        if subscription_id is not None:
+            props = properties(PacketTypes.SUBSCRIBE, SubscriptionIdentifier=subscription_id)
+        result, mid = self._client.subscribe(filters, properties=props)
+        if result != mqtt.MQTT_ERR_SUCCESS:
+            raise AssertionError(f"{self.client_id!r}: SUBSCRIBE not sent: {result}")
+        return self._wait_ack("SUBACK", mid)
+
+    def unsubscribe(self, topic: str | list[str]) -> list[int]:
+        """Unsubscribes and waits for the UNSUBACK; returns its reason codes (MQTT 5)."""
         result, mid = self._client.unsubscribe(topic)
         if result != mqtt.MQTT_ERR_SUCCESS:
             raise AssertionError(f"{self.client_id!r}: UNSUBSCRIBE not sent: {result}")
-        self._wait_ack("UNSUBACK", mid)
+        return self._wait_ack("UNSUBACK", mid)
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 0,
-                retain: bool = False) -> None:
-        """Publishes and waits until sent (QoS 0), PUBACK (QoS 1) or PUBCOMP (QoS 2)."""
-        info = self._client.publish(topic, payload, qos, retain)
+                retain: bool = False, props: Properties | None = None):
+        """Publishes and waits until sent (QoS 0), PUBACK (QoS 1) or PUBCOMP (QoS 2).
+        Returns the reason code of the PUBACK or PUBREC (MQTT 5; 0 otherwise)."""
+        info = self._client.publish(topic, payload, qos, retain, properties=props)
         info.wait_for_publish(ACK_TIMEOUT)
         if not info.is_published():
             raise AssertionError(
                 f"{self.client_id!r}: PUBLISH to {topic!r} at QoS {qos} not acknowledged "
                 f"within {ACK_TIMEOUT}s"
             )
+        with self._state:
+            return self._publish_reasons.pop(info.mid, 0)
 
     def publish_many(self, topic: str, payloads: list[bytes], qos: int = 1) -> None:
         """Publishes a burst without waiting in between, then waits for every acknowledgement."""
@@ -220,10 +283,24 @@ class MqttClient:
         """Whether paho still holds an open, connected session."""
         return self._client.is_connected() and not self.disconnected.is_set()
 
-    def disconnect(self) -> None:
-        """Sends DISCONNECT, closes the socket, and stops the network thread."""
-        self._client.disconnect()
+    def disconnect(self, reason_code: int | None = None,
+                   props: Properties | None = None) -> None:
+        """Sends DISCONNECT (MQTT 5: with this reason code and properties), closes the socket,
+        and stops the network thread."""
+        if reason_code is None:
+            self._client.disconnect(properties=props)
+        else:
+            reason = mqtt.ReasonCode(PacketTypes.DISCONNECT, identifier=reason_code)
+            self._client.disconnect(reasoncode=reason, properties=props)
         self._client.loop_stop()
+
+    def wait_disconnected(self, timeout: float = ACK_TIMEOUT) -> int | None:
+        """Waits until the broker closes the connection; returns the reason code of its
+        DISCONNECT (MQTT 5), or None."""
+        if not self.disconnected.wait(timeout):
+            raise AssertionError(f"{self.client_id!r}: still connected after {timeout}s")
+        reason = self.disconnect_reason
+        return None if reason is None else reason.value
 
     def stall(self) -> None:
         """Stops the network thread but keeps the socket open: no more packets, no pings."""
