@@ -29,7 +29,10 @@
 //!
 //! Sessions move between cores on takeover: the owner core of a client id (by hash) keeps a
 //! directory and asks the previous core to close the old connection and hand the session over.
+//!
+//! [`auth`] decides who may connect (password file, credential cache) and what they may do (ACL).
 
+pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod listener;

@@ -1,11 +1,14 @@
-//! The `hydrant` command: parse the command line, load the configuration, start the shards.
+//! The `hydrant` command: parse the command line, load the configuration, start the shards;
+//! `hydrant passwd` edits a password file.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
+use hydrant::auth::passwd::{HashScheme, PasswdAction, PasswdRequest};
+use hydrant::auth::PBKDF2_DEFAULT_ITERATIONS;
 use hydrant::config::{Config, DEFAULT_CONFIG_TOML};
 use tracing_subscriber::EnvFilter;
 
@@ -31,10 +34,46 @@ struct Cli {
     /// More log output (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// A tool to run instead of the broker.
+    #[command(subcommand)]
+    tool: Option<Tool>,
+}
+
+/// Tools that share the broker's binary.
+#[derive(Subcommand, Debug)]
+enum Tool {
+    /// Create, update or delete a user in a password file (mosquitto_passwd compatible).
+    Passwd(PasswdArgs),
+}
+
+/// `hydrant passwd [-c | -D] [--pbkdf2] FILE USER`; the password is read from a prompt
+/// without echo, or from the first line of standard input when it is not a terminal.
+#[derive(Args, Debug)]
+struct PasswdArgs {
+    /// Create a new password file, replacing any existing one.
+    #[arg(short = 'c', conflicts_with = "delete")]
+    create: bool,
+    /// Delete the user instead of setting its password.
+    #[arg(short = 'D')]
+    delete: bool,
+    /// Write a `$7$` PBKDF2-SHA512 entry, readable by Mosquitto 2.x, instead of argon2id.
+    #[arg(long, conflicts_with = "delete")]
+    pbkdf2: bool,
+    /// PBKDF2 iterations for --pbkdf2.
+    #[arg(long, value_name = "N", default_value_t = PBKDF2_DEFAULT_ITERATIONS,
+          value_parser = clap::value_parser!(u32).range(1..), requires = "pbkdf2")]
+    iterations: u32,
+    /// The password file.
+    file: PathBuf,
+    /// The user to create, update or delete.
+    user: String,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Tool::Passwd(args)) = &cli.tool {
+        return passwd(args);
+    }
     if cli.print_default_config {
         print!("{DEFAULT_CONFIG_TOML}");
         return ExitCode::SUCCESS;
@@ -55,6 +94,31 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("hydrant: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn passwd(args: &PasswdArgs) -> ExitCode {
+    let action = if args.delete {
+        PasswdAction::Delete
+    } else if args.pbkdf2 {
+        PasswdAction::Set(HashScheme::Pbkdf2Sha512 {
+            iterations: args.iterations,
+        })
+    } else {
+        PasswdAction::Set(HashScheme::Argon2id)
+    };
+    let request = PasswdRequest {
+        file: args.file.clone(),
+        username: args.user.clone(),
+        action,
+        create: args.create,
+    };
+    match hydrant::auth::passwd::run(&request) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("hydrant passwd: {error}");
             ExitCode::FAILURE
         }
     }

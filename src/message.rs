@@ -112,6 +112,18 @@ impl Message {
         }
     }
 
+    /// This message with its expiry interval starting at `now` (a delayed will: its interval
+    /// runs from its publication [MQTT-3.1.3.2.4]).
+    pub fn published_at(self, now: Instant) -> Message {
+        let extras = match self.extras {
+            Some(extras) if extras.expires_at.is_some() => {
+                MessageExtras::new(extras.properties.clone(), now)
+            }
+            other => other,
+        };
+        Message { extras, ..self }
+    }
+
     /// Whether `other` is this very message (the same shared topic and payload buffers), as
     /// opposed to an equal-looking one published separately.
     pub fn is_same_as(&self, other: &Message) -> bool {

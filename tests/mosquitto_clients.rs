@@ -1,4 +1,4 @@
-//! Interoperability with Debian's `mosquitto_sub` / `mosquitto_pub` (MQTT 3.1.1 and 3.1).
+//! Interoperability with Debian's `mosquitto_sub` / `mosquitto_pub` (MQTT 5, 3.1.1 and 3.1).
 //! The tools are required: install them with scripts/install-test-deps.sh.
 
 mod common;
@@ -162,6 +162,108 @@ async fn qos2_round_trip(version: &str, protocol_in_log: &str, tag: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mosquitto_clients_qos2_round_trip_mqttv311() {
     qos2_round_trip("mqttv311", "3.1.1", "v311").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_clients_qos2_round_trip_mqttv5() {
+    qos2_round_trip("mqttv5", "5.0", "v5").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_clients_v5_properties_reach_v5_and_not_v311() {
+    require_all();
+    let broker = Broker::start(&[]);
+    let topic = "interop/props";
+    let (new_sub, mut new_lines) = spawn_sub(
+        broker.port,
+        &[
+            "-V",
+            "mqttv5",
+            "-i",
+            "props-v5",
+            "-t",
+            topic,
+            "-q",
+            "1",
+            "-C",
+            "1",
+            "-d",
+            "-F",
+            "%t|%p|%F|%C|%R|%P",
+        ],
+    );
+    read_until(&mut new_lines, "Subscribed").await;
+    let (old_sub, mut old_lines) = spawn_sub(
+        broker.port,
+        &[
+            "-V",
+            "mqttv311",
+            "-i",
+            "props-v311",
+            "-t",
+            topic,
+            "-q",
+            "1",
+            "-C",
+            "1",
+            "-d",
+            "-F",
+            "%t|%p",
+        ],
+    );
+    read_until(&mut old_lines, "Subscribed").await;
+
+    run_pub(
+        broker.port,
+        &[
+            "-V",
+            "mqttv5",
+            "-i",
+            "props-pub",
+            "-t",
+            topic,
+            "-q",
+            "1",
+            "-m",
+            "with properties",
+            "-D",
+            "publish",
+            "payload-format-indicator",
+            "1",
+            "-D",
+            "publish",
+            "content-type",
+            "text/plain",
+            "-D",
+            "publish",
+            "response-topic",
+            "interop/reply",
+            "-D",
+            "publish",
+            "user-property",
+            "origin",
+            "mosquitto_pub",
+        ],
+    )
+    .await;
+
+    let expected =
+        format!("{topic}|with properties|1|text/plain|interop/reply|origin:mosquitto_pub");
+    let received = read_until(&mut new_lines, &format!("{topic}|")).await;
+    assert_eq!(received.last(), Some(&expected), "{received:#?}");
+    let received = read_until(&mut old_lines, &format!("{topic}|")).await;
+    assert_eq!(
+        received.last(),
+        Some(&format!("{topic}|with properties")),
+        "{received:#?}"
+    );
+    for sub in [new_sub, old_sub] {
+        let status = timeout(TOOL_TIMEOUT, sub.wait_with_output())
+            .await
+            .expect("mosquitto_sub exits after -C 1")
+            .expect("wait mosquitto_sub");
+        assert!(status.status.success(), "{status:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

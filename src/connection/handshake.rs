@@ -227,8 +227,8 @@ pub(super) fn accepting_connack(
                 .and_then(|id| MqttString::try_from(id).ok()),
             retain_available: Some(true),
             wildcard_subscription_available: Some(true),
-            subscription_identifiers_available: Some(false),
-            shared_subscription_available: Some(false),
+            subscription_identifiers_available: Some(true),
+            shared_subscription_available: Some(true),
             server_keep_alive: (terms.keep_alive != connect.connect.keep_alive)
                 .then_some(terms.keep_alive),
             ..ConnAckProperties::default()

@@ -35,10 +35,12 @@ pub use outbound::{Frame, OutboundQueue, QueueError, MAX_WRITE_BATCH};
 use crate::message::{Message, MessageExtras};
 use crate::protocol::{
     self, Ack, AckProperties, ConnAck, ConnectReturnCode, ConnectV5, Disconnect, LastWill, Packet,
-    PacketId, ProtocolVersion, Publish, PublishV5, QoS, ReasonCode, SubAck, SubAckReturnCode,
-    SubAckV5, SubscriptionOptions, TopicFilter, UnsubAck, WillProperties,
+    PacketId, ProtocolVersion, Publish, PublishV5, QoS, ReasonCode, RetainHandling, SubAck,
+    SubAckReturnCode, SubAckV5, SubscriptionId, SubscriptionOptions, TopicFilter, UnsubAck,
+    WillProperties,
 };
-use crate::session::{FlowAction, FlowError, OutgoingFlow};
+use crate::router::shared_filter;
+use crate::session::{FlowAction, FlowError, OutgoingFlow, Subscription};
 use crate::shard::{Adoption, Counters, Grant, SessionKey, Shard, ShardMsg};
 use handshake::{accepting_connack, check_connect, read_connect, refuse, ConnectFailure, Terms};
 use stream::{ReadHalf, WriteHalf};
@@ -532,14 +534,18 @@ impl Connection {
                     .iter()
                     .map(|(filter, qos)| (filter.clone(), SubscriptionOptions::new(*qos)))
                     .collect();
-                return Ok(Some(Box::pin(
-                    self.on_subscribe(subscribe.packet_id, filters),
-                )));
+                return Ok(Some(Box::pin(self.on_subscribe(
+                    subscribe.packet_id,
+                    filters,
+                    None,
+                ))));
             }
             Packet::SubscribeV5(subscribe) => {
-                return Ok(Some(Box::pin(
-                    self.on_subscribe(subscribe.packet_id, subscribe.filters),
-                )))
+                return Ok(Some(Box::pin(self.on_subscribe(
+                    subscribe.packet_id,
+                    subscribe.filters,
+                    subscribe.properties.subscription_id,
+                ))))
             }
             Packet::PubAck(id) | Packet::PubAckV5(Ack { packet_id: id, .. }) => {
                 self.on_ack(id, "PUBACK", OutgoingFlow::on_puback)
@@ -634,17 +640,17 @@ impl Connection {
         };
         match (publish.qos, publish.packet_id) {
             (QoS::AtMostOnce, _) => {
-                self.shard.publish(message).await;
+                self.shard.publish(message, self.key).await;
             }
             (QoS::AtLeastOnce, Some(id)) => {
                 self.check_receive_maximum(1)?;
-                let matched = self.shard.publish(message).await;
+                let matched = self.shard.publish(message, self.key).await;
                 self.conn.send(self.publish_ack(0x40, id, matched));
             }
             (QoS::ExactlyOnce, Some(id)) => {
                 let matched = if self.with_session(|session| session.incoming.on_publish(id))? {
                     self.check_receive_maximum(0)?;
-                    self.shard.publish(message).await
+                    self.shard.publish(message, self.key).await
                 } else {
                     // A re-sent PUBLISH not yet released: acknowledged again, not delivered.
                     true
@@ -724,16 +730,29 @@ impl Connection {
         Ok(())
     }
 
+    /// SUBSCRIBE: grants what the limits allow, answers SUBACK, then sends the retained
+    /// messages the retain handling of each granted subscription asks for.
     async fn on_subscribe(
         &mut self,
         packet_id: PacketId,
         filters: SmallVec<[(TopicFilter, SubscriptionOptions); 4]>,
+        id: Option<SubscriptionId>,
     ) -> Result<(), CloseReason> {
         let max = self.shard.config.limits.max_subscriptions;
         let mut held = self.with_session(|session| session.subscriptions.len())?;
         let mut granted = Vec::with_capacity(filters.len());
+        let mut send_retained = Vec::with_capacity(filters.len());
         let mut reasons: SmallVec<[ReasonCode; 4]> = SmallVec::with_capacity(filters.len());
         for (filter, options) in &filters {
+            let shared = match shared_filter(filter) {
+                None => false,
+                Some(Ok(_)) => true,
+                Some(Err(invalid)) => {
+                    tracing::info!(client_id = %self.conn.client_id, %filter, %invalid, "subscription refused");
+                    reasons.push(ReasonCode::TopicFilterInvalid);
+                    continue;
+                }
+            };
             let known = self.with_session(|session| session.subscriptions.contains_key(filter))?;
             if !known && held >= max {
                 tracing::info!(
@@ -745,9 +764,22 @@ impl Connection {
                 reasons.push(ReasonCode::QuotaExceeded);
                 continue;
             }
-            held += usize::from(!known && !granted.iter().any(|(f, _)| f == filter));
+            let existed = known || granted.iter().any(|(f, _)| f == filter);
+            held += usize::from(!existed);
             let qos = options.qos.min(QoS::ExactlyOnce);
-            granted.push((filter.clone(), qos));
+            let subscription = Subscription::granted(qos, options, id);
+            // A shared subscription is sent no retained messages (section 4.8.2): its group,
+            // not the member, is the subscriber.
+            let retained = !shared
+                && match options.retain_handling {
+                    RetainHandling::SendOnSubscribe => true,
+                    RetainHandling::SendOnNewSubscription => !existed,
+                    RetainHandling::DoNotSend => false,
+                };
+            if retained {
+                send_retained.push((filter.clone(), subscription));
+            }
+            granted.push((filter.clone(), subscription));
             reasons.push(ReasonCode::granted(qos));
         }
         self.shard.subscribe(self.key, &granted).await;
@@ -771,8 +803,8 @@ impl Connection {
                 return_codes,
             }));
         }
-        for (filter, qos) in &granted {
-            self.shard.deliver_retained(self.key, filter, *qos);
+        for (filter, subscription) in &send_retained {
+            self.shard.deliver_retained(self.key, filter, subscription);
         }
         Ok(())
     }
@@ -846,15 +878,24 @@ impl Connection {
         if reason.publishes_will() {
             if let Some(pending) = self.will {
                 let PendingWill { will, properties } = *pending;
-                // Boxed: see `on_packet`.
-                Box::pin(self.shard.publish(Message {
+                let delay = properties.will_delay_interval.unwrap_or(0);
+                let message = Message {
                     topic: will.topic,
                     payload: will.payload,
                     qos: will.qos,
                     retain: will.retain,
                     extras: MessageExtras::new(properties.message, Instant::now()),
-                }))
-                .await;
+                };
+                let now = match delay {
+                    0 => Some(message),
+                    delay => self
+                        .shard
+                        .defer_will(self.key, self.conn.id, message, delay),
+                };
+                if let Some(message) = now {
+                    // Boxed: see `on_packet`.
+                    Box::pin(self.shard.publish(message, self.key)).await;
+                }
             }
         }
         self.shard.detach_connection(self.key, self.conn.id);

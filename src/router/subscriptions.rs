@@ -1,7 +1,9 @@
 //! Adding and removing a session's subscriptions on its core: the trie that local delivery
-//! matches against, and the interest announcements that let other cores forward to this one.
+//! matches against, and the interest announcements that let other cores forward to this one
+//! (shared subscriptions instead join their group on every core: see `shared`).
 
-use crate::protocol::QoS;
+use super::shared::{self, MemberState};
+use crate::session::Subscription;
 use crate::shard::{SessionKey, Shard, ShardMsg, ShardState};
 use crate::topic::TopicFilter;
 
@@ -12,12 +14,23 @@ impl Shard {
     /// has not finished yet), and this core holds every retained update acknowledged before:
     /// a publish made anywhere after the SUBACK reaches the subscriber, and the retained
     /// messages it is sent are current.
-    pub async fn subscribe(&self, key: SessionKey, filters: &[(TopicFilter, QoS)]) {
+    pub async fn subscribe(&self, key: SessionKey, filters: &[(TopicFilter, Subscription)]) {
         {
             let mut state = self.state.borrow_mut();
             for (filter, granted) in filters {
-                if add_subscription(&mut state, key, filter, *granted) {
-                    self.announce(filter, true);
+                if let Some(slot) = state.sessions.get_mut(&key) {
+                    let replaced = slot
+                        .state
+                        .subscriptions
+                        .insert(filter.clone(), *granted)
+                        .is_some();
+                    if shared::shared_filter(filter).is_some() {
+                        if !replaced {
+                            self.announce_member(&mut state, filter, key, MemberState::Online);
+                        }
+                    } else if add_subscription(&mut state, key, filter, *granted, replaced) {
+                        self.announce(filter, true);
+                    }
                 }
             }
         }
@@ -55,6 +68,10 @@ impl Shard {
     }
 
     fn forget_subscription(&self, state: &mut ShardState, key: SessionKey, filter: &TopicFilter) {
+        if shared::shared_filter(filter).is_some() {
+            self.announce_member(state, filter, key, MemberState::Left);
+            return;
+        }
         state.subscriptions.remove(filter, key);
         if state.interest.remove_local(filter) {
             self.announce(filter, false);
@@ -69,22 +86,15 @@ impl Shard {
     }
 }
 
-/// Records one subscription in the session and the trie; true when the filter is new to the
-/// core (the caller announces it).
+/// Records one subscription (already in the session, `replaced` saying whether it was there
+/// before) in the trie; true when the filter is new to the core (the caller announces it).
 fn add_subscription(
     state: &mut ShardState,
     key: SessionKey,
     filter: &TopicFilter,
-    granted: QoS,
+    granted: Subscription,
+    replaced: bool,
 ) -> bool {
-    let Some(slot) = state.sessions.get_mut(&key) else {
-        return false;
-    };
-    let replaced = slot
-        .state
-        .subscriptions
-        .insert(filter.clone(), granted)
-        .is_some();
     state.subscriptions.insert(filter, key, granted);
     !replaced && state.interest.add_local(filter)
 }

@@ -5,10 +5,14 @@ mod flow;
 mod hasher;
 mod incoming;
 mod state;
+mod subscription;
 mod takeover;
+mod will;
 
 pub use flow::{FlowAction, FlowError, FlowLimits, OutgoingFlow, QueueFull};
 pub use hasher::{SessionHasher, SessionMap, SessionSet};
 pub use incoming::IncomingQos2;
 pub use state::{SessionState, NEVER_EXPIRES};
+pub use subscription::Subscription;
 pub use takeover::Directory;
+pub use will::DelayedWill;

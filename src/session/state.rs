@@ -2,8 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{FlowLimits, IncomingQos2, OutgoingFlow, SessionMap};
-use crate::protocol::QoS;
+use super::{DelayedWill, FlowLimits, IncomingQos2, OutgoingFlow, SessionMap, Subscription};
 use crate::topic::TopicFilter;
 
 /// The session expiry interval of a session kept until `persistent_client_expiration` (MQTT 5's
@@ -19,12 +18,14 @@ pub struct SessionState {
     /// Seconds the session outlives its connection: 0 ends it with the connection (MQTT 3.1.1
     /// clean session), [`NEVER_EXPIRES`] keeps it until `persistent_client_expiration`.
     pub expiry_interval: u32,
-    /// Granted subscriptions: filter to granted QoS.
-    pub subscriptions: SessionMap<TopicFilter, QoS>,
+    /// Granted subscriptions, by filter.
+    pub subscriptions: SessionMap<TopicFilter, Subscription>,
     /// QoS 1/2 messages towards the client: in flight and queued.
     pub outgoing: OutgoingFlow,
     /// QoS 2 packet ids received from the client and not yet released.
     pub incoming: IncomingQos2,
+    /// The will of the last connection, waiting for its delay (MQTT 5; boxed: rare).
+    pub pending_will: Option<Box<DelayedWill>>,
 }
 
 impl SessionState {
@@ -36,6 +37,7 @@ impl SessionState {
             subscriptions: SessionMap::default(),
             outgoing: OutgoingFlow::new(limits),
             incoming: IncomingQos2::new(),
+            pending_will: None,
         }
     }
 

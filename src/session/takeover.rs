@@ -26,6 +26,7 @@ use ahash::AHashMap;
 
 use super::{SessionState, NEVER_EXPIRES};
 use crate::connection::{CloseReason, ConnHandle};
+use crate::router::MemberState;
 use crate::shard::{
     ConnId, Counters, Grant, PendingConnect, SessionKey, SessionSlot, Shard, ShardId, ShardMsg,
     ShardState,
@@ -284,6 +285,7 @@ impl Shard {
         if let Some(entry) = reserved {
             state.offline.push_back(entry);
             state.offline_count += 1;
+            self.announce_shared_presence(&mut state, entry.0, MemberState::Offline);
         }
         drop(state);
         let holder = reserved.map(|_| self.id);
@@ -349,7 +351,10 @@ impl Shard {
                 if let Some(slot) = state.sessions.get_mut(&key) {
                     slot.conn = Some(conn.clone());
                     slot.state.expiry_interval = expiry_interval;
+                    // Back in time: the delayed will is not sent [MQTT-3.1.3-9].
+                    slot.state.pending_will = None;
                 }
+                self.announce_shared_presence(&mut state, key, MemberState::Online);
                 (key, true)
             }
             _ => {
@@ -427,6 +432,8 @@ impl Shard {
                 state.expiring.push(Reverse((deadline, key, now)));
             }
         }
+        Self::schedule_will(&mut state, key, now);
+        self.announce_shared_presence(&mut state, key, MemberState::Offline);
         state.offline.push_back((key, now));
         state.offline_count += 1;
         let max_offline = self.config.session.max_offline_sessions;
@@ -537,9 +544,13 @@ impl Shard {
 
     fn remove_session(&self, state: &mut ShardState, key: SessionKey) -> Option<Box<SessionSlot>> {
         self.detach_subscriptions(state, key);
-        let slot = state.sessions.remove(&key)?;
+        let mut slot = state.sessions.remove(&key)?;
         if slot.disconnected_at.is_some() {
             state.offline_count -= 1;
+        }
+        // A session that ends publishes the will it still holds [MQTT-3.1.3-9].
+        if let Some(will) = slot.state.pending_will.take() {
+            state.wills_due.push((key, will.message));
         }
         if state.by_client_id.get(&slot.state.client_id) == Some(&key) {
             state.by_client_id.remove(&slot.state.client_id);

@@ -390,6 +390,7 @@ async fn run_shard(
         glommio::timer::sleep(CLOCK_TICK).await;
         shard.tick();
         shard.expire_offline_sessions();
+        shard.publish_due_wills().await;
     }
     let open: Vec<_> = shard.connections.borrow().values().cloned().collect();
     for conn in open {

@@ -13,6 +13,8 @@ use bytes::BytesMut;
 use crate::connection::SlotGuard;
 use crate::message::Message;
 use crate::protocol::ConnectV5;
+use crate::router::{MemberState, SharedDelivery};
+use crate::shard::SessionKey;
 use crate::topic::TopicFilter;
 
 /// Index of a shard (one glommio executor, one core) in the mesh.
@@ -71,6 +73,19 @@ pub enum ShardMsg {
     /// A retained update ordered by the topic's owner, applied to every shard's replica of the
     /// retained store. An empty payload deletes.
     RetainApply(Message),
+    /// The sender's session `key` joined, left, or changed presence in the shared subscription
+    /// group of `filter` (`$share/...`); every core keeps every group's members.
+    SharedMember {
+        /// The group's whole filter.
+        filter: TopicFilter,
+        /// The member's session on the sender.
+        key: SessionKey,
+        /// Its new state in the group.
+        state: MemberState,
+    },
+    /// A message for the member of a shared subscription group the sender chose, on the
+    /// receiving core (boxed: rare, and larger than the other messages).
+    SharedPublish(Box<SharedDelivery>),
     /// To the owner of `client_id` (by hash): a connection on `conn.shard()` wants the session.
     Claim {
         /// The client id being connected.

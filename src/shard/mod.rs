@@ -24,9 +24,9 @@ pub use peers::Peers;
 
 use crate::config::Config;
 use crate::connection::{CloseReason, ConnHandle, KeepAlive, Notify};
-use crate::protocol::QoS;
-use crate::router::{Interest, RetainedStore};
-use crate::session::{Directory, FlowAction, FlowLimits, SessionState};
+use crate::message::Message;
+use crate::router::{Interest, RetainedStore, SharedGroups, Target};
+use crate::session::{Directory, FlowAction, FlowLimits, SessionState, Subscription};
 use crate::topic::SubscriptionTrie;
 
 /// One tick of a shard's clock: how often keep-alives and offline sessions are checked.
@@ -66,10 +66,12 @@ pub struct ShardState {
     pub sessions: AHashMap<SessionKey, Box<SessionSlot>>,
     /// Session of each client id held on this core.
     pub by_client_id: AHashMap<Arc<str>, SessionKey>,
-    /// Subscriptions of this core's sessions: filter to (session, granted QoS).
-    pub subscriptions: SubscriptionTrie<SessionKey, QoS>,
+    /// Subscriptions of this core's sessions: filter to (session, subscription).
+    pub subscriptions: SubscriptionTrie<SessionKey, Subscription>,
     /// Which filters this core and the others have subscribers for.
     pub interest: Interest,
+    /// Shared subscription groups and their members on every core.
+    pub shared: SharedGroups,
     /// This core's replica of the retained messages.
     pub retained: RetainedStore,
     /// For the client ids this core owns by hash: which core holds each session.
@@ -83,11 +85,16 @@ pub struct ShardState {
     /// Offline sessions with a session expiry interval of their own, soonest deadline first:
     /// (deadline, session, when it went offline); entries may be stale.
     pub expiring: BinaryHeap<Reverse<(Instant, SessionKey, Instant)>>,
+    /// Offline sessions holding a delayed will, soonest due first: (due, session, when it
+    /// went offline); entries may be stale.
+    pub delayed_wills: BinaryHeap<Reverse<(Instant, SessionKey, Instant)>>,
+    /// Wills to publish at the next housekeeping: those of sessions that ended.
+    pub wills_due: Vec<(SessionKey, Message)>,
     /// Reused by fan-out for what a session flow asks to send (no allocation per delivery).
     pub scratch_actions: Vec<FlowAction>,
     /// Reused by fan-out for the matched subscribers (no allocation per publish). Taken out
     /// while a fan-out runs, so a nested one simply starts with an empty vector.
-    pub scratch_targets: Vec<(SessionKey, QoS)>,
+    pub scratch_targets: Vec<Target>,
     next_session: SessionKey,
 }
 
@@ -98,6 +105,7 @@ impl ShardState {
             by_client_id: AHashMap::new(),
             subscriptions: SubscriptionTrie::new(),
             interest: Interest::default(),
+            shared: SharedGroups::default(),
             retained: RetainedStore::new(
                 config.limits.max_retained_messages,
                 config.limits.max_retained_bytes,
@@ -107,6 +115,8 @@ impl ShardState {
             offline: VecDeque::new(),
             offline_count: 0,
             expiring: BinaryHeap::new(),
+            delayed_wills: BinaryHeap::new(),
+            wills_due: Vec::new(),
             scratch_actions: Vec::new(),
             scratch_targets: Vec::new(),
             next_session: 1,

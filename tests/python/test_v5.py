@@ -37,7 +37,9 @@ def test_connack_announces_the_brokers_limits_and_capabilities(broker, clients):
     assert props["MaximumPacketSize"] == DEFAULT_MAX_PACKET_SIZE, props
     assert props["RetainAvailable"] == 1, props
     assert props["WildcardSubscriptionAvailable"] == 1, props
-    assert props["SharedSubscriptionAvailable"] == 0, props
+    assert props["SharedSubscriptionAvailable"] == 1, props
+    assert props["SubscriptionIdentifierAvailable"] == 1, props
+    assert props["TopicAliasMaximum"] == 10, props
     # Maximum QoS 2 is said by leaving the property out; nothing was changed from the request.
     for absent in ("MaximumQoS", "AssignedClientIdentifier", "ServerKeepAlive",
                    "SessionExpiryInterval"):

@@ -1,0 +1,148 @@
+//! Handing one message to one session on this core: the PUBLISH it is sent as (shared by every
+//! subscriber with the same wire layout), the limits of its client, and its QoS flow.
+
+use crate::connection::Frame;
+use crate::message::Message;
+use crate::protocol::{EncodedPublish, ProtocolVersion, QoS};
+use crate::shard::{Counters, Shard, ShardState};
+
+use super::Target;
+
+/// The encodings of one message made during one fan-out, one per wire layout: protocol
+/// family (MQTT 3.1/3.1.1 or 5), delivered QoS and RETAIN flag. Deliveries carrying
+/// subscription identifiers are encoded for their subscriber alone.
+pub(super) struct EncodingCache<'a> {
+    message: &'a Message,
+    /// The message is sent because a subscription was just made (a retained message): RETAIN
+    /// is set on every copy [MQTT-3.3.1-8].
+    retained_on_subscribe: bool,
+    /// Index: family, QoS, RETAIN.
+    by_layout: [[[Option<EncodedPublish>; 2]; 3]; 2],
+}
+
+impl<'a> EncodingCache<'a> {
+    /// The (empty) cache of one fan-out of `message`.
+    pub(super) fn new(message: &'a Message, retained_on_subscribe: bool) -> Self {
+        Self {
+            message,
+            retained_on_subscribe,
+            by_layout: Default::default(),
+        }
+    }
+
+    fn get(&mut self, protocol: ProtocolVersion, qos: QoS, retain: bool) -> &EncodedPublish {
+        let message = self.message;
+        let family = usize::from(protocol == ProtocolVersion::V5);
+        self.by_layout[family][qos as usize][usize::from(retain)]
+            .get_or_insert_with(|| message.encode(protocol, qos, retain))
+    }
+
+    /// The RETAIN flag of a delivery: set for a retained message sent on subscription, and
+    /// on a live one only through a subscription with Retain As Published [MQTT-3.3.1-12,
+    /// 3.3.1-13].
+    fn retain(&self, target: &Target) -> bool {
+        self.retained_on_subscribe || (target.retain_as_published && self.message.retain)
+    }
+}
+
+impl Shard {
+    /// Queues one message for one session: QoS 0 straight to its connection's queue (dropped
+    /// and counted when full, never kept for an offline client), QoS 1/2 through its flow. A
+    /// PUBLISH larger than the client accepts is dropped for it and counted. `own_message`
+    /// says the session's own client published it (for the no-local subscriptions).
+    pub(super) fn deliver_to(
+        &self,
+        state: &mut ShardState,
+        target: &Target,
+        own_message: bool,
+        encodings: &mut EncodingCache<'_>,
+    ) {
+        let ShardState {
+            sessions,
+            scratch_actions: actions,
+            ..
+        } = state;
+        let Some(slot) = sessions.get_mut(&target.key) else {
+            return;
+        };
+        let message = encodings.message;
+        let qos = message.qos.min(target.qos);
+        let retain = encodings.retain(target);
+        let ids = target.subscription_ids(&slot.state, &message.topic, own_message);
+        let delivered = if qos == QoS::AtMostOnce {
+            None
+        } else {
+            Some(Message {
+                qos,
+                retain,
+                ..message.with_subscription_ids(&ids)
+            })
+        };
+        // The PUBLISH for this client: the fan-out's shared one, or its own when it carries
+        // subscription identifiers.
+        let mut own_packet = None;
+        let packet = match &slot.conn {
+            Some(conn) => {
+                let packet = if !ids.is_empty() && conn.protocol == ProtocolVersion::V5 {
+                    let personal = match &delivered {
+                        Some(delivered) => delivered.encode(conn.protocol, qos, retain),
+                        None => {
+                            message
+                                .with_subscription_ids(&ids)
+                                .encode(conn.protocol, qos, retain)
+                        }
+                    };
+                    own_packet.insert(personal)
+                } else {
+                    encodings.get(conn.protocol, qos, retain)
+                };
+                if packet.len() > conn.max_packet_size() {
+                    conn.record_too_large(packet.len());
+                    Counters::add(&self.counters.publish_dropped, 1);
+                    return;
+                }
+                Some(packet)
+            }
+            None => None,
+        };
+        let Some(delivered) = delivered else {
+            if let (Some(conn), Some(packet)) = (&slot.conn, packet) {
+                let frame = Frame::Publish {
+                    packet: packet.clone(),
+                    packet_id: None,
+                    dup: false,
+                };
+                if conn.send_droppable(frame) {
+                    Counters::add(&self.counters.publish_sent, 1);
+                } else {
+                    Counters::add(&self.counters.publish_dropped, 1);
+                }
+            }
+            return;
+        };
+        actions.clear();
+        let online = slot.conn.is_some();
+        if let Err(full) = slot.state.outgoing.offer(delivered, online, actions) {
+            Counters::add(&self.counters.publish_dropped, 1);
+            match &slot.conn {
+                Some(conn) => conn.record_flow_drop(),
+                None => {
+                    tracing::debug!(client_id = %slot.state.client_id, %full, "message for offline client dropped")
+                }
+            }
+            return;
+        }
+        if let Some(conn) = &slot.conn {
+            conn.record_queued();
+            // The offer may first release older queued messages: only the offered one
+            // shares this fan-out's encoding.
+            let sent = conn.send_flow_actions(
+                &mut slot.state.outgoing,
+                actions,
+                packet.map(|packet| (message, packet)),
+            );
+            Counters::add(&self.counters.publish_sent, sent.publishes);
+            Counters::add(&self.counters.publish_dropped, sent.dropped);
+        }
+    }
+}

@@ -1,0 +1,377 @@
+//! Shared subscriptions, `$share/<group>/<filter>` [MQTT-4.8.2] (offered to MQTT 3.1.1 clients
+//! too, as Mosquitto does): each message matching a group's filter goes to one member of the
+//! group, at the QoS that member was granted.
+//!
+//! Distribution policy. Every core knows the members of every group on every core: a core
+//! announces its sessions joining a group, leaving it, and their clients going offline and
+//! coming back (`ShardMsg::SharedMember`), before the SUBACK of the SUBSCRIBE that joined.
+//! The core where a message is published picks one member per matching group, round-robin
+//! over all the group's members on every core, skipping members whose client is offline while
+//! any member is online, and hands the message to the member's core (`ShardMsg::SharedPublish`,
+//! on the same FIFO channel as the core's other publishes, so per-publisher order holds), which
+//! delivers it through the member's session. Each core keeps its own turn per group: one
+//! publisher's messages are spread exactly in turn; several publishers on several cores each
+//! spread theirs.
+//!
+//! When a member leaves. QoS 1/2 messages already handed to a member (in flight, or queued in
+//! its session) stay with its session: they are not given to another member. A persistent
+//! session gets them when its client returns; they are lost if the session ends first (as the
+//! specification requires for QoS 2 and allows for QoS 1). While every member is offline,
+//! messages still go to them in turn: QoS 1/2 ones wait in their sessions, QoS 0 ones are
+//! dropped.
+
+use ahash::AHashMap;
+use smallvec::SmallVec;
+
+use crate::message::Message;
+use crate::shard::{SessionKey, Shard, ShardId, ShardMsg, ShardState};
+use crate::topic::{SubscriptionTrie, TopicFilter, TopicName};
+
+use super::delivery::EncodingCache;
+use super::Target;
+
+/// The first level of shared subscription filters, with its separator.
+const SHARED_PREFIX: &str = "$share/";
+
+/// What a core announces about one of its sessions in a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberState {
+    /// A member whose client is connected.
+    Online,
+    /// A member whose (persistent) session waits for its client.
+    Offline,
+    /// No longer a member (unsubscribed, or its session ended).
+    Left,
+}
+
+/// Whether `filter` is a shared subscription: `None` if it is not one, else the filter its
+/// group matches topics with, or `Err` for a malformed one (an empty share name or one with a
+/// wildcard, or no filter after it), which is refused with 0x8F Topic Filter invalid.
+pub fn shared_filter(filter: &TopicFilter) -> Option<Result<TopicFilter, InvalidSharedFilter>> {
+    let rest = filter.as_str().strip_prefix(SHARED_PREFIX)?;
+    let Some((name, inner)) = rest.split_once('/') else {
+        return Some(Err(InvalidSharedFilter));
+    };
+    if name.is_empty() || name.contains(['+', '#']) || inner.is_empty() {
+        return Some(Err(InvalidSharedFilter));
+    }
+    let start = filter.as_str().len() - inner.len();
+    Some(TopicFilter::new(filter.as_bytes().slice(start..)).map_err(|_| InvalidSharedFilter))
+}
+
+/// A `$share/...` filter that is not a valid shared subscription.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("shared subscription filters are $share/<name>/<filter>, the name without wildcards")]
+pub struct InvalidSharedFilter;
+
+/// One member of a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Member {
+    shard: ShardId,
+    key: SessionKey,
+    online: bool,
+}
+
+/// One group: its members on every core and this core's turn.
+#[derive(Debug)]
+struct Group {
+    /// The whole `$share/...` filter: the group's name in messages between cores and in the
+    /// members' sessions.
+    filter: TopicFilter,
+    /// The filter topics are matched with.
+    inner: TopicFilter,
+    members: Vec<Member>,
+    /// Where this core's round-robin resumes.
+    next: usize,
+}
+
+impl Group {
+    /// The next member in turn: the next online one, or the next one if none is online.
+    fn pick(&mut self) -> Option<Member> {
+        let count = self.members.len();
+        let start = self.next % count.max(1);
+        let chosen = (0..count)
+            .map(|step| (start + step) % count)
+            .find(|&index| self.members[index].online)
+            .or((count > 0).then_some(start))?;
+        self.next = chosen + 1;
+        Some(self.members[chosen])
+    }
+}
+
+/// Every shared subscription group known to this core, with members on every core.
+#[derive(Debug, Default)]
+pub struct SharedGroups {
+    /// Groups by slot; a freed slot is reused.
+    groups: Vec<Option<Group>>,
+    free: Vec<u32>,
+    /// Slot of each group, by its whole filter.
+    slots: AHashMap<TopicFilter, u32>,
+    /// The groups' filters, to match topics with.
+    trie: SubscriptionTrie<u32, ()>,
+}
+
+impl SharedGroups {
+    /// Records what core `shard` says of its session `key` in the group of `filter`.
+    pub fn set_member(
+        &mut self,
+        filter: &TopicFilter,
+        shard: ShardId,
+        key: SessionKey,
+        state: MemberState,
+    ) {
+        let slot = match self.slots.get(filter) {
+            Some(&slot) => slot,
+            None if state == MemberState::Left => return,
+            None => match shared_filter(filter) {
+                Some(Ok(inner)) => self.create(filter, inner),
+                _ => return,
+            },
+        };
+        let Some(group) = self.groups.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        let position = group
+            .members
+            .iter()
+            .position(|member| member.shard == shard && member.key == key);
+        match (state, position) {
+            (MemberState::Left, Some(index)) => {
+                group.members.remove(index);
+                if group.members.is_empty() {
+                    self.remove(slot);
+                }
+            }
+            (MemberState::Left, None) => {}
+            (_, Some(index)) => group.members[index].online = state == MemberState::Online,
+            (_, None) => group.members.push(Member {
+                shard,
+                key,
+                online: state == MemberState::Online,
+            }),
+        }
+    }
+
+    fn create(&mut self, filter: &TopicFilter, inner: TopicFilter) -> u32 {
+        let group = Group {
+            filter: filter.clone(),
+            inner,
+            members: Vec::new(),
+            next: 0,
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.groups[slot as usize] = Some(group);
+                slot
+            }
+            None => {
+                self.groups.push(Some(group));
+                // Slots are bounded by the subscriptions of every core, far below u32::MAX.
+                u32::try_from(self.groups.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        if let Some(Some(group)) = self.groups.get(slot as usize) {
+            self.trie.insert(&group.inner, slot, ());
+        }
+        self.slots.insert(filter.clone(), slot);
+        slot
+    }
+
+    fn remove(&mut self, slot: u32) {
+        if let Some(group) = self.groups.get_mut(slot as usize).and_then(Option::take) {
+            self.trie.remove(&group.inner, slot);
+            self.slots.remove(&group.filter);
+            self.free.push(slot);
+        }
+    }
+
+    /// For each group whose filter matches `topic`, the member in turn: (group filter,
+    /// member's core, member's session).
+    pub fn pick(&mut self, topic: &TopicName) -> SmallVec<[(TopicFilter, ShardId, SessionKey); 2]> {
+        let mut slots: SmallVec<[u32; 4]> = SmallVec::new();
+        self.trie.for_each_match(topic, |slot, _| slots.push(slot));
+        slots
+            .into_iter()
+            .filter_map(|slot| {
+                let group = self.groups.get_mut(slot as usize)?.as_mut()?;
+                let member = group.pick()?;
+                Some((group.filter.clone(), member.shard, member.key))
+            })
+            .collect()
+    }
+
+    /// Groups known.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether no group is known.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+}
+
+/// A message for one member of a shared subscription group, on the member's core.
+#[derive(Debug)]
+pub struct SharedDelivery {
+    /// The message.
+    pub message: Message,
+    /// The member's session.
+    pub key: SessionKey,
+    /// The group's whole `$share/...` filter (the member's subscription to it says how).
+    pub filter: TopicFilter,
+}
+
+impl Shard {
+    /// Hands `message` to one member of each shared subscription group it matches; returns
+    /// whether any group matched.
+    pub(super) async fn route_shared(&self, message: &Message) -> bool {
+        let picks = self.state.borrow_mut().shared.pick(&message.topic);
+        let matched = !picks.is_empty();
+        for (filter, shard, key) in picks {
+            let delivery = SharedDelivery {
+                message: message.clone(),
+                key,
+                filter,
+            };
+            if shard == self.id {
+                self.deliver_shared(&delivery);
+            } else {
+                self.peers
+                    .send(shard, ShardMsg::SharedPublish(Box::new(delivery)))
+                    .await;
+            }
+        }
+        matched
+    }
+
+    /// Delivers a shared subscription's message to its chosen member on this core, through
+    /// the member's subscription (gone if it left meanwhile: the message is then dropped).
+    pub fn deliver_shared(&self, delivery: &SharedDelivery) {
+        if delivery.message.is_expired() {
+            return;
+        }
+        let mut state = self.state.borrow_mut();
+        let subscription = state
+            .sessions
+            .get(&delivery.key)
+            .and_then(|slot| slot.state.subscriptions.get(&delivery.filter).copied());
+        let Some(subscription) = subscription else {
+            tracing::debug!(filter = %delivery.filter, "shared subscription member left before its message arrived");
+            return;
+        };
+        let target = Target::new(delivery.key, &subscription);
+        let mut encodings = EncodingCache::new(&delivery.message, false);
+        self.deliver_to(&mut state, &target, false, &mut encodings);
+    }
+
+    /// Tells every core (this one included) that session `key` of this core is now `state`
+    /// in each shared subscription group it belongs to: its client connected or went away.
+    pub fn announce_shared_presence(
+        &self,
+        shard_state: &mut ShardState,
+        key: SessionKey,
+        state: MemberState,
+    ) {
+        let Some(slot) = shard_state.sessions.get(&key) else {
+            return;
+        };
+        let filters: SmallVec<[TopicFilter; 2]> = slot
+            .state
+            .subscriptions
+            .keys()
+            .filter(|filter| filter.as_str().starts_with(SHARED_PREFIX))
+            .cloned()
+            .collect();
+        for filter in filters {
+            self.announce_member(shard_state, &filter, key, state);
+        }
+    }
+
+    /// Records and broadcasts session `key`'s new `state` in the group of `filter`.
+    pub(super) fn announce_member(
+        &self,
+        shard_state: &mut ShardState,
+        filter: &TopicFilter,
+        key: SessionKey,
+        state: MemberState,
+    ) {
+        shard_state.shared.set_member(filter, self.id, key, state);
+        self.peers.broadcast(|| ShardMsg::SharedMember {
+            filter: filter.clone(),
+            key,
+            state,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(text: &str) -> TopicFilter {
+        TopicFilter::try_from(text).expect("valid filter")
+    }
+
+    fn topic(text: &str) -> TopicName {
+        TopicName::try_from(text).expect("valid topic")
+    }
+
+    #[test]
+    fn shared_filters_are_recognised_and_checked() {
+        assert_eq!(shared_filter(&filter("a/b")), None);
+        assert_eq!(
+            shared_filter(&filter("$share/g/a/+")),
+            Some(Ok(filter("a/+")))
+        );
+        for bad in [
+            "$share/g",
+            "$share//a",
+            "$share/+/a",
+            "$share/#",
+            "$share/g/",
+        ] {
+            assert_eq!(
+                shared_filter(&filter(bad)),
+                Some(Err(InvalidSharedFilter)),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn members_are_picked_in_turn_online_ones_first() {
+        let mut groups = SharedGroups::default();
+        let shared = filter("$share/g/t/#");
+        groups.set_member(&shared, 0, 1, MemberState::Online);
+        groups.set_member(&shared, 1, 2, MemberState::Online);
+        groups.set_member(&shared, 1, 3, MemberState::Online);
+        let keys: Vec<SessionKey> = (0..6).map(|_| groups.pick(&topic("t/x"))[0].2).collect();
+        assert_eq!(keys, [1, 2, 3, 1, 2, 3]);
+        assert!(groups.pick(&topic("other")).is_empty());
+
+        groups.set_member(&shared, 1, 2, MemberState::Offline);
+        let keys: Vec<SessionKey> = (0..4).map(|_| groups.pick(&topic("t/x"))[0].2).collect();
+        assert_eq!(keys, [1, 3, 1, 3]);
+
+        groups.set_member(&shared, 0, 1, MemberState::Offline);
+        groups.set_member(&shared, 1, 3, MemberState::Offline);
+        let keys: Vec<SessionKey> = (0..3).map(|_| groups.pick(&topic("t/x"))[0].2).collect();
+        assert_eq!(keys.len(), 3, "all offline: still in turn");
+    }
+
+    #[test]
+    fn a_group_without_members_is_forgotten_and_its_slot_reused() {
+        let mut groups = SharedGroups::default();
+        let first = filter("$share/a/t");
+        groups.set_member(&first, 0, 1, MemberState::Online);
+        groups.set_member(&first, 0, 1, MemberState::Left);
+        assert!(groups.is_empty());
+        assert!(groups.pick(&topic("t")).is_empty());
+        let second = filter("$share/b/t");
+        groups.set_member(&second, 0, 1, MemberState::Online);
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups.groups.len(), 1, "the slot is reused");
+        assert_eq!(groups.pick(&topic("t"))[0].0, second);
+    }
+}

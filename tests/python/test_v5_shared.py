@@ -1,0 +1,140 @@
+"""Shared subscriptions ($share/<group>/<filter>) with paho-mqtt: each message goes to one
+member of the group, round-robin over the members on both cores, skipping members whose
+client is offline; members leave by unsubscribing; malformed share filters are refused; no
+retained messages are sent to a shared subscription; MQTT 3.1.1 clients may be members."""
+
+from paho.mqtt.packettypes import PacketTypes
+
+from paho_client import MQTT_3_1_1, MQTT_5, properties
+
+GROUP = "$share/workers/jobs/#"
+
+
+def connect_v5(clients, broker, client_id, clean_start=True, **connect_properties):
+    props = properties(PacketTypes.CONNECT, **connect_properties) if connect_properties else None
+    return clients.connect(broker.port, client_id, protocol=MQTT_5, clean_session=clean_start,
+                           connect_properties=props)
+
+
+def members_on_each_core(broker, clients, prefix, **options):
+    """One member of GROUP per core, in core order."""
+    placed = clients.connect_on_each_core(broker, prefix, protocol=MQTT_5, **options)
+    members = [client for _, client in sorted(placed.items())]
+    for member in members:
+        assert member.subscribe(GROUP, qos=1) == 1
+    return members
+
+
+def payloads(client):
+    received = []
+    while True:
+        try:
+            received.append(client.expect_message(timeout=0.7).payload)
+        except AssertionError:
+            return received
+
+
+def test_messages_are_shared_round_robin_across_cores(broker, clients):
+    first, second = members_on_each_core(broker, clients, "share-rr")
+    everything = connect_v5(clients, broker, "share-rr-all")
+    assert everything.subscribe("jobs/#", qos=1) == 1
+    publisher = connect_v5(clients, broker, "share-rr-pub")
+    sent = [f"job {n}".encode() for n in range(10)]
+    publisher.publish_many("jobs/a", sent, qos=1)
+
+    got_first, got_second = payloads(first), payloads(second)
+    assert len(got_first) == len(got_second) == 5, (got_first, got_second)
+    assert sorted(got_first + got_second) == sorted(sent)
+    # A plain subscription to the same topics still gets every message.
+    assert [m.payload for m in everything.expect_messages(10)] == sent
+
+
+def test_publishers_on_both_cores_share_over_the_same_members(broker, clients):
+    first, second = members_on_each_core(broker, clients, "share-pubs")
+    publishers = clients.connect_on_each_core(broker, "share-pubs-pub", protocol=MQTT_5)
+    sent = []
+    for core, publisher in sorted(publishers.items()):
+        batch = [f"from core {core} #{n}".encode() for n in range(4)]
+        publisher.publish_many("jobs/b", batch, qos=1)
+        sent += batch
+    got_first, got_second = payloads(first), payloads(second)
+    assert len(got_first) == len(got_second) == 4, (got_first, got_second)
+    assert sorted(got_first + got_second) == sorted(sent)
+
+
+def test_a_member_that_unsubscribes_gets_no_more(broker, clients):
+    first, second = members_on_each_core(broker, clients, "share-leave")
+    assert second.unsubscribe(GROUP) == [0]
+    publisher = connect_v5(clients, broker, "share-leave-pub")
+    publisher.publish_many("jobs/c", [b"1", b"2", b"3", b"4"], qos=1)
+    assert payloads(first) == [b"1", b"2", b"3", b"4"]
+    second.expect_no_message()
+
+
+def test_offline_members_are_skipped_while_another_is_online(broker, clients):
+    first, second = members_on_each_core(broker, clients, "share-away",
+                                         connect_properties=properties(
+                                             PacketTypes.CONNECT, SessionExpiryInterval=300))
+    mark = broker.log_mark()
+    second.disconnect()
+    broker.wait_for_disconnect(second.client_id, since=mark)
+    publisher = connect_v5(clients, broker, "share-away-pub")
+    publisher.publish_many("jobs/d", [b"1", b"2", b"3"], qos=1)
+    assert payloads(first) == [b"1", b"2", b"3"]
+
+    back = connect_v5(clients, broker, second.client_id, clean_start=False,
+                      SessionExpiryInterval=300)
+    assert back.session_present is True
+    back.expect_no_message()
+    publisher.publish_many("jobs/d", [b"4", b"5"], qos=1)
+    assert sorted(payloads(first) + payloads(back)) == [b"4", b"5"]
+
+
+def test_when_every_member_is_offline_messages_wait_in_their_sessions(broker, clients):
+    members = members_on_each_core(broker, clients, "share-all-away",
+                                   connect_properties=properties(
+                                       PacketTypes.CONNECT, SessionExpiryInterval=300))
+    for member in members:
+        mark = broker.log_mark()
+        member.disconnect()
+        broker.wait_for_disconnect(member.client_id, since=mark)
+    publisher = connect_v5(clients, broker, "share-all-away-pub")
+    publisher.publish_many("jobs/e", [b"1", b"2", b"3", b"4"], qos=1)
+    returned = [connect_v5(clients, broker, member.client_id, clean_start=False,
+                           SessionExpiryInterval=300) for member in members]
+    got = [payloads(client) for client in returned]
+    assert [len(g) for g in got] == [2, 2], got
+    assert sorted(got[0] + got[1]) == [b"1", b"2", b"3", b"4"]
+
+
+def test_malformed_share_filters_are_refused(broker, clients):
+    client = connect_v5(clients, broker, "share-bad")
+    assert client.subscribe_many([("$share/g", 1), ("$share/+/t", 1), ("$share//t", 1),
+                                  ("$share/g/t", 1)]) == [0x8F, 0x8F, 0x8F, 1]
+    old = clients.connect(broker.port, "share-bad-v311", protocol=MQTT_3_1_1)
+    assert old.subscribe("$share/g", qos=1) == 0x80
+
+
+def test_no_retained_messages_for_a_shared_subscription(broker, clients):
+    publisher = connect_v5(clients, broker, "share-ret-pub")
+    publisher.publish("jobs/kept", b"retained", qos=1, retain=True)
+    member = connect_v5(clients, broker, "share-ret-member")
+    assert member.subscribe(GROUP, qos=1) == 1
+    member.expect_no_message()
+    publisher.publish("jobs/kept", b"live", qos=1)
+    message = member.expect_message()
+    assert (message.payload, message.retain) == (b"live", False)
+
+
+def test_v311_and_v5_members_share_one_group(broker, clients):
+    new = connect_v5(clients, broker, "share-mix-v5")
+    old = clients.connect(broker.port, "share-mix-v311", protocol=MQTT_3_1_1)
+    assert new.subscribe(GROUP, qos=1) == 1
+    assert old.subscribe(GROUP, qos=0) == 0
+    publisher = connect_v5(clients, broker, "share-mix-pub")
+    props = properties(PacketTypes.PUBLISH, ContentType="text/plain")
+    for n in range(4):
+        publisher.publish("jobs/f", f"m{n}".encode(), qos=1, props=props)
+    got_new, got_old = payloads(new), payloads(old)
+    assert len(got_new) == len(got_old) == 2, (got_new, got_old)
+    assert sorted(got_new + got_old) == [b"m0", b"m1", b"m2", b"m3"]
