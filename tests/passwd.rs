@@ -72,12 +72,20 @@ fn hydrant_passwd(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start hydrant passwd");
-    child
+    let written = child
         .stdin
         .take()
         .expect("piped stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write the password");
+        .write_all(stdin.as_bytes());
+    // A request refused before the password is read closes stdin early: the broken pipe is
+    // the child's answer, which its exit status and stderr tell.
+    if let Err(error) = written {
+        assert_eq!(
+            error.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "write the password: {error}"
+        );
+    }
     child.wait_with_output().expect("wait for hydrant passwd")
 }
 

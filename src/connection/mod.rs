@@ -4,7 +4,13 @@
 //! A connection runs as two tasks of its shard. The reader decodes every complete packet in its
 //! buffer in one pass and acts on it (routing a PUBLISH, answering with acknowledgements that
 //! it queues); the writer wakes once per turn of the event loop in which something was queued
-//! and writes it all with one call. An error in a connection ends that connection only.
+//! and writes it all with one call. An error in a connection ends that connection only; an
+//! MQTT 5 client is told why with a DISCONNECT carrying the reason code (`handle`).
+//!
+//! Each connection keeps its protocol version end to end: `handshake` accepts 3.1, 3.1.1 and 5
+//! on the same listener and answers in the client's version, MQTT 5 packets are handled by the
+//! same code as their 3.1.1 counterparts (their properties becoming the message's extras, their
+//! topic aliases resolved by `topic_alias`), and what a client is sent is encoded for it.
 
 mod handle;
 mod handshake;

@@ -2,9 +2,13 @@
 //! core, and the retained store.
 //!
 //! A publish is offered to the retained store (via the topic's owner core), sent once to each
-//! other core that announced a matching filter, and delivered to this core's subscribers. Local
-//! delivery encodes the PUBLISH once per wire layout and appends that shared encoding to each
-//! subscriber's queue; the subscribers' writer tasks then flush what gathered in one write.
+//! other core that announced a matching filter, delivered to this core's subscribers, and
+//! handed to one member of each matching shared subscription group (`shared`). Local delivery
+//! merges each session's matching subscriptions into one target (`target`), encodes the
+//! PUBLISH once per wire layout (protocol family, QoS, RETAIN) and appends that shared
+//! encoding to each subscriber's queue (`delivery`); the subscribers' writer tasks then flush
+//! what gathered in one write. A message keeps its RETAIN flag and its MQTT 5 extras all the
+//! way: each delivery decides what its subscriber is shown.
 
 mod delivery;
 mod interest;

@@ -1,5 +1,7 @@
 //! Sessions: what the broker keeps for one client id (subscriptions and the QoS flows in both
-//! directions), who owns it across cores, and how it moves when a client reconnects elsewhere.
+//! directions), who owns it across cores, how it moves when a client reconnects elsewhere, how
+//! long it outlives its connection (the session expiry interval), and the will it may hold for
+//! a while (the will delay interval).
 
 mod flow;
 mod hasher;

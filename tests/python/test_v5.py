@@ -213,3 +213,33 @@ def test_shutdown_tells_clients_server_shutting_down(broker, clients):
     client = connect_v5(clients, broker, "v5-shutdown")
     broker.stop()
     assert client.wait_disconnected() == 0x8B
+
+
+def test_v5_session_is_resumed_whichever_core_accepts_the_client(broker, clients):
+    """A reconnect accepted by another core is handed to the session's core with its MQTT 5
+    CONNECT: the CONNACK there still carries the broker's properties."""
+    publisher = connect_v5(clients, broker, "v5-mover-pub")
+    session = connect_v5(clients, broker, "v5-mover", expiry=300)
+    assert session.subscribe("v5/mover", qos=1) == 1
+    home = int(broker.wait_for_connect("v5-mover")["core"])
+    accepted_on = set()
+    user = properties(PacketTypes.PUBLISH, UserProperty=[("hop", "0")])
+
+    for attempt in range(40):
+        _disconnect_and_wait(broker, session)
+        payload = f"queued {attempt}".encode()
+        publisher.publish("v5/mover", payload, qos=1, props=user)
+
+        mark = broker.log_mark()
+        session = connect_v5(clients, broker, "v5-mover", clean_start=False, expiry=300)
+        fields = broker.wait_for_connect("v5-mover", since=mark)
+        accepted_on.add(int(fields["accepted_core"]))
+        assert int(fields["core"]) == home, f"reconnect {attempt} served away from the session"
+        assert session.session_present is True, f"reconnect {attempt}"
+        assert session.connack_properties["ReceiveMaximum"] == DEFAULT_MAX_INFLIGHT
+        message = session.expect_message()
+        assert (message.payload, message.properties["UserProperty"]) == \
+            (payload, [("hop", "0")]), f"reconnect {attempt}"
+        if len(accepted_on) == broker.cores:
+            break
+    assert len(accepted_on) == broker.cores, f"reconnects were only accepted on cores {accepted_on}"
