@@ -31,12 +31,14 @@
 //! directory and asks the previous core to close the old connection and hand the session over.
 //!
 //! [`auth`] decides who may connect (password file, credential cache) and what they may do (ACL).
+//! [`persist`] logs each core's durable state to its own files and reads it back at start-up.
 
 pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod listener;
 pub mod message;
+pub mod persist;
 pub mod protocol;
 pub mod router;
 pub mod session;
