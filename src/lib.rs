@@ -32,12 +32,14 @@
 //!
 //! [`auth`] decides who may connect (password file, credential cache) and what they may do (ACL).
 //! [`persist`] logs each core's durable state to its own files and reads it back at start-up.
+//! [`metrics`] turns every core's counters and latency histograms into `$SYS` and `/metrics`.
 
 pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod listener;
 pub mod message;
+pub mod metrics;
 pub mod persist;
 pub mod protocol;
 pub mod router;
