@@ -20,6 +20,8 @@ pub const DEFAULT_MAX_RETAINED_MESSAGES: usize = 100_000;
 pub const DEFAULT_MAX_RETAINED_BYTES: usize = 268_435_456;
 /// Default `max_topic_alias` per MQTT 5 client (Mosquitto's default).
 pub const DEFAULT_MAX_TOPIC_ALIAS: usize = 10;
+/// Default `max_topic_alias_out`: aliases hydrant uses towards one MQTT 5 client, at most.
+pub const DEFAULT_MAX_TOPIC_ALIAS_OUT: usize = 10;
 
 /// Smallest allowed `max_packet_size`: a PINGREQ, the shortest packet, is 2 bytes.
 pub const MIN_PACKET_SIZE: usize = 2;
@@ -30,6 +32,9 @@ pub const MAX_MQTT_PACKET_SIZE: usize = 268_435_460;
 pub const MAX_INFLIGHT_MESSAGES: usize = 65_535;
 /// Largest allowed `max_topic_alias`: the largest topic alias MQTT 5 can express.
 pub const MAX_TOPIC_ALIAS: usize = 65_535;
+/// Largest allowed `max_topic_alias_out`: the table is searched linearly for every PUBLISH
+/// written, so it stays small.
+pub const MAX_TOPIC_ALIAS_OUT: usize = 1_024;
 
 /// Bounds on packets, per-client queues, keep-alives and the retained store.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -56,6 +61,9 @@ pub struct Limits {
     /// Topic aliases an MQTT 5 client may define towards the broker (its Topic Alias Maximum);
     /// 0 = none.
     pub max_topic_alias: usize,
+    /// Topic aliases hydrant uses in the PUBLISHes it sends one MQTT 5 client, at most (and at
+    /// most the client's own Topic Alias Maximum); 0 = never send aliases.
+    pub max_topic_alias_out: usize,
 }
 
 impl Default for Limits {
@@ -71,6 +79,7 @@ impl Default for Limits {
             max_retained_messages: DEFAULT_MAX_RETAINED_MESSAGES,
             max_retained_bytes: DEFAULT_MAX_RETAINED_BYTES,
             max_topic_alias: DEFAULT_MAX_TOPIC_ALIAS,
+            max_topic_alias_out: DEFAULT_MAX_TOPIC_ALIAS_OUT,
         }
     }
 }

@@ -69,6 +69,7 @@ const LIMITS_KEYS: &[Leaf] = &[
     ("max_retained_messages", Kind::Count),
     ("max_retained_bytes", Kind::Bytes),
     ("max_topic_alias", Kind::Count),
+    ("max_topic_alias_out", Kind::Count),
 ];
 
 /// Keys of `[session]`.

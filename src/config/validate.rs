@@ -5,7 +5,8 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use super::limits::{
-    MAX_INFLIGHT_MESSAGES, MAX_MQTT_PACKET_SIZE, MAX_TOPIC_ALIAS, MIN_PACKET_SIZE,
+    MAX_INFLIGHT_MESSAGES, MAX_MQTT_PACKET_SIZE, MAX_TOPIC_ALIAS, MAX_TOPIC_ALIAS_OUT,
+    MIN_PACKET_SIZE,
 };
 use super::schema::{LIMITS_SECTION, LISTENER_SECTION, SESSION_SECTION};
 use super::session::MAX_PERSISTENT_CLIENT_EXPIRATION;
@@ -132,6 +133,15 @@ pub(crate) fn first_violation(config: &Config) -> Option<Violation> {
             format!(
                 "must be from 0 to {MAX_TOPIC_ALIAS} (the largest MQTT 5 topic alias), found {}",
                 limits.max_topic_alias
+            ),
+        );
+    }
+    if limits.max_topic_alias_out > MAX_TOPIC_ALIAS_OUT {
+        return broken(
+            KeyPath::in_section(LIMITS_SECTION, "max_topic_alias_out"),
+            format!(
+                "must be from 0 to {MAX_TOPIC_ALIAS_OUT}, found {}",
+                limits.max_topic_alias_out
             ),
         );
     }

@@ -10,6 +10,7 @@ use smallvec::SmallVec;
 
 use super::notify::Notify;
 use super::outbound::{Frame, OutboundQueue, QueueError};
+use super::outgoing_alias::OutgoingAliases;
 use crate::message::Message;
 use crate::protocol::{
     self, DecodeError, Disconnect, EncodedPublish, MqttString, Packet, PacketId, ProtocolVersion,
@@ -156,7 +157,9 @@ pub struct ConnHandle {
 
 impl ConnHandle {
     /// A handle whose queue holds at most `max_messages` QoS 0 publishes and `max_bytes`, for
-    /// a client that accepts packets of at most `max_packet_size` bytes.
+    /// a client that accepts packets of at most `max_packet_size` bytes and whose PUBLISHes
+    /// may use `topic_alias_max` topic aliases (0 = none; see `OutgoingAliases`).
+    #[allow(clippy::too_many_arguments)] // the terms of one connection, all distinct
     pub fn new(
         id: ConnId,
         client_id: Arc<str>,
@@ -165,12 +168,16 @@ impl ConnHandle {
         max_bytes: usize,
         keep_alive: KeepAlive,
         max_packet_size: u32,
+        topic_alias_max: u16,
     ) -> Self {
+        let aliases = OutgoingAliases::new(topic_alias_max, max_packet_size);
         Self {
             id,
             client_id,
             protocol,
-            outbound: RefCell::new(OutboundQueue::new(max_messages, max_bytes)),
+            outbound: RefCell::new(
+                OutboundQueue::new(max_messages, max_bytes).with_aliases(aliases),
+            ),
             writer_wake: Notify::default(),
             close_wake: Notify::default(),
             close_reason: RefCell::new(None),

@@ -152,6 +152,9 @@ pub(super) struct Terms {
     pub client_max_packet_size: u32,
     /// QoS 1/2 publishes the client accepts in flight at once.
     pub client_receive_maximum: u16,
+    /// Topic aliases hydrant may use in what it sends the client: the client's Topic Alias
+    /// Maximum (none when it sent none [MQTT-3.3.2-9]) within `max_topic_alias_out`.
+    pub topic_alias_max: u16,
 }
 
 impl Terms {
@@ -168,6 +171,7 @@ impl Terms {
                 },
                 client_max_packet_size: u32::MAX,
                 client_receive_maximum: u16::MAX,
+                topic_alias_max: 0,
             };
         }
         let limits = &config.limits;
@@ -181,6 +185,10 @@ impl Terms {
                 .maximum_packet_size
                 .map_or(u32::MAX, NonZeroU32::get),
             client_receive_maximum: properties.receive_maximum_or_default(),
+            topic_alias_max: properties
+                .topic_alias_maximum
+                .unwrap_or(0)
+                .min(u16::try_from(limits.max_topic_alias_out).unwrap_or(u16::MAX)),
         }
     }
 }

@@ -10,12 +10,14 @@
 //! Each connection keeps its protocol version end to end: `handshake` accepts 3.1, 3.1.1 and 5
 //! on the same listener and answers in the client's version, MQTT 5 packets are handled by the
 //! same code as their 3.1.1 counterparts (their properties becoming the message's extras, their
-//! topic aliases resolved by `topic_alias`), and what a client is sent is encoded for it.
+//! topic aliases resolved by `topic_alias`), and what a client is sent is encoded for it (with
+//! the topic aliases an MQTT 5 client accepts, chosen by `outgoing_alias` as it is written).
 
 mod handle;
 mod handshake;
 mod notify;
 mod outbound;
+mod outgoing_alias;
 mod stream;
 mod topic_alias;
 
@@ -37,6 +39,7 @@ use smallvec::SmallVec;
 pub use handle::{CloseReason, ConnHandle, FlowSent, KeepAlive};
 pub use notify::{Broadcast, Notify};
 pub use outbound::{Frame, OutboundQueue, QueueError, MAX_WRITE_BATCH};
+pub use outgoing_alias::OutgoingAliases;
 
 use crate::message::{Message, MessageExtras};
 use crate::protocol::{
@@ -293,6 +296,7 @@ fn establish(shard: Rc<Shard>, established: Established) -> Connection {
         limits.max_queued_bytes,
         shard.keep_alive(terms.keep_alive),
         terms.client_max_packet_size,
+        terms.topic_alias_max,
     ));
     let (key, session_present) = shard.install_session(&conn, terms.session_expiry, resume);
     shard.connections.borrow_mut().insert(conn_id, conn.clone());

@@ -4,12 +4,15 @@
 //! layout and its payload is the publisher's `Bytes`), and the connection's writer task drains
 //! everything gathered during one turn of the event loop into a single buffer and a single
 //! write. Nothing here grows without bound: QoS 0 publishes past the limits are dropped and
-//! counted, and a client that stops reading while it keeps sending is disconnected.
+//! counted, and a client that stops reading while it keeps sending is disconnected. An MQTT 5
+//! client's topic aliases are decided here, as frames are written, in wire order
+//! (`OutgoingAliases`).
 
 use std::collections::VecDeque;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::outgoing_alias::OutgoingAliases;
 use crate::protocol::{EncodedPublish, PacketId, ReasonCode};
 
 /// Largest batch the writer gathers into one write.
@@ -76,7 +79,8 @@ impl Frame {
         }
     }
 
-    /// Encoded size in bytes.
+    /// Encoded size in bytes (of a PUBLISH as encoded: a topic alias changes it by a few bytes
+    /// when it is written).
     pub fn len(&self) -> usize {
         match self {
             Frame::Publish { packet, .. } => packet.len(),
@@ -90,13 +94,17 @@ impl Frame {
         self.len() == 0
     }
 
-    fn write_to(&self, out: &mut BytesMut) {
+    /// Appends the frame to `out`, a PUBLISH with the topic alias `aliases` choose for it.
+    fn write_to(&self, out: &mut BytesMut, aliases: &mut OutgoingAliases) {
         match self {
             Frame::Publish {
                 packet,
                 packet_id,
                 dup,
-            } => packet.write_to(out, *packet_id, *dup),
+            } => match aliases.alias_for(packet, *dup) {
+                Some(alias) => packet.write_aliased_to(out, *packet_id, *dup, alias),
+                None => packet.write_to(out, *packet_id, *dup),
+            },
             Frame::Small { bytes, len } => out.put_slice(&bytes[..usize::from(*len)]),
             Frame::Encoded(bytes) => out.put_slice(bytes),
         }
@@ -122,11 +130,13 @@ pub struct OutboundQueue {
     max_messages: usize,
     max_bytes: usize,
     dropped: u64,
+    /// The topic aliases the client's PUBLISHes are written with.
+    aliases: OutgoingAliases,
 }
 
 impl OutboundQueue {
     /// An empty queue holding at most `max_messages` droppable frames and `max_bytes` bytes
-    /// (0 = no byte limit).
+    /// (0 = no byte limit), whose PUBLISHes are written without topic aliases.
     pub fn new(max_messages: usize, max_bytes: usize) -> Self {
         Self {
             frames: VecDeque::new(),
@@ -134,7 +144,16 @@ impl OutboundQueue {
             max_messages,
             max_bytes,
             dropped: 0,
+            aliases: OutgoingAliases::default(),
         }
+    }
+
+    /// This queue, writing its PUBLISHes with the topic aliases `aliases` choose (an MQTT 5
+    /// client that accepts some).
+    #[must_use]
+    pub fn with_aliases(mut self, aliases: OutgoingAliases) -> Self {
+        self.aliases = aliases;
+        self
     }
 
     /// Queues a frame that may be dropped when the queue is full (a QoS 0 publish). Returns
@@ -178,7 +197,7 @@ impl OutboundQueue {
             };
             self.bytes -= frame.len();
             out.reserve(frame.len());
-            frame.write_to(out);
+            frame.write_to(out, &mut self.aliases);
         }
     }
 

@@ -61,7 +61,7 @@ pub use self::properties::{
     PublishProperties, SubscribeProperties, SubscriptionId, TopicAlias, UnsubscribeProperties,
     UserProperty, WillProperties, ALL_PROPERTY_IDS,
 };
-pub use self::publish::{EncodedPublish, Publish, PublishTopic, PublishV5};
+pub use self::publish::{EncodedPublish, OutgoingAlias, Publish, PublishTopic, PublishV5};
 pub use self::qos::{PacketId, QoS};
 pub use self::reason::{ReasonCode, ALL_REASON_CODES};
 pub use self::subscribe::{

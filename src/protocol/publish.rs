@@ -5,11 +5,13 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::DecodeError;
-use super::fields::{field_len, put_binary, FieldReader};
-use super::fixed_header::{self, PacketType, PUBLISH_DUP, PUBLISH_QOS_SHIFT, PUBLISH_RETAIN};
+use super::fields::{field_len, put_binary, put_var_int, var_int_len, FieldReader};
+use super::fixed_header::{
+    self, PacketType, MAX_REMAINING_LEN, PUBLISH_DUP, PUBLISH_QOS_SHIFT, PUBLISH_RETAIN,
+};
 use super::properties::{
     block_len, read_properties, write_block, DecodedPublishBlock, DeliveryProperties, Place,
-    PublishBlock, PublishProperties, TopicAlias,
+    PropertyId, PublishBlock, PublishProperties, TopicAlias,
 };
 use super::qos::{PacketId, QoS};
 use crate::topic::TopicName;
@@ -251,10 +253,50 @@ fn body_len_v5(topic: &PublishTopic, block: &PublishBlock<'_>, payload: &Bytes, 
     field_len(topic.wire_name().len()) + packet_id_len + block_len(block) + payload.len()
 }
 
+/// Bytes a Topic Alias property takes: its identifier and a two-byte value.
+const TOPIC_ALIAS_PROPERTY_LEN: usize = 3;
+
+/// A topic alias a server sends with an [`EncodedPublish`] that was encoded with its topic
+/// name (see [`EncodedPublish::write_aliased_to`]); the receiver's aliases are per connection
+/// [MQTT-3.3.2-7], so the sender decides per delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutgoingAlias {
+    /// Topic name and alias: from now on the alias stands for this name on the connection.
+    Define(TopicAlias),
+    /// Alias only, with an empty topic name: the receiver knows what it stands for.
+    Use(TopicAlias),
+}
+
+/// Where an MQTT 5 header that carries its topic name and no alias keeps its parts, so that
+/// a writer can send it with a topic alias instead without encoding it again.
+#[derive(Clone, Copy, Debug)]
+struct NamedV5Layout {
+    /// Offset of the topic name field (its two-byte length first) in the header.
+    topic_at: u32,
+    /// Length of that field, length prefix included.
+    topic_field_len: u32,
+    /// Offset of the first property (after the property length) in the header.
+    properties_at: u32,
+}
+
+impl NamedV5Layout {
+    /// The layout from these offsets; `None` if one does not fit a `u32` (no header that
+    /// fits a packet is that large, and without a layout a packet is simply sent unaliased).
+    fn new(topic_at: usize, topic_field_len: usize, properties_at: usize) -> Option<Self> {
+        Some(Self {
+            topic_at: u32::try_from(topic_at).ok()?,
+            topic_field_len: u32::try_from(topic_field_len).ok()?,
+            properties_at: u32::try_from(properties_at).ok()?,
+        })
+    }
+}
+
 /// A PUBLISH encoded once per wire layout (protocol family × QoS × retain, and for MQTT 5 the
 /// properties, which may differ per subscriber) and shared by every subscriber with that
 /// layout: each delivery copies the prepared header, patches DUP and the packet id, and
-/// appends the publisher's payload, with no per-subscriber encoding work.
+/// appends the publisher's payload, with no per-subscriber encoding work. An MQTT 5 one
+/// encoded with its topic name may also be written with a per-connection topic alias
+/// ([`EncodedPublish::write_aliased_to`]), still from the shared header.
 #[derive(Clone, Debug)]
 pub struct EncodedPublish {
     /// Fixed header, topic and (QoS > 0) a zero packet-id placeholder.
@@ -265,6 +307,9 @@ pub struct EncodedPublish {
     packet_id_at: Option<usize>,
     /// The QoS this layout is for.
     qos: QoS,
+    /// For an MQTT 5 header with a topic name and no alias: where its parts are, for
+    /// [`EncodedPublish::write_aliased_to`].
+    named_v5: Option<NamedV5Layout>,
 }
 
 impl EncodedPublish {
@@ -288,6 +333,7 @@ impl EncodedPublish {
             payload: payload.clone(),
             packet_id_at,
             qos,
+            named_v5: None,
         }
     }
 
@@ -311,7 +357,9 @@ impl EncodedPublish {
         let mut header = BytesMut::with_capacity(header_len);
         header.put_u8(first_byte(false, qos, retain));
         fixed_header::write_remaining_len(&mut header, remaining);
+        let topic_at = header.len();
         put_binary(&mut header, topic.wire_name());
+        let topic_field_len = header.len() - topic_at;
         let packet_id_at = if qos == QoS::AtMostOnce {
             None
         } else {
@@ -320,12 +368,99 @@ impl EncodedPublish {
             Some(at)
         };
         write_block(&block, &mut header);
+        let properties_at = header.len() - super::properties::content_len(&block);
+        let named_v5 = match topic {
+            PublishTopic::Name(_) => NamedV5Layout::new(topic_at, topic_field_len, properties_at),
+            PublishTopic::NameWithAlias(..) | PublishTopic::Alias(_) => None,
+        };
         Self {
             header: header.freeze(),
             payload: payload.clone(),
             packet_id_at,
             qos,
+            named_v5,
         }
+    }
+
+    /// The topic name of an MQTT 5 PUBLISH encoded with its name and no alias: the key under
+    /// which a connection may send it with a topic alias instead. `None` for MQTT 3.1/3.1.1
+    /// encodings and for those that already carry an alias.
+    pub fn aliasable_topic(&self) -> Option<&[u8]> {
+        let layout = self.named_v5?;
+        let (at, len) = (layout.topic_at as usize, layout.topic_field_len as usize);
+        self.header.get(at + 2..at + len)
+    }
+
+    /// The size of this PUBLISH written with `alias` ([`EncodedPublish::write_aliased_to`]);
+    /// `None` when it cannot be sent with an alias (not an [aliasable
+    /// topic](EncodedPublish::aliasable_topic), or too large for MQTT with the alias).
+    pub fn aliased_len(&self, alias: OutgoingAlias) -> Option<usize> {
+        let remaining = self.aliased_remaining_len(self.named_v5?, alias);
+        (remaining <= MAX_REMAINING_LEN).then(|| fixed_header::packet_len(remaining))
+    }
+
+    /// Remaining length of the packet with `alias`: topic field, packet id, properties with
+    /// the alias added, payload.
+    fn aliased_remaining_len(&self, layout: NamedV5Layout, alias: OutgoingAlias) -> usize {
+        let topic_field_len = match alias {
+            OutgoingAlias::Define(_) => layout.topic_field_len as usize,
+            OutgoingAlias::Use(_) => field_len(0),
+        };
+        let packet_id_len = if self.packet_id_at.is_some() { 2 } else { 0 };
+        let properties_len = self.header.len() - layout.properties_at as usize;
+        let content_len = TOPIC_ALIAS_PROPERTY_LEN + properties_len;
+        topic_field_len
+            + packet_id_len
+            + var_int_len(content_len)
+            + content_len
+            + self.payload.len()
+    }
+
+    /// Appends the packet to `out` with a topic alias, as [`EncodedPublish::write_to`] does
+    /// without: the Topic Alias property is put first in the property block, and with
+    /// [`OutgoingAlias::Use`] the topic name is left empty. The shared header is only read.
+    /// A packet for which [`EncodedPublish::aliased_len`] is `None` is written without alias.
+    pub fn write_aliased_to(
+        &self,
+        out: &mut BytesMut,
+        packet_id: Option<PacketId>,
+        dup: bool,
+        alias: OutgoingAlias,
+    ) {
+        let Some(layout) = self.named_v5 else {
+            return self.write_to(out, packet_id, dup);
+        };
+        let remaining = self.aliased_remaining_len(layout, alias);
+        let (Some(&first), true) = (self.header.first(), remaining <= MAX_REMAINING_LEN) else {
+            return self.write_to(out, packet_id, dup);
+        };
+        let properties = &self.header[layout.properties_at as usize..];
+        let first = if dup && self.packet_id_at.is_some() {
+            first | PUBLISH_DUP
+        } else {
+            first
+        };
+        fixed_header::write(out, first, remaining);
+        let alias = match alias {
+            OutgoingAlias::Define(alias) => {
+                let at = layout.topic_at as usize;
+                out.extend_from_slice(&self.header[at..at + layout.topic_field_len as usize]);
+                alias
+            }
+            OutgoingAlias::Use(alias) => {
+                put_binary(out, &[]);
+                alias
+            }
+        };
+        if self.packet_id_at.is_some() {
+            debug_assert!(packet_id.is_some(), "QoS > 0 PUBLISH without packet id");
+            out.put_u16(packet_id.map_or(0, PacketId::get));
+        }
+        put_var_int(out, TOPIC_ALIAS_PROPERTY_LEN + properties.len());
+        out.put_u8(PropertyId::TopicAlias.id());
+        out.put_u16(alias.get());
+        out.extend_from_slice(properties);
+        out.extend_from_slice(&self.payload);
     }
 
     /// Appends the packet to `out`, setting DUP and the packet id. Both only exist for QoS > 0
@@ -694,5 +829,92 @@ mod v5_tests {
                 assert_eq!(decode_one_v5(&out), Packet::PublishV5(expected));
             }
         }
+    }
+
+    #[test]
+    fn a_named_v5_encoding_written_with_an_alias_matches_one_encoded_with_it() {
+        let payload = Bytes::from(vec![9u8; 200]);
+        let message = MessageProperties {
+            content_type: Some(text("text/plain")),
+            user_properties: vec![user("k", "v")],
+            ..MessageProperties::default()
+        };
+        let ids = [SubscriptionId::new(5).unwrap()];
+        for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
+            for subscription_ids in [&[][..], &ids[..]] {
+                let delivery = DeliveryProperties {
+                    message: &message,
+                    message_expiry_interval: None,
+                    subscription_ids,
+                };
+                let named = EncodedPublish::new_v5(
+                    &PublishTopic::Name(topic()),
+                    &payload,
+                    qos,
+                    false,
+                    delivery,
+                );
+                assert_eq!(named.aliasable_topic(), Some(&b"a/b"[..]));
+                let cases = [
+                    (
+                        OutgoingAlias::Define(alias(7)),
+                        PublishTopic::NameWithAlias(topic(), alias(7)),
+                    ),
+                    (OutgoingAlias::Use(alias(7)), PublishTopic::Alias(alias(7))),
+                ];
+                for (outgoing, publish_topic) in cases {
+                    let aliased =
+                        EncodedPublish::new_v5(&publish_topic, &payload, qos, false, delivery);
+                    assert_eq!(aliased.aliasable_topic(), None, "already aliased");
+                    let packet_id = (qos != QoS::AtMostOnce).then(|| PacketId::new(9).unwrap());
+                    let mut expected = BytesMut::new();
+                    aliased.write_to(&mut expected, packet_id, true);
+                    let mut out = BytesMut::from(&b"before"[..]);
+                    named.write_aliased_to(&mut out, packet_id, true, outgoing);
+                    assert_eq!(&out[6..], &expected[..], "{qos:?} {outgoing:?}");
+                    assert_eq!(named.aliased_len(outgoing), Some(expected.len()));
+                    assert_eq!(aliased.aliased_len(outgoing), None);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn alias_only_wire_bytes_and_v3_encodings_are_not_aliasable() {
+        let none = DeliveryProperties {
+            message: &MessageProperties::default(),
+            message_expiry_interval: None,
+            subscription_ids: &[],
+        };
+        let payload = Bytes::from_static(b"x");
+        let named = EncodedPublish::new_v5(
+            &PublishTopic::Name(topic()),
+            &payload,
+            QoS::AtLeastOnce,
+            false,
+            none,
+        );
+        let mut out = BytesMut::new();
+        named.write_aliased_to(
+            &mut out,
+            PacketId::new(10),
+            false,
+            OutgoingAlias::Use(alias(5)),
+        );
+        assert_eq!(&out[..], b"\x32\x09\x00\x00\x00\x0a\x03\x23\x00\x05x");
+        out.clear();
+        named.write_aliased_to(
+            &mut out,
+            PacketId::new(10),
+            true,
+            OutgoingAlias::Define(alias(5)),
+        );
+        assert_eq!(&out[..], b"\x3a\x0c\x00\x03a/b\x00\x0a\x03\x23\x00\x05x");
+        let v3 = EncodedPublish::new(&topic(), &payload, QoS::AtMostOnce, false);
+        assert_eq!(v3.aliasable_topic(), None);
+        assert_eq!(v3.aliased_len(OutgoingAlias::Use(alias(1))), None);
+        out.clear();
+        v3.write_aliased_to(&mut out, None, false, OutgoingAlias::Use(alias(1)));
+        assert_eq!(&out[..], b"\x30\x06\x00\x03a/bx", "written without alias");
     }
 }
