@@ -1,5 +1,7 @@
 //! hydrant: a thread-per-core MQTT broker on io_uring, built to be an infrastructure's event
-//! firehose (few publishers, many subscribers, heavy connection churn).
+//! firehose (few publishers, many subscribers, heavy connection churn). It speaks MQTT 3.1,
+//! 3.1.1 and 5.0 on the same listeners; each connection keeps its own version, and a message is
+//! encoded for each subscriber's version (MQTT 5 properties are left out for older clients).
 //!
 //! # The path of a PUBLISH
 //!
@@ -19,17 +21,20 @@
 //!    lock-free channel mesh ([`shard::ShardMsg`] is the whole cross-core vocabulary). Each
 //!    channel is FIFO, so per (publisher, topic) order holds on every core.
 //! 5. This core (and each receiving core) matches the topic in its [`topic::SubscriptionTrie`],
-//!    encodes the PUBLISH once per wire layout (QoS x retain) and appends that shared encoding
-//!    to each matching connection's bounded outgoing queue: QoS 0 directly (dropped and counted
-//!    when the queue is full), QoS 1/2 through the session's inflight window ([`session`]).
+//!    encodes the PUBLISH once per wire layout (version x QoS x retain x properties) and
+//!    appends that shared encoding to each matching connection's bounded outgoing queue: QoS 0
+//!    directly (dropped and counted when the queue is full), QoS 1/2 through the session's
+//!    inflight window ([`session`]).
 //! 6. Each connection's writer task wakes once per turn of the event loop and writes all it
 //!    gathered with a single call (TCP_NODELAY; the batching is ours).
 //! 7. QoS 1/2 acknowledgements from subscribers advance their windows; the publisher got its
 //!    PUBACK/PUBREC as soon as the message was handed to every core.
 //!
-//! Sessions move between cores on takeover: the owner core of a client id (by hash) keeps a
-//! directory and asks the previous core to close the old connection and hand the session over.
+//! Sessions never move between cores: the owner core of a client id (by hash) keeps a
+//! directory and serialises claims on it; a client reconnecting on another core has its socket
+//! handed to the core that holds its session, and the old connection is closed there.
 //!
+//! Built but not yet wired into the shards (issues 5 to 7):
 //! [`auth`] decides who may connect (password file, credential cache) and what they may do (ACL).
 //! [`persist`] logs each core's durable state to its own files and reads it back at start-up.
 //! [`metrics`] turns every core's counters and latency histograms into `$SYS` and `/metrics`.

@@ -98,7 +98,7 @@ impl Drop for SlotGuard {
 }
 
 /// Serves one accepted TCP connection: runs its handshake, then hands it to a task of its
-/// own (see [`spawn_established`]) or to the core that holds its session.
+/// own (see `spawn_established`) or to the core that holds its session.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: SlotGuard) {
     if let Some(established) = handshake(shard.clone(), stream, slot).await {
         spawn_established(establish(shard, established));

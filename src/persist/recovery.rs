@@ -58,7 +58,7 @@ pub struct FileReport {
     pub path: PathBuf,
     /// Log or snapshot.
     pub kind: FileKind,
-    /// Its generation (see [`FileHeader::generation`]).
+    /// Its generation (as in its file header).
     pub generation: u64,
     /// Its size when read.
     pub bytes: u64,
