@@ -364,6 +364,23 @@ async fn connect_many(
         .collect()
 }
 
+/// `count` QoS 0 publishes on `load/x`, back to back: work queued for the core that serves
+/// the `load/#` offline sessions.
+fn load_burst(count: u32) -> Vec<u8> {
+    let mut burst = Vec::new();
+    for n in 0..count {
+        burst.extend(raw::publish(
+            b"load/x",
+            n.to_string().as_bytes(),
+            0,
+            false,
+            false,
+            0,
+        ));
+    }
+    burst
+}
+
 /// Creates `count` offline persistent sessions on `core`, each subscribed to `filter` at QoS 0:
 /// every message matching `filter` then costs that core a trie match and a session lookup
 /// per session, which makes it slower than the others.
@@ -545,17 +562,7 @@ async fn retained_message_is_visible_to_a_subscription_made_after_its_puback() {
     let mut publisher = client_on_other_core(&broker, sub_core, "rr-pub-").await;
 
     // Work for the subscriber's core, queued in the channel ahead of the retained updates.
-    let mut burst = Vec::new();
-    for n in 0..BURST {
-        burst.extend(raw::publish(
-            b"load/x",
-            n.to_string().as_bytes(),
-            0,
-            false,
-            false,
-            0,
-        ));
-    }
+    let burst = load_burst(BURST);
     publisher.send(&burst).await.expect("burst");
     for n in 0..TOPICS {
         let topic = format!("rr/{n}");
@@ -769,17 +776,7 @@ async fn a_subscription_receives_messages_published_on_another_core_after_its_su
     let mut second = client_on_core(&broker, sub_core, "sw-second-").await;
 
     // Work for the publisher's core, queued ahead of the subscriber core's announcements.
-    let mut burst = Vec::new();
-    for n in 0..BURST {
-        burst.extend(raw::publish(
-            b"load/x",
-            n.to_string().as_bytes(),
-            0,
-            false,
-            false,
-            0,
-        ));
-    }
+    let burst = load_burst(BURST);
     flood.send(&burst).await.expect("burst");
     first
         .send(&raw::subscribe(1, &[("sw/t", 1)]))
