@@ -28,6 +28,27 @@ pub(crate) fn assert_wire_v5(packet: &Packet, wire: &[u8]) {
     assert_wire_with(Some(ProtocolVersion::V5), packet, wire);
 }
 
+/// Checks every sample of a connection of version `protocol` (`None`: before CONNECT):
+/// each round-trips byte for byte at every split point, and all of them encoded back to back
+/// decode in order from one buffer, leaving it empty.
+pub(crate) fn assert_samples_round_trip(protocol: Option<ProtocolVersion>, packets: &[Packet]) {
+    let mut stream = BytesMut::new();
+    for packet in packets {
+        let mut wire = BytesMut::new();
+        encode(packet, &mut wire);
+        assert_wire_with(protocol, packet, &wire);
+        stream.extend_from_slice(&wire);
+    }
+    for expected in packets {
+        assert_eq!(
+            decode_with(&mut stream, 1 << 20, protocol).as_ref(),
+            Ok(&Some(expected.clone()))
+        );
+    }
+    assert!(stream.is_empty());
+    assert_eq!(decode_with(&mut stream, 1 << 20, protocol), Ok(None));
+}
+
 /// [`assert_wire`] on a connection of version `protocol`.
 fn assert_wire_with(protocol: Option<ProtocolVersion>, packet: &Packet, wire: &[u8]) {
     let mut out = BytesMut::new();

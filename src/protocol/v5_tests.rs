@@ -5,7 +5,7 @@
 
 use bytes::BytesMut;
 
-use super::testing::{assert_wire_v5, sample_packets_v5, text, user};
+use super::testing::{assert_samples_round_trip, sample_packets_v5, text, user};
 use super::*;
 
 #[test]
@@ -37,28 +37,8 @@ fn every_v5_packet_type_has_a_name() {
 }
 
 #[test]
-fn every_v5_sample_round_trips_at_every_split_point() {
-    for packet in sample_packets_v5() {
-        let mut wire = BytesMut::new();
-        encode(&packet, &mut wire);
-        assert_wire_v5(&packet, &wire);
-    }
-}
-
-#[test]
-fn v5_packets_decode_back_to_back() {
-    let packets = sample_packets_v5();
-    let mut stream = BytesMut::new();
-    for packet in &packets {
-        encode(packet, &mut stream);
-    }
-    for expected in &packets {
-        assert_eq!(
-            decode_with(&mut stream, 1 << 20, Some(ProtocolVersion::V5)).as_ref(),
-            Ok(&Some(expected.clone()))
-        );
-    }
-    assert!(stream.is_empty());
+fn every_v5_sample_round_trips_and_decodes_back_to_back() {
+    assert_samples_round_trip(Some(ProtocolVersion::V5), &sample_packets_v5());
 }
 
 #[test]
