@@ -325,14 +325,8 @@ pub struct SubAckV5 {
 impl SubAckV5 {
     /// Decodes an MQTT 5 SUBACK body: packet id, properties, at least one reason code.
     pub(crate) fn decode(body: Bytes) -> Result<Self, DecodeError> {
-        let packet = PacketType::SubAck;
-        let mut reader = FieldReader::new(packet.name(), body);
-        let packet_id = reader.packet_id()?;
-        let properties = read_properties(&mut reader, Place::packet(packet))?;
-        let reason_codes = read_reason_codes(&mut reader, packet)?;
-        if reason_codes.is_empty() {
-            return Err(DecodeError::EmptySubAck);
-        }
+        let (packet_id, properties, reason_codes) =
+            decode_reason_list(PacketType::SubAck, body, DecodeError::EmptySubAck)?;
         Ok(Self {
             packet_id,
             properties,
@@ -374,8 +368,25 @@ impl SubAckV5 {
     }
 }
 
+/// Decodes a SUBACK or UNSUBACK body (packet id, properties, at least one reason code);
+/// `empty` is the error for a body without codes.
+pub(crate) fn decode_reason_list(
+    packet: PacketType,
+    body: Bytes,
+    empty: DecodeError,
+) -> Result<(PacketId, AckProperties, SmallVec<[ReasonCode; 4]>), DecodeError> {
+    let mut reader = FieldReader::new(packet.name(), body);
+    let packet_id = reader.packet_id()?;
+    let properties = read_properties(&mut reader, Place::packet(packet))?;
+    let codes = read_reason_codes(&mut reader, packet)?;
+    if codes.is_empty() {
+        return Err(empty);
+    }
+    Ok((packet_id, properties, codes))
+}
+
 /// Reads the reason codes filling the rest of a SUBACK or UNSUBACK body.
-pub(crate) fn read_reason_codes(
+fn read_reason_codes(
     reader: &mut FieldReader,
     packet: PacketType,
 ) -> Result<SmallVec<[ReasonCode; 4]>, DecodeError> {

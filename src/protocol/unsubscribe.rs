@@ -13,7 +13,7 @@ use super::properties::{
 };
 use super::qos::PacketId;
 use super::reason::ReasonCode;
-use super::subscribe::{encode_reason_list, read_reason_codes};
+use super::subscribe::{decode_reason_list, encode_reason_list};
 use crate::topic::TopicFilter;
 
 /// A request to remove one or more subscriptions.
@@ -150,14 +150,8 @@ pub struct UnsubAck {
 impl UnsubAck {
     /// Decodes an MQTT 5 UNSUBACK body: packet id, properties, at least one reason code.
     pub(crate) fn decode(body: Bytes) -> Result<Self, DecodeError> {
-        let packet = PacketType::UnsubAck;
-        let mut reader = FieldReader::new(packet.name(), body);
-        let packet_id = reader.packet_id()?;
-        let properties = read_properties(&mut reader, Place::packet(packet))?;
-        let reason_codes = read_reason_codes(&mut reader, packet)?;
-        if reason_codes.is_empty() {
-            return Err(DecodeError::EmptyUnsubAck);
-        }
+        let (packet_id, properties, reason_codes) =
+            decode_reason_list(PacketType::UnsubAck, body, DecodeError::EmptyUnsubAck)?;
         Ok(Self {
             packet_id,
             properties,
