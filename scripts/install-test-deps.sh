@@ -2,8 +2,10 @@
 # Installs everything scripts/test.sh needs on a fresh Debian machine that has only the Rust
 # toolchain: Debian's mosquitto clients and broker (used by benchmarks and manual checks),
 # python3 with venv support, and a virtualenv at target/test-venv holding
-# tests/python/requirements.txt. Idempotent: installs only what is missing, prints nothing
-# on success, and shows the failing command's output on failure.
+# tests/python/requirements.txt; node and npm with tests/js's packages (MQTT.js, pinned by
+# tests/js/package-lock.json) in tests/js/node_modules. Idempotent: installs only
+# what is missing, prints nothing on success, and shows the failing command's output on
+# failure.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -12,6 +14,9 @@ REQUIREMENTS="$ROOT/tests/python/requirements.txt"
 STAMP="$VENV/.requirements.sha256"
 DEBIAN_PACKAGES=(mosquitto-clients mosquitto)
 PYTHON_PACKAGES=(python3 python3-venv python3-pip)
+NODE_PACKAGES=(nodejs npm)
+JS_DIR="$ROOT/tests/js"
+JS_STAMP="$JS_DIR/node_modules/.package-lock.sha256"
 
 LOG="$(mktemp)"
 trap 'rm -f "$LOG"' EXIT
@@ -103,4 +108,22 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$wanted" ]; then
     quietly "pip install" "$VENV/bin/python" -m pip install --disable-pip-version-check -q \
         -r "$REQUIREMENTS"
     echo "$wanted" >"$STAMP"
+fi
+
+# node and npm: Debian's, unless some node and npm are already on PATH.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    apt_install "${NODE_PACKAGES[@]}"
+fi
+
+# tests/js/node_modules is filled from the lock file, again only when the lock file or node
+# changed.
+wanted_js="$(
+    {
+        cat "$JS_DIR/package-lock.json"
+        node --version
+    } | sha256sum | cut -d' ' -f1
+)"
+if [ ! -f "$JS_STAMP" ] || [ "$(cat "$JS_STAMP")" != "$wanted_js" ]; then
+    quietly "npm ci" npm ci --prefix "$JS_DIR" --no-audit --no-fund --loglevel=error
+    echo "$wanted_js" >"$JS_STAMP"
 fi

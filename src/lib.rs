@@ -9,8 +9,9 @@
 //! SO_REUSEPORT and owns the connections the kernel hands it, with their sessions, its
 //! subscription trie and its counters. Nothing is shared between cores but immutable `Bytes`.
 //!
-//! 1. [`listener`] accepts the socket on some core; [`connection`] runs a reader and a writer
-//!    task for it on that core.
+//! 1. [`listener`] accepts the socket on some core and opens the listener's [`transport`]
+//!    (TLS, WebSocket); [`connection`] checks the CONNECT against the listener's access rules
+//!    ([`auth`]) and runs a reader and a writer task for it on that core.
 //! 2. The reader reads into one buffer and [`protocol`] (an I/O-free codec) decodes every
 //!    complete packet in it. A PUBLISH's topic and payload are zero-copy `Bytes` slices of that
 //!    buffer: the message is received into memory once.
@@ -34,8 +35,12 @@
 //! directory and serialises claims on it; a client reconnecting on another core has its socket
 //! handed to the core that holds its session, and the old connection is closed there.
 //!
-//! Built but not yet wired into the shards (issues 5 to 7):
-//! [`auth`] decides who may connect (password file, credential cache) and what they may do (ACL).
+//! A connection whose session is on another core moves there: a plain TCP socket as its
+//! descriptor, a TLS or WebSocket one as a relay of its bytes from the accepting core. Each
+//! listener's files (passwords, ACL, certificates) are reloaded on SIGHUP without
+//! disconnecting anyone ([`listener::files`]).
+//!
+//! Built but not yet wired into the shards (issues 6 and 7):
 //! [`persist`] logs each core's durable state to its own files and reads it back at start-up.
 //! [`metrics`] turns every core's counters and latency histograms into `$SYS` and `/metrics`.
 
@@ -51,3 +56,4 @@ pub mod router;
 pub mod session;
 pub mod shard;
 pub mod topic;
+pub mod transport;

@@ -36,8 +36,8 @@ pub enum AppError {
         /// clap's message.
         message: String,
     },
-    /// The parameters describe an impossible run.
-    #[error("impossible parameters: {0}")]
+    /// The parameters describe an impossible run, or name unusable files.
+    #[error(transparent)]
     Plan(#[from] PlanError),
     /// The run failed.
     #[error(transparent)]

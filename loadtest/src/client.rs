@@ -1,26 +1,24 @@
 //! One MQTT client connection, spoken with hydrant's codec: connect and CONNACK, queue packets
-//! into a write buffer and flush them with one write, read whatever the socket has and decode
-//! every complete packet of it.
-//!
-//! Reads go through one scratch buffer per executor thread, borrowed only while a read is
-//! polled, so thousands of connections cost no per-connection read buffer while idle.
+//! into a write buffer and flush them with one write, read whatever the link has and decode
+//! every complete packet of it. The bytes travel over the run's transport (`transport`): plain
+//! TCP, TLS, WebSocket or WebSocket over TLS.
 
-use std::cell::RefCell;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures_lite::future;
-use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use glommio::net::TcpStream;
 use hydrant::protocol::{
     decode_with, encode, ConnAck, Connect, ConnectReturnCode, DecodeError, Packet, PacketId,
     ProtocolVersion, QoS, SubAck, SubAckReturnCode, Subscribe, TopicFilter,
 };
 use thiserror::Error;
+
+use crate::transport::frame::FrameError;
+use crate::transport::upgrade::UpgradeError;
+use crate::transport::{Link, TransportSetup};
 
 /// Largest packet the generator accepts from a broker.
 pub const MAX_INBOUND_PACKET: usize = 16 * 1024 * 1024;
@@ -28,17 +26,9 @@ pub const MAX_INBOUND_PACKET: usize = 16 * 1024 * 1024;
 /// Output that `fill` writes even while input keeps arriving.
 const EAGER_FLUSH: usize = 16 * 1024;
 
-/// Bytes read from a socket in one call at most.
-const READ_CHUNK: usize = 64 * 1024;
-
 /// An empty read buffer larger than this is given back before the next read, so thousands of
 /// mostly idle connections do not each keep the largest buffer they ever needed.
 const KEEP_IDLE_INBOUND: usize = 8 * 1024;
-
-thread_local! {
-    /// The executor thread's read buffer, shared by all its connections.
-    static READ_SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0u8; READ_CHUNK]);
-}
 
 /// Why a client connection failed.
 #[derive(Debug, Error)]
@@ -77,16 +67,64 @@ pub enum ClientError {
     /// The broker sent a valid packet that makes no sense at this point.
     #[error("the broker sent an unexpected {0}")]
     Unexpected(&'static str),
+    /// TLS failed: the handshake, or an alert from the broker afterwards.
+    #[error("TLS failed: {0}")]
+    Tls(String),
+    /// The broker's certificate did not pass verification.
+    #[error(
+        "the broker's certificate is not trusted for '{server_name}': {reason} (check \
+         --cafile and --server-name, or skip verification with --insecure)"
+    )]
+    CertificateRejected {
+        /// The name it was verified for.
+        server_name: String,
+        /// What verification found.
+        reason: String,
+    },
+    /// The broker closed the connection in the middle of a transport handshake, as a listener
+    /// of another transport does.
+    #[error("the broker closed the connection during {during}: is this a {listener} listener?")]
+    HandshakeClosed {
+        /// Which handshake.
+        during: &'static str,
+        /// The kind of listener the handshake needs.
+        listener: &'static str,
+    },
+    /// The broker answered CONNECT in the protocol of another transport.
+    #[error(
+        "the broker answered in {answered}: is this a {listener} listener? \
+         (--transport {transports})"
+    )]
+    WrongTransport {
+        /// The protocol it answered in.
+        answered: &'static str,
+        /// The kind of listener that answers so.
+        listener: &'static str,
+        /// The transports that speak to such a listener.
+        transports: &'static str,
+    },
+    /// The WebSocket upgrade was refused or answered wrongly.
+    #[error(transparent)]
+    Upgrade(#[from] UpgradeError),
+    /// The broker broke the WebSocket framing rules.
+    #[error("WebSocket protocol error: {0}")]
+    WebSocket(#[from] FrameError),
 }
 
 impl ClientError {
     /// True for errors that will not go away by retrying (refused credentials, protocol or
-    /// client id, refused subscriptions): they end a run at once. "Server unavailable" is a
-    /// broker at capacity, which a run counts rather than stops for.
+    /// client id, refused subscriptions, TLS failures, an untrusted certificate, a refused
+    /// WebSocket upgrade): they end a run at once. "Server unavailable" is a broker at
+    /// capacity, which a run counts rather than stops for; so is a connection closed during a
+    /// handshake.
     pub fn is_fatal(&self) -> bool {
         match self {
             ClientError::Refused(code) => *code != ConnectReturnCode::ServerUnavailable,
-            ClientError::SubscriptionRefused(_) => true,
+            ClientError::SubscriptionRefused(_)
+            | ClientError::Tls(_)
+            | ClientError::CertificateRejected { .. }
+            | ClientError::WrongTransport { .. }
+            | ClientError::Upgrade(_) => true,
             _ => false,
         }
     }
@@ -121,8 +159,10 @@ pub struct ConnectOptions {
     pub password: Option<Bytes>,
     /// Keep-alive in seconds (0 = off).
     pub keep_alive: u16,
-    /// Longest wait for TCP connect and for CONNACK.
+    /// Longest wait for TCP connect, each transport handshake, and CONNACK.
     pub timeout: Duration,
+    /// The transport and its TLS and WebSocket settings.
+    pub transport: TransportSetup,
 }
 
 impl ConnectOptions {
@@ -148,8 +188,8 @@ pub async fn within<T>(
 
 /// An open, accepted MQTT connection.
 pub struct Connection {
-    /// The socket.
-    stream: TcpStream,
+    /// The transport.
+    link: Link,
     /// Received bytes not yet decoded.
     inbound: BytesMut,
     /// Encoded packets not yet written.
@@ -157,38 +197,25 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects, sends CONNECT with `client_id` (clean session) and waits for an accepting
-    /// CONNACK. Returns the connection and the time from TCP connect to CONNACK.
+    /// Connects, opens the transport, sends CONNECT with `client_id` (clean session) and
+    /// waits for an accepting CONNACK. Returns the connection and the time from TCP connect to
+    /// CONNACK.
     pub async fn open(
         options: &ConnectOptions,
         client_id: String,
     ) -> Result<(Connection, Duration), ClientError> {
         let started = Instant::now();
-        let connect_error = |reason: String| ClientError::Connect {
-            addr: options.addr,
-            reason,
-        };
-        let stream = future::or(
-            async {
-                TcpStream::connect(options.addr)
-                    .await
-                    .map_err(|e| connect_error(e.to_string()))
-            },
-            async {
-                glommio::timer::sleep(options.timeout).await;
-                Err(connect_error(format!(
-                    "no answer within {:?}",
-                    options.timeout
-                )))
-            },
+        let mut inbound = BytesMut::new();
+        let link = Link::open(
+            options.addr,
+            &options.transport,
+            options.timeout,
+            &mut inbound,
         )
         .await?;
-        stream
-            .set_nodelay(true)
-            .map_err(|e| ClientError::Io(e.to_string()))?;
         let mut connection = Connection {
-            stream,
-            inbound: BytesMut::new(),
+            link,
+            inbound,
             outbound: BytesMut::new(),
         };
         connection.queue(&Packet::Connect(Box::new(Connect {
@@ -204,7 +231,11 @@ impl Connection {
             connection.flush().await?;
             connection.read_packet().await
         })
-        .await?;
+        .await
+        .map_err(|error| match error {
+            ClientError::Protocol(_) => connection.foreign_answer().unwrap_or(error),
+            other => other,
+        })?;
         match connack {
             Packet::ConnAck(ConnAck {
                 code: ConnectReturnCode::Accepted,
@@ -212,6 +243,27 @@ impl Connection {
             }) => Ok((connection, started.elapsed())),
             Packet::ConnAck(ConnAck { code, .. }) => Err(ClientError::Refused(code)),
             other => Err(ClientError::Unexpected(other.name())),
+        }
+    }
+
+    /// When the bytes that failed to decode as CONNACK are HTTP or a TLS record, the error
+    /// that says which transport the listener speaks.
+    fn foreign_answer(&self) -> Option<ClientError> {
+        let start = &self.inbound[..self.inbound.len().min(5)];
+        if start == b"HTTP/" {
+            Some(ClientError::WrongTransport {
+                answered: "HTTP",
+                listener: "WebSocket",
+                transports: "ws or wss",
+            })
+        } else if matches!(start, [0x15 | 0x16, 0x03, ..]) {
+            Some(ClientError::WrongTransport {
+                answered: "TLS",
+                listener: "TLS",
+                transports: "mqtt+tls or wss",
+            })
+        } else {
+            None
         }
     }
 
@@ -257,30 +309,22 @@ impl Connection {
         &mut self.outbound
     }
 
-    /// Bytes waiting in the write buffer.
+    /// MQTT bytes queued and not written yet: the write buffer, after what the link took from
+    /// it and still holds (a WebSocket frame in progress).
     pub fn pending_output(&self) -> usize {
-        self.outbound.len()
+        self.link.unwritten() + self.outbound.len()
     }
 
-    /// Writes the whole write buffer with as few calls as the socket allows. Cancel-safe:
-    /// written bytes leave the buffer as they go, so after a cancelled flush the buffer holds
-    /// exactly what was not written.
+    /// Writes the whole write buffer with as few calls as the link allows. Cancel-safe:
+    /// written bytes leave the buffer as they go, so after a cancelled flush the buffer (with
+    /// what the link holds) is exactly what was not written.
     pub async fn flush(&mut self) -> Result<(), ClientError> {
-        while !self.outbound.is_empty() {
-            let written = self
-                .stream
-                .write(&self.outbound)
-                .await
-                .map_err(|e| ClientError::Io(e.to_string()))?;
-            if written == 0 {
-                return Err(ClientError::Closed);
-            }
-            self.outbound.advance(written);
-        }
-        Ok(())
+        let link = &mut self.link;
+        let outbound = &mut self.outbound;
+        future::poll_fn(|cx| link.poll_write_from(cx, outbound)).await
     }
 
-    /// Waits until the socket has bytes and appends them to the read buffer, writing the write
+    /// Waits until the link has bytes and appends them to the read buffer, writing the write
     /// buffer whenever there is nothing to read (or it has grown past [`EAGER_FLUSH`]), so
     /// that a peer waiting for our acknowledgements is never blocked by our waiting for its
     /// data, and acknowledgements of a burst go out in one write. Cancel-safe: dropping the
@@ -294,32 +338,14 @@ impl Connection {
         if self.inbound.is_empty() && self.inbound.capacity() > KEEP_IDLE_INBOUND {
             self.inbound = BytesMut::new();
         }
-        let stream = &mut self.stream;
+        let link = &mut self.link;
         let inbound = &mut self.inbound;
         let outbound = &mut self.outbound;
         future::poll_fn(|cx| {
-            let read = READ_SCRATCH.with(|scratch| {
-                let mut scratch = scratch.borrow_mut();
-                match Pin::new(&mut *stream).poll_read(cx, &mut scratch[..]) {
-                    Poll::Ready(Ok(0)) => Poll::Ready(Err(ClientError::Closed)),
-                    Poll::Ready(Ok(read)) => {
-                        inbound.extend_from_slice(&scratch[..read]);
-                        Poll::Ready(Ok(read))
-                    }
-                    Poll::Ready(Err(e)) => Poll::Ready(Err(ClientError::Io(e.to_string()))),
-                    Poll::Pending => Poll::Pending,
-                }
-            });
+            let read = link.poll_read_into(cx, inbound);
             if read.is_pending() || outbound.len() >= EAGER_FLUSH {
-                while !outbound.is_empty() {
-                    match Pin::new(&mut *stream).poll_write(cx, &outbound[..]) {
-                        Poll::Ready(Ok(0)) => return Poll::Ready(Err(ClientError::Closed)),
-                        Poll::Ready(Ok(written)) => outbound.advance(written),
-                        Poll::Ready(Err(e)) => {
-                            return Poll::Ready(Err(ClientError::Io(e.to_string())))
-                        }
-                        Poll::Pending => break,
-                    }
+                if let Poll::Ready(Err(e)) = link.poll_write_from(cx, outbound) {
+                    return Poll::Ready(Err(e));
                 }
             }
             read

@@ -5,7 +5,8 @@
 //! the scenario (`scenario`) turns its options into a [`plan::Plan`] — subscribers with their
 //! filters, publishers with their streams, payloads and pace, and the timeline; the engine
 //! (`engine`) runs the plan on glommio executors, one task per client (`client` speaks MQTT
-//! with hydrant's codec), each payload carrying a tracking header (`payload`); subscribers
+//! with hydrant's codec over the run's `transport`: TCP, TLS, WebSocket or WebSocket over
+//! TLS), each payload carrying a tracking header (`payload`); subscribers
 //! account every delivery per stream (`accounting`) and record latencies (`latency`); the
 //! broker and the generator are sampled from /proc (`sampler`); and the report (`report`) is
 //! printed as a table and written as JSON, .hgrm and SVG on request. `app` ties these together;
@@ -24,3 +25,4 @@ pub mod report;
 pub mod rng;
 pub mod sampler;
 pub mod scenario;
+pub mod transport;

@@ -11,6 +11,7 @@ use thiserror::Error;
 
 use crate::client::ConnectOptions;
 use crate::payload::HEADER_LEN;
+use crate::transport::TransportError;
 
 /// Largest payload the generator produces (the MQTT limit is 256 MiB; brokers are smaller).
 pub const MAX_PAYLOAD: usize = 64 * 1024 * 1024;
@@ -22,8 +23,11 @@ pub const MAX_CLIENTS: usize = 200_000;
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum PlanError {
     /// A parameter is out of range or contradicts another one.
-    #[error("{0}")]
+    #[error("impossible parameters: {0}")]
     Impossible(String),
+    /// The transport options cannot be used (unreadable certificate, bad server name).
+    #[error(transparent)]
+    Transport(#[from] TransportError),
 }
 
 /// Shorthand for an [`PlanError::Impossible`] with a formatted message.

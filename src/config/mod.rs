@@ -10,6 +10,7 @@
 //! 3. serde turns the values into [`Config`], filling missing keys from the named defaults;
 //! 4. `validate` checks the rules between values ([`Config::validate`]).
 
+mod auth;
 mod document;
 mod error;
 mod limits;
@@ -22,6 +23,7 @@ mod validate;
 use std::net::SocketAddr;
 use std::path::Path;
 
+pub use auth::{AuthConfig, DEFAULT_CREDENTIAL_CACHE_SIZE, DEFAULT_CREDENTIAL_CACHE_TTL_SECS};
 pub use error::ConfigError;
 pub use limits::{
     Limits, DEFAULT_MAX_INFLIGHT_MESSAGES, DEFAULT_MAX_KEEPALIVE, DEFAULT_MAX_PACKET_SIZE,
@@ -31,7 +33,8 @@ pub use limits::{
     MAX_MQTT_PACKET_SIZE, MAX_TOPIC_ALIAS, MAX_TOPIC_ALIAS_OUT, MIN_PACKET_SIZE,
 };
 pub use listener::{
-    ListenerConfig, ListenerProtocol, DEFAULT_BIND, DEFAULT_MAX_CONNECTIONS, DEFAULT_PROTOCOL,
+    ListenerConfig, ListenerProtocol, DEFAULT_ALLOW_ANONYMOUS, DEFAULT_BIND,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_PROTOCOL, DEFAULT_WEBSOCKET_PATH,
 };
 pub use session::{
     SessionConfig, DEFAULT_ALLOW_ZERO_LENGTH_CLIENTID, DEFAULT_AUTO_ID_PREFIX,
@@ -76,6 +79,9 @@ pub struct Config {
     /// Client identity and offline-session settings.
     #[serde(default)]
     pub session: SessionConfig,
+    /// Settings shared by every listener's authentication.
+    #[serde(default)]
+    pub auth: AuthConfig,
 }
 
 fn default_cores() -> usize {
@@ -205,6 +211,18 @@ mod tests {
                 bind: DEFAULT_BIND,
                 protocol: DEFAULT_PROTOCOL,
                 max_connections: DEFAULT_MAX_CONNECTIONS,
+                certfile: None,
+                keyfile: None,
+                cafile: None,
+                require_certificate: false,
+                use_identity_as_username: false,
+                websocket_path: DEFAULT_WEBSOCKET_PATH.to_owned(),
+                websocket_origins: Vec::new(),
+                allow_anonymous: DEFAULT_ALLOW_ANONYMOUS,
+                password_file: None,
+                acl_file: None,
+                max_connections_per_ip: 0,
+                max_connect_rate_per_ip: 0,
             }],
             limits: Limits {
                 max_packet_size: DEFAULT_MAX_PACKET_SIZE,
@@ -224,6 +242,10 @@ mod tests {
                 auto_id_prefix: DEFAULT_AUTO_ID_PREFIX.to_owned(),
                 persistent_client_expiration: DEFAULT_PERSISTENT_CLIENT_EXPIRATION,
                 max_offline_sessions: DEFAULT_MAX_OFFLINE_SESSIONS,
+            },
+            auth: AuthConfig {
+                credential_cache_size: DEFAULT_CREDENTIAL_CACHE_SIZE,
+                credential_cache_ttl: DEFAULT_CREDENTIAL_CACHE_TTL_SECS,
             },
         }
     }
@@ -266,7 +288,20 @@ mod tests {
                 },
             };
             let Some(entry) = entry else {
-                panic!("config/hydrant.toml does not set `{path}`");
+                // A file path has no value that means "none": it is documented as a
+                // commented-out example after its "# Default: none" comment.
+                let example = format!("# {key} = ");
+                let documented = DEFAULT_CONFIG_TOML
+                    .lines()
+                    .zip(DEFAULT_CONFIG_TOML.lines().skip(1))
+                    .any(|(comment, line)| {
+                        comment.starts_with("# Default: none") && line.starts_with(&example)
+                    });
+                assert!(
+                    schema::is_optional_path(&path) && documented,
+                    "config/hydrant.toml does not set `{path}`"
+                );
+                continue;
             };
             let line = document.line_of(entry.offset);
             let comment = DEFAULT_CONFIG_TOML
@@ -312,6 +347,7 @@ mod tests {
                     bind: addr("[::1]:1885"),
                     protocol: ListenerProtocol::Mqtt,
                     max_connections: 0,
+                    ..ListenerConfig::default()
                 },
             ]
         );
@@ -322,6 +358,41 @@ mod tests {
         let cases = [
             ("io_memory = 65535", "io_memory", "at least 65536 bytes"),
             ("listener = []", "listener", "at least one listener"),
+            (
+                "[[listener]]\nprotocol = \"mqtt+tls\"\nkeyfile = \"k\"",
+                "listener.certfile",
+                "uses TLS",
+            ),
+            (
+                "[[listener]]\nprotocol = \"wss\"\ncertfile = \"c\"",
+                "listener.keyfile",
+                "uses TLS",
+            ),
+            (
+                "[[listener]]\ncafile = \"ca\"",
+                "listener.cafile",
+                "only for \"mqtt+tls\" and \"wss\"",
+            ),
+            (
+                "[[listener]]\nprotocol = \"mqtt+tls\"\ncertfile = \"c\"\nkeyfile = \"k\"\nrequire_certificate = true",
+                "listener.require_certificate",
+                "needs `cafile`",
+            ),
+            (
+                "[[listener]]\nprotocol = \"mqtt+tls\"\ncertfile = \"c\"\nkeyfile = \"k\"\ncafile = \"ca\"\nuse_identity_as_username = true",
+                "listener.use_identity_as_username",
+                "require_certificate = true",
+            ),
+            (
+                "[[listener]]\nprotocol = \"ws\"\nwebsocket_path = \"mqtt\"",
+                "listener.websocket_path",
+                "start with '/'",
+            ),
+            (
+                "[[listener]]\nwebsocket_origins = [\"https://a\"]",
+                "listener.websocket_origins",
+                "only for \"ws\" and \"wss\"",
+            ),
             (
                 "[limits]\nmax_packet_size = 1",
                 "limits.max_packet_size",
@@ -528,11 +599,11 @@ mod tests {
 
     #[test]
     fn an_unknown_key_with_nothing_near_lists_the_valid_keys() {
-        let message = error_of("[[listener]]\ntls = true\n").to_string();
+        let message = error_of("[auth]\nzzz = true\n").to_string();
         assert_eq!(
             message,
-            "line 2: unknown key `tls` in [[listener]]; the valid keys here are `bind`, \
-             `protocol`, `max_connections`"
+            "line 2: unknown key `zzz` in [auth]; the valid keys here are \
+             `credential_cache_size`, `credential_cache_ttl`"
         );
     }
 

@@ -13,6 +13,8 @@ use super::suggest;
 pub(crate) const LIMITS_SECTION: &str = "limits";
 /// Name of the table of session settings.
 pub(crate) const SESSION_SECTION: &str = "session";
+/// Name of the table of authentication settings.
+pub(crate) const AUTH_SECTION: &str = "auth";
 /// Name of the array of listener tables (`[[listener]]`).
 pub(crate) const LISTENER_SECTION: &str = "listener";
 
@@ -35,6 +37,10 @@ enum Kind {
     Address,
     /// A string naming a [`ListenerProtocol`].
     Protocol,
+    /// A file path (a string).
+    Path,
+    /// An array of strings.
+    TextList,
 }
 
 /// A key that holds a single value, and its kind.
@@ -48,13 +54,30 @@ const TOP_LEVEL_KEYS: &[Leaf] = &[
 ];
 
 /// Names of the top-level tables, in the order the default file writes them.
-const SECTIONS: &[&str] = &[LISTENER_SECTION, LIMITS_SECTION, SESSION_SECTION];
+const SECTIONS: &[&str] = &[
+    LISTENER_SECTION,
+    LIMITS_SECTION,
+    SESSION_SECTION,
+    AUTH_SECTION,
+];
 
 /// Keys of a `[[listener]]` table.
 const LISTENER_KEYS: &[Leaf] = &[
     ("bind", Kind::Address),
     ("protocol", Kind::Protocol),
     ("max_connections", Kind::Count),
+    ("certfile", Kind::Path),
+    ("keyfile", Kind::Path),
+    ("cafile", Kind::Path),
+    ("require_certificate", Kind::Flag),
+    ("use_identity_as_username", Kind::Flag),
+    ("websocket_path", Kind::Text),
+    ("websocket_origins", Kind::TextList),
+    ("allow_anonymous", Kind::Flag),
+    ("password_file", Kind::Path),
+    ("acl_file", Kind::Path),
+    ("max_connections_per_ip", Kind::Count),
+    ("max_connect_rate_per_ip", Kind::Count),
 ];
 
 /// Keys of `[limits]`.
@@ -78,6 +101,12 @@ const SESSION_KEYS: &[Leaf] = &[
     ("auto_id_prefix", Kind::Text),
     ("persistent_client_expiration", Kind::Seconds),
     ("max_offline_sessions", Kind::Count),
+];
+
+/// Keys of `[auth]`.
+const AUTH_KEYS: &[Leaf] = &[
+    ("credential_cache_size", Kind::Count),
+    ("credential_cache_ttl", Kind::Seconds),
 ];
 
 /// Names from other brokers (mostly Mosquitto) that mean one of our keys, as the path of
@@ -116,8 +145,21 @@ fn leaves_of(section: &str) -> &'static [Leaf] {
         LISTENER_SECTION => LISTENER_KEYS,
         LIMITS_SECTION => LIMITS_KEYS,
         SESSION_SECTION => SESSION_KEYS,
+        AUTH_SECTION => AUTH_KEYS,
         _ => &[],
     }
+}
+
+/// Whether the key at `path` (as [`all_key_paths`] writes it) is a file path, which is unset
+/// by default.
+#[cfg(test)]
+pub(crate) fn is_optional_path(path: &str) -> bool {
+    let Some((section, key)) = path.split_once('.') else {
+        return false;
+    };
+    leaves_of(section)
+        .iter()
+        .any(|&(name, kind)| name == key && kind == Kind::Path)
 }
 
 /// Every value key as its path from the top of the file (`cores`, `limits.max_packet_size`).
@@ -318,6 +360,19 @@ fn check_value(value: &Value, kind: Kind) -> Result<(), String> {
         (Kind::Flag, Value::Boolean(_)) | (Kind::Text, Value::String(_)) => Ok(()),
         (Kind::Flag, _) => Err(format!("must be true or false, found {found}")),
         (Kind::Text, _) => Err(format!("must be a string, found {found}")),
+        (Kind::Path, Value::String(path)) if path.is_empty() => {
+            Err("must name a file, found an empty string".to_owned())
+        }
+        (Kind::Path, Value::String(_)) => Ok(()),
+        (Kind::Path, _) => Err(format!(
+            "must be a string holding a file path, found {found}"
+        )),
+        (Kind::TextList, Value::Array(items))
+            if items.iter().all(|item| matches!(item, Value::String(_))) =>
+        {
+            Ok(())
+        }
+        (Kind::TextList, _) => Err(format!("must be an array of strings, found {found}")),
         (Kind::Address, Value::String(text)) => match text.parse::<SocketAddr>() {
             Ok(_) => Ok(()),
             Err(_) => Err(format!(

@@ -10,7 +10,7 @@ use super::limits::{
 };
 use super::schema::{LIMITS_SECTION, LISTENER_SECTION, SESSION_SECTION};
 use super::session::MAX_PERSISTENT_CLIENT_EXPIRATION;
-use super::Config;
+use super::{Config, ListenerConfig};
 
 /// Smallest allowed `io_memory`: 64 KiB per shard.
 pub const MIN_IO_MEMORY: usize = 64 * 1024;
@@ -94,6 +94,14 @@ pub(crate) fn first_violation(config: &Config) -> Option<Violation> {
         );
     }
     if let Some(violation) = colliding_listeners(config) {
+        return Some(violation);
+    }
+    if let Some(violation) = config
+        .listener
+        .iter()
+        .enumerate()
+        .find_map(|(index, listener)| listener_violation(index, listener))
+    {
         return Some(violation);
     }
     if !(MIN_PACKET_SIZE..=MAX_MQTT_PACKET_SIZE).contains(&limits.max_packet_size) {
@@ -212,6 +220,78 @@ fn colliding_listeners(config: &Config) -> Option<Violation> {
                 reason,
             });
         }
+    }
+    None
+}
+
+/// The first rule between one listener's keys that `listener` (the `index`-th) breaks: TLS
+/// files where TLS is spoken and only there, client-certificate options that build on each
+/// other, WebSocket options only on WebSocket listeners.
+fn listener_violation(index: usize, listener: &ListenerConfig) -> Option<Violation> {
+    let protocol = listener.protocol;
+    let broken = |key: &'static str, reason: String| {
+        Some(Violation {
+            path: KeyPath::in_listener(index, key),
+            reason,
+        })
+    };
+    let number = index + 1;
+    if protocol.uses_tls() {
+        if listener.certfile.is_none() {
+            return broken(
+                "certfile",
+                format!("must be set on listener #{number}: protocol \"{protocol}\" uses TLS"),
+            );
+        }
+        if listener.keyfile.is_none() {
+            return broken(
+                "keyfile",
+                format!("must be set on listener #{number}: protocol \"{protocol}\" uses TLS"),
+            );
+        }
+    } else {
+        let tls_only = [
+            ("certfile", listener.certfile.is_some()),
+            ("keyfile", listener.keyfile.is_some()),
+            ("cafile", listener.cafile.is_some()),
+            ("require_certificate", listener.require_certificate),
+            (
+                "use_identity_as_username",
+                listener.use_identity_as_username,
+            ),
+        ];
+        if let Some((key, _)) = tls_only.into_iter().find(|(_, set)| *set) {
+            return broken(
+                key,
+                format!(
+                    "is only for \"mqtt+tls\" and \"wss\" listeners; listener #{number} speaks \"{protocol}\""
+                ),
+            );
+        }
+    }
+    if listener.require_certificate && listener.cafile.is_none() {
+        return broken(
+            "require_certificate",
+            format!("needs `cafile` on listener #{number} to verify client certificates"),
+        );
+    }
+    if listener.use_identity_as_username && !listener.require_certificate {
+        return broken(
+            "use_identity_as_username",
+            format!("needs `require_certificate = true` on listener #{number}"),
+        );
+    }
+    if !listener.websocket_path.starts_with('/') {
+        return broken(
+            "websocket_path",
+            format!("must start with '/', found {:?}", listener.websocket_path),
+        );
+    }
+    if !protocol.uses_websocket() && !listener.websocket_origins.is_empty() {
+        return broken(
+            "websocket_origins",
+            format!("is only for \"ws\" and \"wss\" listeners; listener #{number} speaks \"{protocol}\""),
+        );
     }
     None
 }

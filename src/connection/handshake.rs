@@ -11,6 +11,7 @@ use glommio::timer::Timer;
 use super::stream::{ReadHalf, WriteHalf};
 use super::{read_more, write_and_close, CONNECT_TIMEOUT};
 use crate::config::Config;
+use crate::listener::{Admission, PerIpRefusal};
 use crate::protocol::{
     self, ConnAck, ConnAckProperties, ConnAckV5, ConnectProperties, ConnectReturnCode, ConnectV5,
     DecodeError, MqttString, Packet, ProtocolVersion, ReasonCode, WillProperties,
@@ -95,16 +96,27 @@ pub(super) async fn read_connect(
     }
 }
 
-/// The reason for refusing this CONNECT, if any.
+/// The reason for refusing this CONNECT, if any (credentials are checked after this, by the
+/// listener).
 pub(super) fn check_connect(
     shard: &Shard,
     connect: &ConnectV5,
-    over_limit: bool,
+    admission: Admission,
 ) -> Option<ReasonCode> {
     let limits = &shard.config.limits;
     let session = &shard.config.session;
     let fields = &connect.connect;
-    if over_limit || shard.is_shutting_down() {
+    match admission {
+        Admission::Admitted => {}
+        Admission::ListenerFull => return Some(ReasonCode::ServerUnavailable),
+        Admission::PerIp(PerIpRefusal::TooManyConnections) => {
+            return Some(ReasonCode::QuotaExceeded)
+        }
+        Admission::PerIp(PerIpRefusal::RateExceeded) => {
+            return Some(ReasonCode::ConnectionRateExceeded)
+        }
+    }
+    if shard.is_shutting_down() {
         return Some(ReasonCode::ServerUnavailable);
     }
     let id_len = fields.client_id.chars().count();

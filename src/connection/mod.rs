@@ -18,6 +18,7 @@ mod handshake;
 mod notify;
 mod outbound;
 mod outgoing_alias;
+mod relay;
 mod stream;
 mod topic_alias;
 
@@ -40,7 +41,10 @@ pub use handle::{CloseReason, ConnHandle, FlowSent, KeepAlive};
 pub use notify::{Broadcast, Notify};
 pub use outbound::{Frame, OutboundQueue, QueueError, MAX_WRITE_BATCH};
 pub use outgoing_alias::OutgoingAliases;
+pub use relay::{MovedTransport, RelayEnds, RelayStream};
 
+use crate::auth::SubscriptionAccess;
+use crate::listener::{ClientAccess, ListenerState, ListenerTicket};
 use crate::message::{Message, MessageExtras};
 use crate::protocol::{
     self, Ack, AckProperties, ConnAck, ConnectReturnCode, ConnectV5, Disconnect, LastWill, Packet,
@@ -51,6 +55,8 @@ use crate::protocol::{
 use crate::router::shared_filter;
 use crate::session::{FlowAction, FlowError, OutgoingFlow, Subscription};
 use crate::shard::{Adoption, Counters, Grant, SessionKey, Shard, ShardMsg};
+use crate::topic::TopicName;
+use crate::transport::Transport;
 use handshake::{accepting_connack, check_connect, read_connect, refuse, ConnectFailure, Terms};
 use stream::{ReadHalf, WriteHalf};
 use topic_alias::TopicAliases;
@@ -97,17 +103,50 @@ impl Drop for SlotGuard {
     }
 }
 
-/// Serves one accepted TCP connection: runs its handshake, then hands it to a task of its
-/// own (see `spawn_established`) or to the core that holds its session.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: SlotGuard) {
-    if let Some(established) = handshake(shard.clone(), stream, slot).await {
+/// Serves one TCP connection accepted on `listener`: runs its transport's handshake (TLS,
+/// WebSocket) and the MQTT one, then hands it to a task of its own (see `spawn_established`)
+/// or to the core that holds its session.
+pub async fn serve(shard: Rc<Shard>, listener: Rc<ListenerState>, stream: TcpStream) {
+    if let Some(established) = handshake(shard.clone(), listener, stream).await {
         spawn_established(establish(shard, established));
+    }
+}
+
+/// Opens the listener's transport on `stream`, bounded by [`CONNECT_TIMEOUT`].
+async fn open_transport(
+    listener: &ListenerState,
+    stream: TcpStream,
+    addr: SocketAddr,
+) -> Option<crate::transport::Accepted> {
+    let accepted = futures_lite::future::or(
+        async { Some(listener.acceptor.accept(stream).await) },
+        async {
+            Timer::new(CONNECT_TIMEOUT).await;
+            None
+        },
+    )
+    .await;
+    let protocol = listener.config.protocol;
+    match accepted {
+        Some(Ok(accepted)) => Some(accepted),
+        Some(Err(error)) => {
+            tracing::warn!(%addr, listener = %protocol, reason = %error, "closing connection");
+            None
+        }
+        None => {
+            tracing::warn!(%addr, listener = %protocol, reason = "no handshake within 10 s", "closing connection");
+            None
+        }
     }
 }
 
 /// Reads and checks the CONNECT and claims the session: `Some` when this core is to serve
 /// the connection, `None` when it was refused, closed or handed to another core.
-async fn handshake(shard: Rc<Shard>, stream: TcpStream, slot: SlotGuard) -> Option<Established> {
+async fn handshake(
+    shard: Rc<Shard>,
+    listener: Rc<ListenerState>,
+    stream: TcpStream,
+) -> Option<Established> {
     let addr = match stream.peer_addr() {
         Ok(addr) => addr,
         Err(error) => {
@@ -118,7 +157,10 @@ async fn handshake(shard: Rc<Shard>, stream: TcpStream, slot: SlotGuard) -> Opti
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%addr, %error, "cannot set TCP_NODELAY");
     }
-    let (mut reader, mut writer) = stream::split(stream);
+    let ticket = listener.admit(addr.ip());
+    let accepted = open_transport(&listener, stream, addr).await?;
+    let certificate_name = accepted.client_certificate_cn;
+    let (mut reader, mut writer) = stream::split(accepted.transport);
     let mut buf = BytesMut::new();
     let max_packet_size = shard.config.limits.max_packet_size;
 
@@ -140,7 +182,7 @@ async fn handshake(shard: Rc<Shard>, stream: TcpStream, slot: SlotGuard) -> Opti
     };
     let protocol = connect.connect.protocol;
 
-    if let Some(reason) = check_connect(&shard, &connect, slot.over_limit) {
+    if let Some(reason) = check_connect(&shard, &connect, ticket.admission) {
         tracing::info!(
             %addr,
             client_id = %connect.connect.client_id,
@@ -155,6 +197,26 @@ async fn handshake(shard: Rc<Shard>, stream: TcpStream, slot: SlotGuard) -> Opti
     } else {
         Arc::from(connect.connect.client_id.as_str())
     };
+    let fields = &connect.connect;
+    let identity = match listener.authenticate(
+        &client_id,
+        fields.username.as_deref(),
+        fields.password.as_deref(),
+        certificate_name.as_deref(),
+    ) {
+        Ok(identity) => identity,
+        Err(refusal) => {
+            tracing::info!(
+                %addr,
+                %client_id,
+                username = fields.username.as_deref().unwrap_or(""),
+                code = ?refusal.reason_code(),
+                "connection refused"
+            );
+            refuse(&mut writer, protocol, refusal.reason_code()).await;
+            return None;
+        }
+    };
     let conn_id = shard.new_conn_id();
     let grant = shard
         .claim_session(client_id.clone(), conn_id, connect.connect.clean_session)
@@ -163,26 +225,21 @@ async fn handshake(shard: Rc<Shard>, stream: TcpStream, slot: SlotGuard) -> Opti
         Some(Grant::New) => false,
         Some(Grant::Resume(holder)) if holder == shard.id => true,
         Some(Grant::Resume(holder)) => {
-            // The session lives on another core: the connection goes there.
-            match reader.duplicate_socket() {
+            // The session lives on another core: the connection goes there, as its socket
+            // when it is plain TCP, else as a relay of its transport's bytes.
+            let moved = match reader.duplicate_socket() {
+                Ok(socket) => Ok(MovedTransport::Socket(socket)),
+                Err(error) if error.kind() == std::io::ErrorKind::Unsupported => Err(None),
+                Err(error) => Err(Some(error)),
+            };
+            let moved = match moved {
                 Ok(socket) => {
                     drop(reader);
                     drop(writer);
-                    let adoption = Adoption {
-                        client_id,
-                        conn: conn_id,
-                        socket,
-                        buffered: buf,
-                        connect,
-                        addr,
-                        slot,
-                    };
-                    shard
-                        .peers
-                        .send(holder, ShardMsg::Adopt(Box::new(adoption)))
-                        .await;
+                    socket
                 }
-                Err(error) => {
+                Err(None) => MovedTransport::Relay(relay::start(reader, writer)),
+                Err(Some(error)) => {
                     tracing::warn!(%addr, %client_id, %error, "cannot hand the connection to its session's core");
                     shard.peers.post(
                         holder,
@@ -192,8 +249,24 @@ async fn handshake(shard: Rc<Shard>, stream: TcpStream, slot: SlotGuard) -> Opti
                         },
                     );
                     refuse(&mut writer, protocol, ReasonCode::ServerUnavailable).await;
+                    return None;
                 }
-            }
+            };
+            let adoption = Adoption {
+                client_id,
+                conn: conn_id,
+                transport: moved,
+                buffered: buf,
+                connect,
+                addr,
+                ticket,
+                listener: listener.index,
+                identity,
+            };
+            shard
+                .peers
+                .send(holder, ShardMsg::Adopt(Box::new(adoption)))
+                .await;
             return None;
         }
         Some(Grant::Superseded) => {
@@ -206,6 +279,7 @@ async fn handshake(shard: Rc<Shard>, stream: TcpStream, slot: SlotGuard) -> Opti
             return None;
         }
     };
+    let access = identity.map(|identity| Rc::new(ClientAccess { identity, listener }));
     Some(Established {
         reader,
         writer,
@@ -214,7 +288,8 @@ async fn handshake(shard: Rc<Shard>, stream: TcpStream, slot: SlotGuard) -> Opti
         client_id,
         conn_id,
         addr,
-        slot,
+        ticket,
+        access,
         resume,
     })
 }
@@ -222,10 +297,22 @@ async fn handshake(shard: Rc<Shard>, stream: TcpStream, slot: SlotGuard) -> Opti
 /// Serves a connection accepted by another core and handed to this one, which holds its
 /// session.
 pub fn serve_adopted(shard: Rc<Shard>, adoption: Adoption) {
-    // SAFETY: the descriptor is owned by the adoption and handed over whole; nothing else
-    // uses or closes it.
-    let stream = unsafe { TcpStream::from_raw_fd(adoption.socket.into_raw_fd()) };
-    let (reader, writer) = stream::split(stream);
+    let transport = match adoption.transport {
+        MovedTransport::Socket(socket) => {
+            // SAFETY: the descriptor is owned by the adoption and handed over whole; nothing
+            // else uses or closes it.
+            Transport::Tcp(unsafe { TcpStream::from_raw_fd(socket.into_raw_fd()) })
+        }
+        MovedTransport::Relay(ends) => {
+            Transport::Relay(Box::new(RelayStream::new(ends, adoption.addr)))
+        }
+    };
+    let (reader, writer) = stream::split(transport);
+    let listener = shard.listeners.borrow().get(adoption.listener).cloned();
+    let access = match (adoption.identity, listener) {
+        (Some(identity), Some(listener)) => Some(Rc::new(ClientAccess { identity, listener })),
+        _ => None,
+    };
     let established = establish(
         shard,
         Established {
@@ -236,7 +323,8 @@ pub fn serve_adopted(shard: Rc<Shard>, adoption: Adoption) {
             client_id: adoption.client_id,
             conn_id: adoption.conn,
             addr: adoption.addr,
-            slot: adoption.slot,
+            ticket: adoption.ticket,
+            access,
             resume: true,
         },
     );
@@ -252,7 +340,8 @@ struct Established {
     client_id: Arc<str>,
     conn_id: crate::shard::ConnId,
     addr: SocketAddr,
-    slot: SlotGuard,
+    ticket: ListenerTicket,
+    access: Option<Rc<ClientAccess>>,
     resume: bool,
 }
 
@@ -282,7 +371,8 @@ fn establish(shard: Rc<Shard>, established: Established) -> Connection {
         client_id,
         conn_id,
         addr,
-        slot,
+        ticket,
+        access,
         resume,
     } = established;
     let limits = &shard.config.limits;
@@ -298,7 +388,8 @@ fn establish(shard: Rc<Shard>, established: Established) -> Connection {
         terms.client_max_packet_size,
         terms.topic_alias_max,
     ));
-    let (key, session_present) = shard.install_session(&conn, terms.session_expiry, resume);
+    let (key, session_present) =
+        shard.install_session(&conn, terms.session_expiry, resume, access.clone());
     shard.connections.borrow_mut().insert(conn_id, conn.clone());
     let mut connack = BytesMut::new();
     match protocol {
@@ -368,7 +459,8 @@ fn establish(shard: Rc<Shard>, established: Established) -> Connection {
         reader,
         buf,
         writer_task,
-        _slot: slot,
+        access,
+        _ticket: ticket,
     }
 }
 
@@ -406,10 +498,13 @@ fn assigned_client_id(shard: &Shard) -> Arc<str> {
 
 /// Writes a last packet and closes, bounded in time.
 async fn write_and_close(writer: &mut WriteHalf, out: &[u8]) {
-    let written = futures_lite::future::or(async { writer.write_all(out).await.is_ok() }, async {
-        Timer::new(CLOSE_FLUSH_TIMEOUT).await;
-        false
-    })
+    let written = futures_lite::future::or(
+        async { writer.write_all(out).await.is_ok() && writer.flush().await.is_ok() },
+        async {
+            Timer::new(CLOSE_FLUSH_TIMEOUT).await;
+            false
+        },
+    )
     .await;
     if written {
         let _ = writer.close().await;
@@ -431,7 +526,12 @@ async fn write_loop(conn: Rc<ConnHandle>, mut writer: WriteHalf) {
             conn.writable().await;
             continue;
         }
-        if let Err(error) = writer.write_all(&batch).await {
+        // The flush is what sends a TLS record or WebSocket frame (a no-op for plain TCP).
+        let written = match writer.write_all(&batch).await {
+            Ok(()) => writer.flush().await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = written {
             conn.close(CloseReason::ConnectionLost(error.to_string()));
             return;
         }
@@ -456,8 +556,10 @@ struct Connection {
     /// Received bytes not yet decoded.
     buf: BytesMut,
     writer_task: glommio::Task<()>,
-    /// The listener slot, given back when the connection ends.
-    _slot: SlotGuard,
+    /// Who the client is for its listener's ACL (`None`: no ACL applies).
+    access: Option<Rc<ClientAccess>>,
+    /// The connection's place in its listener's limits, given back when it ends.
+    _ticket: ListenerTicket,
 }
 
 /// The will of a connection, with its MQTT 5 properties (empty for MQTT 3.1/3.1.1).
@@ -648,19 +750,36 @@ impl Connection {
             retain: publish.retain,
             extras,
         };
+        let allowed = self.may_publish(&message.topic);
         match (publish.qos, publish.packet_id) {
             (QoS::AtMostOnce, _) => {
-                self.shard.publish(message, self.key).await;
+                if allowed {
+                    self.shard.publish(message, self.key).await;
+                }
             }
             (QoS::AtLeastOnce, Some(id)) => {
                 self.check_receive_maximum(1)?;
-                let matched = self.shard.publish(message, self.key).await;
-                self.conn.send(self.publish_ack(0x40, id, matched));
+                let ack = if allowed {
+                    let matched = self.shard.publish(message, self.key).await;
+                    self.publish_ack(0x40, id, matched)
+                } else {
+                    self.denied_ack(0x40, id)
+                };
+                self.conn.send(ack);
+            }
+            (QoS::ExactlyOnce, Some(id)) if !allowed && self.protocol == ProtocolVersion::V5 => {
+                // A PUBREC with an error code ends the exchange: nothing awaits a PUBREL.
+                self.conn.send(self.denied_ack(0x50, id));
             }
             (QoS::ExactlyOnce, Some(id)) => {
                 let matched = if self.with_session(|session| session.incoming.on_publish(id))? {
                     self.check_receive_maximum(0)?;
-                    self.shard.publish(message, self.key).await
+                    if allowed {
+                        self.shard.publish(message, self.key).await
+                    } else {
+                        // MQTT 3.1.1 has no way to say "denied": acknowledged, not delivered.
+                        true
+                    }
                 } else {
                     // A re-sent PUBLISH not yet released: acknowledged again, not delivered.
                     true
@@ -675,6 +794,30 @@ impl Connection {
             }
         }
         Ok(())
+    }
+
+    /// Whether the listener's ACL lets this client publish on `topic`; a denied publish is
+    /// logged and counted.
+    fn may_publish(&self, topic: &TopicName) -> bool {
+        let allowed = self
+            .access
+            .as_ref()
+            .map_or(true, |access| access.can_write(topic));
+        if !allowed {
+            Counters::add(&self.shard.counters.publish_denied, 1);
+            tracing::debug!(client_id = %self.conn.client_id, %topic, "publish denied by the ACL");
+        }
+        allowed
+    }
+
+    /// The PUBACK (0x40) or PUBREC (0x50) of a publish the ACL denied: "not authorized" for
+    /// an MQTT 5 client, a plain acknowledgement for an older one (which cannot be told).
+    fn denied_ack(&self, first_byte: u8, id: PacketId) -> Frame {
+        if self.protocol == ProtocolVersion::V5 {
+            Frame::ack_with_reason(first_byte, id, ReasonCode::NotAuthorized)
+        } else {
+            Frame::ack(first_byte, id)
+        }
     }
 
     /// Ends an MQTT 5 connection whose client has more QoS 1/2 publishes unacknowledged than
@@ -763,6 +906,17 @@ impl Connection {
                     continue;
                 }
             };
+            let access = self
+                .access
+                .as_ref()
+                .map_or(SubscriptionAccess::Readable, |access| {
+                    access.subscription_access(filter)
+                });
+            if !access.is_allowed() {
+                tracing::info!(client_id = %self.conn.client_id, %filter, "subscription refused: not authorized by the ACL");
+                reasons.push(ReasonCode::NotAuthorized);
+                continue;
+            }
             let known = self.with_session(|session| session.subscriptions.contains_key(filter))?;
             if !known && held >= max {
                 tracing::info!(
@@ -777,7 +931,10 @@ impl Connection {
             let existed = known || granted.iter().any(|(f, _)| f == filter);
             held += usize::from(!existed);
             let qos = options.qos.min(QoS::ExactlyOnce);
-            let subscription = Subscription::granted(qos, options, id);
+            let subscription = Subscription {
+                check_read: access == SubscriptionAccess::CheckEachMessage,
+                ..Subscription::granted(qos, options, id)
+            };
             // A shared subscription is sent no retained messages (section 4.8.2): its group,
             // not the member, is the subscriber.
             let retained = !shared
@@ -896,7 +1053,15 @@ impl Connection {
                     retain: will.retain,
                     extras: MessageExtras::new(properties.message, Instant::now()),
                 };
+                let allowed = self
+                    .access
+                    .as_ref()
+                    .map_or(true, |access| access.can_write(&message.topic));
                 let now = match delay {
+                    _ if !allowed => {
+                        tracing::info!(client_id = %self.conn.client_id, topic = %message.topic, "will not published: denied by the ACL");
+                        None
+                    }
                     0 => Some(message),
                     delay => self
                         .shard

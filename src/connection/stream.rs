@@ -1,6 +1,10 @@
-//! Read and write halves of one TCP stream, so that a connection's reader task and writer task
-//! run side by side on their shard without a lock: both halves live on the same thread and
-//! each borrows the stream only for the duration of one non-blocking poll.
+//! Read and write halves of one connection's [`Transport`], so that its reader task and writer
+//! task run side by side on their shard without a lock: both halves live on the same thread and
+//! each borrows the transport only for the duration of one non-blocking poll.
+//!
+//! A TLS or WebSocket transport may keep written bytes in its own buffer when the socket is
+//! full: the writer must `flush` after each batch (a no-op for plain TCP) and `close` at the
+//! end.
 
 use std::cell::RefCell;
 use std::io;
@@ -11,13 +15,14 @@ use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use futures_lite::{ready, AsyncRead, AsyncWrite};
-use glommio::net::TcpStream;
+
+use crate::transport::Transport;
 
 /// Most bytes [`ReadHalf::read_appending`] takes per read.
 pub const STACK_READ: usize = 4096;
 
 /// Splits `stream` into halves that can be driven by two tasks of the same shard.
-pub fn split(stream: TcpStream) -> (ReadHalf, WriteHalf) {
+pub fn split(stream: Transport) -> (ReadHalf, WriteHalf) {
     let shared = Rc::new(RefCell::new(stream));
     (ReadHalf(shared.clone()), WriteHalf(shared))
 }
@@ -29,13 +34,23 @@ fn busy() -> io::Error {
 }
 
 /// The receiving half.
-pub struct ReadHalf(Rc<RefCell<TcpStream>>);
+pub struct ReadHalf(Rc<RefCell<Transport>>);
 
 impl ReadHalf {
     /// A second descriptor for the socket, so that it outlives this stream (to hand the
-    /// connection to another core).
+    /// connection to another core). Only a plain TCP connection can be handed over: a TLS or
+    /// WebSocket one keeps its protocol state in this core's memory.
     pub fn duplicate_socket(&self) -> io::Result<OwnedFd> {
-        let stream = self.0.try_borrow().map_err(|_| busy())?;
+        let transport = self.0.try_borrow().map_err(|_| busy())?;
+        let Some(stream) = transport.as_tcp() else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "a {} connection cannot be handed to another core",
+                    transport.kind()
+                ),
+            ));
+        };
         // SAFETY: the descriptor belongs to `stream`, which is alive for this whole call;
         // it is only duplicated, not taken.
         let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
@@ -64,7 +79,7 @@ impl ReadHalf {
 }
 
 /// The sending half.
-pub struct WriteHalf(Rc<RefCell<TcpStream>>);
+pub struct WriteHalf(Rc<RefCell<Transport>>);
 
 impl AsyncRead for ReadHalf {
     fn poll_read(
@@ -103,5 +118,149 @@ impl AsyncWrite for WriteHalf {
             Ok(mut stream) => Pin::new(&mut *stream).poll_close(cx),
             Err(_) => Poll::Ready(Err(busy())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::os::fd::AsRawFd;
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    use async_tungstenite::tungstenite::Message;
+    use async_tungstenite::WebSocketStream;
+    use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
+    use glommio::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::transport::testing::{run, within, ws_connect};
+    use crate::transport::{Acceptor, WebSocketSettings};
+
+    /// Bytes the writer sends: far more than the socket buffers hold.
+    const TOTAL: usize = 1 << 20;
+    /// Bytes per write.
+    const WRITE: usize = 64 * 1024;
+
+    /// Makes a socket's send buffer as small as the kernel allows, so that it fills quickly.
+    fn shrink_send_buffer(stream: &TcpStream) {
+        // SAFETY: the descriptor belongs to `stream`, alive for this whole call.
+        let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+        socket2::SockRef::from(&fd)
+            .set_send_buffer_size(4096)
+            .expect("set the send buffer size");
+    }
+
+    /// A WebSocket client connected to a server transport whose send buffer is small.
+    async fn websocket_pair() -> (WebSocketStream<TcpStream>, Transport) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let server = glommio::spawn_local(async move {
+            let stream = listener.accept().await.expect("accept");
+            shrink_send_buffer(&stream);
+            Acceptor::websocket(WebSocketSettings::default())
+                .accept(stream)
+                .await
+        });
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let (client, _) = within(ws_connect(stream, "/mqtt", &["mqtt"], None))
+            .await
+            .expect("client upgrade");
+        let transport = within(server).await.expect("server upgrade").transport;
+        (client, transport)
+    }
+
+    #[test]
+    fn only_a_plain_tcp_socket_can_be_duplicated() {
+        run(|| async {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("address");
+            let _client = TcpStream::connect(addr).await.expect("connect");
+            let stream = listener.accept().await.expect("accept");
+            let (reader, _writer) = split(Transport::Tcp(stream));
+            assert!(reader.duplicate_socket().is_ok());
+
+            let (_client, transport) = websocket_pair().await;
+            let (reader, _writer) = split(transport);
+            let error = reader.duplicate_socket().err();
+            assert_eq!(
+                error.map(|e| e.to_string()),
+                Some("a ws connection cannot be handed to another core".to_owned())
+            );
+        });
+    }
+
+    /// The writer task blocks on a full socket while the reader task must answer a ping on
+    /// the same socket: both get going again once the client reads.
+    #[test]
+    fn websocket_halves_share_a_full_socket_between_two_tasks() {
+        run(|| async {
+            let (mut client, transport) = websocket_pair().await;
+            let (mut reader, mut writer) = split(transport);
+
+            let written_all = Rc::new(Cell::new(false));
+            let done = written_all.clone();
+            let writer_task = glommio::spawn_local(async move {
+                for index in 0..TOTAL / WRITE {
+                    let chunk = vec![index as u8; WRITE];
+                    writer.write_all(&chunk).await.expect("write");
+                }
+                writer.flush().await.expect("flush");
+                done.set(true);
+                writer
+            });
+            let reader_task = glommio::spawn_local(async move {
+                let mut received = Vec::new();
+                let end = reader.read_to_end(&mut received).await;
+                (end, received)
+            });
+
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+            assert!(
+                !written_all.get(),
+                "the writer should be blocked on a full socket"
+            );
+            client
+                .send(Message::Ping(b"still there?".to_vec()))
+                .await
+                .expect("ping");
+            client
+                .send(Message::Binary(vec![0xc0, 0x00]))
+                .await
+                .expect("send");
+            // The reader now owes a pong it cannot send yet.
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+
+            let mut data = Vec::new();
+            let mut pong = false;
+            while data.len() < TOTAL || !pong {
+                match within(client.next()).await {
+                    Some(Ok(Message::Binary(bytes))) => data.extend_from_slice(&bytes),
+                    Some(Ok(Message::Pong(payload))) => {
+                        assert_eq!(payload, b"still there?");
+                        pong = true;
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            let expected: Vec<u8> = (0..TOTAL / WRITE)
+                .flat_map(|index| vec![index as u8; WRITE])
+                .collect();
+            assert!(data == expected, "the data arrived whole and in order");
+            let mut writer = within(writer_task).await;
+            assert!(written_all.get());
+
+            // The server closes: its Close frame, then the client's answer (sent as it reads
+            // on) ends the reader.
+            writer.close().await.expect("close");
+            assert!(matches!(
+                within(client.next()).await,
+                Some(Ok(Message::Close(_)))
+            ));
+            assert!(within(client.next()).await.is_none());
+            let (end, received) = within(reader_task).await;
+            assert_eq!(end.ok(), Some(2));
+            assert_eq!(received, [0xc0, 0x00]);
+        });
     }
 }

@@ -66,6 +66,15 @@ impl Shard {
             return;
         };
         let message = encodings.message;
+        if target.check_read
+            && !slot
+                .access
+                .as_ref()
+                .map_or(true, |access| access.can_read(&message.topic))
+        {
+            // The ACL denies this topic to this client; not a drop, never sent.
+            return;
+        }
         let qos = message.qos.min(target.qos);
         let retain = encodings.retain(target);
         let ids = target.subscription_ids(&slot.state, &message.topic, own_message);

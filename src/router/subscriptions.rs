@@ -55,6 +55,27 @@ impl Shard {
         existed
     }
 
+    /// Replaces the options of session `key`'s existing subscription to `filter`, in the
+    /// session and in the trie (the filter stays, so no other core needs telling).
+    pub fn update_subscription(
+        &self,
+        key: SessionKey,
+        filter: &TopicFilter,
+        updated: Subscription,
+    ) {
+        let mut state = self.state.borrow_mut();
+        let Some(slot) = state.sessions.get_mut(&key) else {
+            return;
+        };
+        let Some(existing) = slot.state.subscriptions.get_mut(filter) else {
+            return;
+        };
+        *existing = updated;
+        if shared::shared_filter(filter).is_none() {
+            state.subscriptions.insert(filter, key, updated);
+        }
+    }
+
     /// Takes every subscription of session `key` out of this core's trie and interest (the
     /// session keeps its own list, to be re-added here or on another core).
     pub fn detach_subscriptions(&self, state: &mut ShardState, key: SessionKey) {

@@ -33,6 +33,9 @@ pub struct Target {
     pub retain_as_published: bool,
     /// Their identifiers.
     pub ids: TargetIds,
+    /// Whether each message must pass the session's ACL check: only when every matching
+    /// subscription needs it (one that needs none covers readable topics only).
+    pub check_read: bool,
 }
 
 impl Target {
@@ -43,6 +46,7 @@ impl Target {
             qos: subscription.qos,
             retain_as_published: subscription.retain_as_published,
             ids: subscription.id.map_or(TargetIds::None, TargetIds::One),
+            check_read: subscription.check_read,
         }
     }
 
@@ -50,6 +54,7 @@ impl Target {
     fn merge(&mut self, other: &Target) {
         self.qos = self.qos.max(other.qos);
         self.retain_as_published |= other.retain_as_published;
+        self.check_read &= other.check_read;
         self.ids = match (self.ids, other.ids) {
             (TargetIds::None, ids) | (ids, TargetIds::None) => ids,
             (TargetIds::One(a), TargetIds::One(b)) if a == b => TargetIds::One(a),
@@ -113,6 +118,7 @@ mod tests {
                 no_local: false,
                 retain_as_published: rap,
                 id: id.and_then(SubscriptionId::new),
+                check_read: false,
             },
         )
     }

@@ -16,6 +16,9 @@ pub struct Subscription {
     pub retain_as_published: bool,
     /// Sent with every message delivered through it (MQTT 5 Subscription Identifier).
     pub id: Option<SubscriptionId>,
+    /// The ACL denies some topics the filter matches: each delivery is checked
+    /// ([`crate::auth::SubscriptionAccess::CheckEachMessage`]).
+    pub check_read: bool,
 }
 
 impl Subscription {
@@ -26,6 +29,7 @@ impl Subscription {
             no_local: false,
             retain_as_published: false,
             id: None,
+            check_read: false,
         }
     }
 
@@ -36,6 +40,7 @@ impl Subscription {
             no_local: options.no_local,
             retain_as_published: options.retain_as_published,
             id,
+            check_read: false,
         }
     }
 }

@@ -26,6 +26,7 @@ use ahash::AHashMap;
 
 use super::{SessionState, NEVER_EXPIRES};
 use crate::connection::{CloseReason, ConnHandle};
+use crate::listener::ClientAccess;
 use crate::router::MemberState;
 use crate::shard::{
     ConnId, Counters, Grant, PendingConnect, SessionKey, SessionSlot, Shard, ShardId, ShardMsg,
@@ -328,12 +329,15 @@ impl Shard {
     /// Binds connection `conn` to its session on this core: the reserved one when `resume`
     /// (a takeover granted `Resume`), else a new one; either way the session now outlives the
     /// connection by `expiry_interval` seconds. Tells the owner the claim is settled.
-    /// Returns the session's key and the CONNACK's `session present` flag.
+    /// Returns the session's key and the CONNACK's `session present` flag. `access` is who
+    /// the client now is for its listener's ACL; a resumed session's subscriptions are
+    /// checked against it again.
     pub fn install_session(
         &self,
         conn: &Rc<ConnHandle>,
         expiry_interval: u32,
         resume: bool,
+        access: Option<Rc<ClientAccess>>,
     ) -> (SessionKey, bool) {
         let mut state = self.state.borrow_mut();
         let reserved = state
@@ -350,6 +354,7 @@ impl Shard {
             Some(key) if resume => {
                 if let Some(slot) = state.sessions.get_mut(&key) {
                     slot.conn = Some(conn.clone());
+                    slot.access = access;
                     slot.state.expiry_interval = expiry_interval;
                     // Back in time: the delayed will is not sent [MQTT-3.1.3-9].
                     slot.state.pending_will = None;
@@ -371,6 +376,7 @@ impl Shard {
                         conn: Some(conn.clone()),
                         last_conn: conn.id,
                         disconnected_at: None,
+                        access,
                     }),
                 );
                 state.by_client_id.insert(conn.client_id.clone(), key);
@@ -378,6 +384,9 @@ impl Shard {
             }
         };
         drop(state);
+        if present {
+            self.enforce_acl(key);
+        }
         self.tell_owner(
             &conn.client_id,
             ShardMsg::Settled {

@@ -1,6 +1,6 @@
 //! Starting and stopping the shards: start-up checks, one pinned glommio executor per core,
-//! the mesh that links them, every listener bound on every shard, and a clean shutdown on
-//! SIGINT/SIGTERM.
+//! the mesh that links them, every listener bound on every shard, a reload of the listeners'
+//! files on SIGHUP, and a clean shutdown on SIGINT/SIGTERM.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -17,8 +17,10 @@ use thiserror::Error;
 
 use super::{Peers, Shard, ShardMsg, CLOCK_TICK};
 use crate::config::Config;
-use crate::connection::{self, CloseReason, ConnectionSlots};
-use crate::listener;
+use crate::connection::{self, CloseReason};
+use crate::listener::{
+    self, AccessFiles, ListenerFileError, ListenerState, PerIpLimits, ReloadSource,
+};
 
 /// Capacity of each shard-to-shard channel, in messages.
 pub const MESH_CHANNEL_CAPACITY: usize = 4096;
@@ -68,6 +70,12 @@ pub enum BootError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    /// A listener's password, ACL, certificate or key file could not be loaded.
+    #[error("{0}")]
+    ListenerFile(#[from] ListenerFileError),
+    /// The credential cache could not be keyed (the system's random source failed).
+    #[error("cannot set up the credential cache: {0}")]
+    CredentialCache(String),
 }
 
 /// Number of shards for a configured `cores` value (0 = every online CPU).
@@ -191,19 +199,27 @@ fn resolve_ports(config: &mut Config) -> Result<Vec<socket2::Socket>, BootError>
 pub fn run(mut config: Config) -> Result<(), BootError> {
     let cores = shard_count(config.cores);
     preflight(&config, cores)?;
+    let files = AccessFiles::load(&config)?;
     let port_holders = resolve_ports(&mut config)?;
     let config = Arc::new(config);
+    let reload = Arc::new(ReloadSource::new(files));
 
     let shutdown = Arc::new(AtomicBool::new(false));
-    watch_signals(shutdown.clone())?;
+    watch_signals(shutdown.clone(), reload.clone(), config.clone())?;
 
     let online_cpus = shard_count(0);
     let mesh = (cores > 1).then(|| MeshBuilder::<ShardMsg, _>::full(cores, MESH_CHANNEL_CAPACITY));
-    let slots: Arc<Vec<Arc<AtomicUsize>>> = Arc::new(
+    let shared_counts: Arc<Vec<SharedListenerCounts>> = Arc::new(
         config
             .listener
             .iter()
-            .map(|_| Arc::new(AtomicUsize::new(0)))
+            .map(|listener| SharedListenerCounts {
+                open: Arc::new(AtomicUsize::new(0)),
+                per_ip: PerIpLimits::new(
+                    listener.max_connections_per_ip,
+                    listener.max_connect_rate_per_ip,
+                ),
+            })
             .collect(),
     );
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), BootError>>();
@@ -213,13 +229,20 @@ pub fn run(mut config: Config) -> Result<(), BootError> {
         let config = config.clone();
         let mesh = mesh.clone();
         let shard_shutdown = shutdown.clone();
-        let slots = slots.clone();
+        let shared_counts = shared_counts.clone();
+        let reload = reload.clone();
         let ready = ready_tx.clone();
         let spawned = LocalExecutorBuilder::new(Placement::Fixed(index % online_cpus))
             .io_memory(config.io_memory)
             .name(&format!("hydrant-{index}"))
             .spawn(move || async move {
-                run_shard(index, cores, config, mesh, shard_shutdown, slots, ready).await;
+                let links = ShardLinks {
+                    mesh,
+                    shutdown: shard_shutdown,
+                    shared_counts,
+                    reload,
+                };
+                run_shard(index, cores, config, links, ready).await;
             });
         match spawned {
             Ok(handle) => executors.push(handle),
@@ -283,17 +306,28 @@ pub fn run(mut config: Config) -> Result<(), BootError> {
     }
 }
 
-/// Sets `shutdown` on the first SIGINT or SIGTERM; a second one exits at once.
-fn watch_signals(shutdown: Arc<AtomicBool>) -> Result<(), BootError> {
+/// Sets `shutdown` on the first SIGINT or SIGTERM (a second one exits at once), and reloads
+/// the listeners' files on SIGHUP: they are parsed here, on the signal thread, and each core
+/// installs them at its next clock tick.
+fn watch_signals(
+    shutdown: Arc<AtomicBool>,
+    reload: Arc<ReloadSource>,
+    config: Arc<Config>,
+) -> Result<(), BootError> {
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
     ])
     .map_err(BootError::Signals)?;
     std::thread::Builder::new()
         .name("hydrant-signals".into())
         .spawn(move || {
             for signal in signals.forever() {
+                if signal == signal_hook::consts::SIGHUP {
+                    reload_files(&reload, &config);
+                    continue;
+                }
                 if shutdown.swap(true, Ordering::SeqCst) {
                     tracing::warn!(signal, "second signal: exiting at once");
                     std::process::exit(130);
@@ -305,16 +339,48 @@ fn watch_signals(shutdown: Arc<AtomicBool>) -> Result<(), BootError> {
     Ok(())
 }
 
+/// Re-reads every listener's files; a file that fails keeps its previous contents in force.
+fn reload_files(reload: &ReloadSource, config: &Config) {
+    let errors = reload.reload(config);
+    for error in &errors {
+        tracing::error!(%error, "reload failed for this file; its previous contents stay in force");
+    }
+    tracing::info!(
+        failed_files = errors.len(),
+        "SIGHUP: listener files re-read"
+    );
+}
+
+/// What every shard shares with the others and the signal thread.
+struct ShardLinks {
+    mesh: Option<MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>>,
+    shutdown: Arc<AtomicBool>,
+    /// Per listener, in `config.listener` order.
+    shared_counts: Arc<Vec<SharedListenerCounts>>,
+    reload: Arc<ReloadSource>,
+}
+
+/// The counts of one listener that every core updates: its open connections and, when it
+/// limits them, its per-address table.
+struct SharedListenerCounts {
+    open: Arc<AtomicUsize>,
+    per_ip: Option<Arc<PerIpLimits>>,
+}
+
 /// The life of one shard: join the mesh, bind the listeners, serve, and stop on shutdown.
 async fn run_shard(
     index: usize,
     cores: usize,
     config: Arc<Config>,
-    mesh: Option<MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>>,
-    shutdown: Arc<AtomicBool>,
-    slots: Arc<Vec<Arc<AtomicUsize>>>,
+    links: ShardLinks,
     ready: mpsc::Sender<Result<(), BootError>>,
 ) {
+    let ShardLinks {
+        mesh,
+        shutdown,
+        shared_counts,
+        reload,
+    } = links;
     // Every shard joins the mesh before anything can fail, or the others would wait forever.
     let (senders, receivers, id) = match mesh {
         Some(mesh) => match mesh.join().await {
@@ -333,24 +399,35 @@ async fn run_shard(
         None => (None, None, 0),
     };
     let peers = Rc::new(Peers::new(id, cores, senders));
-    let shard = Rc::new(Shard::new(
-        id,
-        cores,
-        config.clone(),
-        peers.clone(),
-        shutdown,
-    ));
+    let files = reload.current();
+    let shard =
+        Rc::new(Shard::new(id, cores, config.clone(), peers.clone(), shutdown).with_reload(reload));
 
     let mut listeners = Vec::new();
-    for (listener, open) in config.listener.iter().zip(slots.iter()) {
+    let per_listener = config
+        .listener
+        .iter()
+        .zip(shared_counts.iter())
+        .zip(&files.listeners);
+    for (index, ((listener, counts), loaded)) in per_listener.enumerate() {
+        let state = match ListenerState::new(
+            index,
+            listener,
+            &config.auth,
+            loaded,
+            config.limits.max_packet_size,
+            counts.open.clone(),
+            counts.per_ip.clone(),
+        ) {
+            Ok(state) => Rc::new(state),
+            Err(error) => {
+                let _ = ready.send(Err(BootError::CredentialCache(error.to_string())));
+                return;
+            }
+        };
+        shard.listeners.borrow_mut().push(state.clone());
         match TcpListener::bind(listener.bind) {
-            Ok(bound) => listeners.push((
-                bound,
-                Rc::new(ConnectionSlots {
-                    max: listener.max_connections,
-                    open: open.clone(),
-                }),
-            )),
+            Ok(bound) => listeners.push((bound, state)),
             Err(error) => {
                 let _ = ready.send(Err(BootError::Bind {
                     addr: listener.bind,
@@ -380,8 +457,8 @@ async fn run_shard(
             glommio::spawn_local(peers.clone().drain_backlog(peer)).detach();
         }
     }
-    for (bound, slots) in listeners {
-        glommio::spawn_local(listener::accept_loop(shard.clone(), bound, slots)).detach();
+    for (bound, state) in listeners {
+        glommio::spawn_local(listener::accept_loop(shard.clone(), bound, state)).detach();
     }
     let _ = ready.send(Ok(()));
 
@@ -389,6 +466,7 @@ async fn run_shard(
         // Housekeeping: the shard's clock (keep-alives) and offline sessions.
         glommio::timer::sleep(CLOCK_TICK).await;
         shard.tick();
+        shard.pick_up_reload();
         shard.expire_offline_sessions();
         shard.publish_due_wills().await;
     }

@@ -5,12 +5,13 @@
 //! message crossing cores shares its payload with the publisher's core instead of copying it.
 
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use bytes::BytesMut;
 
-use crate::connection::SlotGuard;
+use crate::auth::ClientIdentity;
+use crate::connection::MovedTransport;
+use crate::listener::ListenerTicket;
 use crate::message::Message;
 use crate::protocol::ConnectV5;
 use crate::router::{MemberState, SharedDelivery};
@@ -162,14 +163,18 @@ pub struct Adoption {
     pub client_id: Arc<str>,
     /// The connection's id (allocated by the accepting core).
     pub conn: ConnId,
-    /// The socket (a duplicate descriptor; the accepting core closed its own).
-    pub socket: OwnedFd,
+    /// The socket, or the relay of a transport that stays on the accepting core.
+    pub transport: MovedTransport,
     /// Bytes read after the CONNECT packet.
     pub buffered: BytesMut,
     /// The CONNECT packet (an MQTT 3.1/3.1.1 one without properties).
     pub connect: Box<ConnectV5>,
     /// The client's address.
     pub addr: SocketAddr,
-    /// The connection's slot in its listener's cap.
-    pub slot: SlotGuard,
+    /// The connection's place in its listener's limits.
+    pub ticket: ListenerTicket,
+    /// The listener it came in through (its index in `config.listener`).
+    pub listener: usize,
+    /// Who the client is for that listener's ACL (`None`: the listener has no ACL).
+    pub identity: Option<ClientIdentity>,
 }

@@ -5,6 +5,7 @@
 //! that are never borrowed across an `.await`. Other cores reach it only by sending a
 //! [`ShardMsg`] (see `message.rs`, the whole cross-core vocabulary).
 
+mod access;
 pub mod boot;
 pub mod message;
 mod peers;
@@ -24,6 +25,7 @@ pub use peers::Peers;
 
 use crate::config::Config;
 use crate::connection::{CloseReason, ConnHandle, KeepAlive, Notify};
+use crate::listener::{ClientAccess, ListenerState, ReloadSource};
 use crate::message::Message;
 use crate::router::{Interest, RetainedStore, SharedGroups, Target};
 use crate::session::{Directory, FlowAction, FlowLimits, SessionState, Subscription};
@@ -48,6 +50,8 @@ pub struct SessionSlot {
     pub last_conn: ConnId,
     /// When the client went away (persistent sessions only).
     pub disconnected_at: Option<Instant>,
+    /// Who the client last connected as, for its listener's ACL (`None`: no ACL applies).
+    pub access: Option<Rc<ClientAccess>>,
 }
 
 /// A connection waiting for the session it claimed (possibly from another core).
@@ -140,6 +144,8 @@ pub struct Counters {
     pub publish_sent: Cell<u64>,
     /// Messages dropped because a subscriber's queue was full.
     pub publish_dropped: Cell<u64>,
+    /// PUBLISH packets (and wills) the ACL did not let their client publish.
+    pub publish_denied: Cell<u64>,
     /// Connections accepted.
     pub connections_accepted: Cell<u64>,
 }
@@ -175,6 +181,12 @@ pub struct Shard {
     next_token: Cell<u64>,
     /// Ticks of [`CLOCK_TICK`] since the shard started (see [`Shard::tick`]).
     clock: Cell<u32>,
+    /// Every configured listener as this core serves it, in `config.listener` order.
+    pub listeners: RefCell<Vec<Rc<ListenerState>>>,
+    /// Where SIGHUP reloads are published (`None` in a shard built without one).
+    pub reload: Option<Arc<ReloadSource>>,
+    /// The reload generation this core has installed.
+    access_generation: Cell<u64>,
 }
 
 /// A request waiting for acknowledgements from other cores (a SUBSCRIBE's barrier, a retained
@@ -209,7 +221,17 @@ impl Shard {
             next_conn: Cell::new(0),
             next_token: Cell::new(1),
             clock: Cell::new(0),
+            listeners: RefCell::new(Vec::new()),
+            reload: None,
+            access_generation: Cell::new(0),
         }
+    }
+
+    /// Attaches the source of SIGHUP reloads (see [`Shard::pick_up_reload`]).
+    #[must_use]
+    pub fn with_reload(mut self, source: Arc<ReloadSource>) -> Self {
+        self.reload = Some(source);
+        self
     }
 
     /// The shard's coarse clock, in ticks of [`CLOCK_TICK`]: what a connection records when

@@ -1,10 +1,12 @@
 """A hydrant broker run as a child process, observed through its stdout and stderr.
 
-The broker is started on 127.0.0.1 port 0 and announces its port and readiness on stdout
-(see the broker contract: `hydrant: listening on ADDR (mqtt)`, `hydrant: ready (N cores)`).
+The broker is started on 127.0.0.1 port 0 and announces its ports and readiness on stdout
+(see the broker contract: `hydrant: listening on ADDR (PROTOCOL)` once per listener, e.g.
+`(mqtt)`, `(mqtt+tls)`, `(ws)`, `(wss)`, then `hydrant: ready (N cores)`).
 Its stderr (tracing logs) is collected by a thread so tests can wait for log lines.
 """
 
+import json
 import os
 import re
 import signal
@@ -19,7 +21,7 @@ DEFAULT_BINARY = REPO_ROOT / "target" / "debug" / "hydrant"
 READY_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
 
-_LISTENING = re.compile(r"^hydrant: listening on 127\.0\.0\.1:(\d+) \(mqtt\)$")
+_LISTENING = re.compile(r"^hydrant: listening on (\S+):(\d+) \(([a-z0-9+]+)\)$")
 _READY = re.compile(r"^hydrant: ready \((\d+) cores?\)$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _FIELD = re.compile(r'(\w+)=("[^"]*"|\S+)')
@@ -48,6 +50,26 @@ def log_fields(line: str) -> dict:
     return {key: value.strip('"') for key, value in _FIELD.findall(line)}
 
 
+def toml_value(value) -> str:
+    """A Python value (bool, int, str, path, list of those) written as a TOML value."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    return json.dumps(str(value))
+
+
+def listener_toml(protocol: str = "mqtt", bind: str = "127.0.0.1:0", **keys) -> str:
+    """One `[[listener]]` table: its transport, a loopback address with a free port (unless
+    `bind` says otherwise) and any other listener keys (`certfile=path`, `acl_file=path`,
+    `allow_anonymous=False`, ...)."""
+    lines = ["[[listener]]", f"bind = {toml_value(bind)}", f"protocol = {toml_value(protocol)}"]
+    lines += [f"{key} = {toml_value(value)}" for key, value in keys.items()]
+    return "\n".join(lines) + "\n"
+
+
 class Broker:
     """A running hydrant process: its port, its logs, and a clean SIGTERM shutdown."""
 
@@ -59,6 +81,7 @@ class Broker:
         self.args += list(extra_args)
         self.cores = cores
         self.port: int | None = None
+        self.ports: dict[str, list[int]] = {}
         self._stdout: list[str] = []
         self._stderr: list[str] = []
         self._changed = threading.Condition()
@@ -91,8 +114,11 @@ class Broker:
             with self._changed:
                 self._stdout.append(line)
                 listening = _LISTENING.match(line)
-                if listening and self.port is None:
-                    self.port = int(listening.group(1))
+                if listening:
+                    port, protocol = int(listening.group(2)), listening.group(3)
+                    self.ports.setdefault(protocol, []).append(port)
+                    if protocol == "mqtt" and self.port is None:
+                        self.port = port
                 if _READY.match(line):
                     self._ready = True
                 self._changed.notify_all()
@@ -138,6 +164,19 @@ class Broker:
                 "hydrant printed `hydrant: ready` but no `hydrant: listening on "
                 f"127.0.0.1:PORT (mqtt)` line before it; stdout:\n{self.stdout()}"
             )
+
+    def port_of(self, protocol: str, index: int = 0) -> int:
+        """The port of the `index`-th listener speaking `protocol` (`mqtt`, `mqtt+tls`, `ws`,
+        `wss`), from its `hydrant: listening on` line; fails when there is no such listener."""
+        with self._changed:
+            ports = self.ports.get(protocol, [])
+            if index < len(ports):
+                return ports[index]
+            announced = dict(self.ports)
+        raise BrokerError(
+            f"no listener #{index} with protocol {protocol!r}; the broker announced {announced}"
+            f"; stdout:\n{self.stdout()}"
+        )
 
     def stdout(self) -> str:
         """Everything the broker printed on stdout so far."""
@@ -188,6 +227,26 @@ class Broker:
         """Waits for the `client disconnected` line of a client; returns its fields."""
         line = self.wait_for_log(f"client disconnected client_id={client_id} ", timeout, since)
         return log_fields(line)
+
+    def send_signal(self, signum: int) -> None:
+        """Sends a signal (e.g. `signal.SIGHUP`) to the running broker."""
+        if self.process.poll() is not None:
+            raise BrokerError(
+                f"cannot send signal {signum}: hydrant already exited with status "
+                f"{self.process.returncode}. Log:\n{self.logs()}"
+            )
+        self.process.send_signal(signum)
+
+    def reload(self, timeout: float = 10.0) -> str:
+        """Sends SIGHUP and waits for the `configuration reloaded` log line it causes; when
+        that line names a core (`core=K`, one line per shard), waits for every shard's."""
+        mark = self.log_mark()
+        self.send_signal(signal.SIGHUP)
+        first = self.wait_for_log("configuration reloaded", timeout, since=mark)
+        if "core" not in log_fields(first):
+            return first
+        return self.wait_for_log("configuration reloaded", timeout, since=mark,
+                                 count=self.cores)
 
     def stop(self, check: bool = True) -> int:
         """Sends SIGTERM and waits; with `check`, the broker must exit 0 and not panic."""

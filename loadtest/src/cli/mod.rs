@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::transport::Transport;
+
 /// A load generator for MQTT brokers: reproduces the classic broker load tests and reports
 /// throughput, loss and latency histograms.
 #[derive(Parser, Debug)]
@@ -57,9 +59,33 @@ pub struct TargetArgs {
     /// Broker host name or address.
     #[arg(long, visible_alias = "hostname", default_value = "127.0.0.1")]
     pub host: String,
-    /// Broker MQTT port.
+    /// Broker port (of the listener speaking --transport).
     #[arg(long, default_value_t = 1883)]
     pub port: u16,
+    /// How clients reach the broker: MQTT over TCP, over TLS, over WebSocket, or over
+    /// WebSocket over TLS.
+    #[arg(long, value_enum, default_value_t = Transport::Mqtt)]
+    pub transport: Transport,
+    /// PEM CA certificates the broker's certificate must be signed by (mqtt+tls, wss)
+    /// [default: the system's, $SSL_CERT_FILE or /etc/ssl/certs/ca-certificates.crt].
+    #[arg(long, value_name = "PATH")]
+    pub cafile: Option<PathBuf>,
+    /// Do not verify the broker's certificate (self-signed benchmarking only).
+    #[arg(long, conflicts_with = "cafile")]
+    pub insecure: bool,
+    /// PEM client certificate chain every client presents when the broker asks (needs
+    /// --keyfile).
+    #[arg(long, value_name = "PATH", requires = "keyfile")]
+    pub certfile: Option<PathBuf>,
+    /// PEM private key of --certfile.
+    #[arg(long, value_name = "PATH", requires = "certfile")]
+    pub keyfile: Option<PathBuf>,
+    /// Name the broker's certificate must be valid for, also sent as SNI [default: --host].
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
+    /// HTTP path of the WebSocket upgrade (ws, wss).
+    #[arg(long, value_name = "PATH", default_value = "/mqtt")]
+    pub ws_path: String,
     /// User name every client sends.
     #[arg(long)]
     pub username: Option<String>,
@@ -69,7 +95,8 @@ pub struct TargetArgs {
     /// Keep-alive in seconds every client announces (0 = off; runs never idle that long).
     #[arg(long, default_value_t = 0)]
     pub keepalive: u16,
-    /// Longest wait for a TCP connect, CONNACK, SUBACK or acknowledgement.
+    /// Longest wait for a TCP connect, TLS handshake, WebSocket upgrade, CONNACK, SUBACK or
+    /// acknowledgement.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
     /// Generator threads (glommio executors), each running a share of the clients.
@@ -280,8 +307,9 @@ pub struct PymqttbenchArgs {
     /// Behave as the original was meant to: honour --msg-size, --qos and --topic.
     #[arg(long)]
     pub intended: bool,
-    /// TLS CA file (TLS is not supported by the generator yet).
-    #[arg(long)]
+    /// The original's TLS option: CA file of the broker's certificate; turns TLS on (as
+    /// --transport mqtt+tls --cafile, or the CA of --transport wss).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["cafile", "insecure"])]
     pub cacert: Option<PathBuf>,
     /// Where the broker is and how clients connect.
     #[command(flatten, next_help_heading = "Broker")]

@@ -341,6 +341,9 @@ async fn publish_persistent(
             connection.queue(&Packet::PingReq);
         }
         batch.clear();
+        // Batch offsets count from the first unwritten byte, which may sit in the link (a
+        // WebSocket frame in progress) ahead of the write buffer.
+        let ahead = connection.pending_output() - connection.outbound().len();
         let out = connection.outbound();
         while (batch.len() as u64) < allowance && out.len() < MAX_BATCH_BYTES {
             let packet_id = if acknowledged {
@@ -352,7 +355,7 @@ async fn publish_persistent(
                 break;
             }
             let at = factory.encode_next(out, packet_id, now_ns);
-            batch.push((at, out.len()));
+            batch.push((at, ahead + out.len()));
         }
         let queued = connection.pending_output();
         if queued > 0 {

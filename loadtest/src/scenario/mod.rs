@@ -21,6 +21,8 @@ use crate::plan::{
     impossible, PayloadSpec, Plan, PlanError, PublishMode, PublisherPlan, SubscriberPlan, Target,
     Timing,
 };
+use crate::transport::tls::TlsOptions;
+use crate::transport::TransportSetup;
 
 /// Default payload size of the publishing scenarios.
 pub const DEFAULT_SIZE: usize = 64;
@@ -90,18 +92,20 @@ fn base_plan(
     if prefix.is_empty() || prefix.len() > 64 {
         return Err(impossible("--client-id-prefix must be 1 to 64 characters"));
     }
+    let transport = transport_setup(args)?;
     Ok(Plan {
         scenario,
         description,
         target: Target {
             addr,
-            display: format!("{}:{}", args.host, args.port),
+            display: transport.describe(&args.host, args.port),
             connect: ConnectOptions {
                 addr,
                 username: args.username.clone(),
                 password: Plan::password_bytes(args.password.as_deref()),
                 keep_alive: args.keepalive,
                 timeout: args.connect_timeout,
+                transport,
             },
             client_id_prefix: prefix,
         },
@@ -116,6 +120,41 @@ fn base_plan(
         cores: args.cores,
         seed: args.seed.unwrap_or(u64::from(pid)),
     })
+}
+
+/// The transport of `args`: TLS options are refused for transports without TLS, so that a
+/// forgotten `--transport` is not a silent plain-text run.
+fn transport_setup(args: &TargetArgs) -> Result<TransportSetup, PlanError> {
+    let tls_options = [
+        ("--cafile", args.cafile.is_some()),
+        ("--insecure", args.insecure),
+        ("--certfile", args.certfile.is_some()),
+        ("--server-name", args.server_name.is_some()),
+    ];
+    if !args.transport.uses_tls() {
+        if let Some((option, _)) = tls_options.iter().find(|(_, given)| *given) {
+            return Err(impossible(format!(
+                "{option} is a TLS option: add --transport mqtt+tls or --transport wss"
+            )));
+        }
+    }
+    let tls = TlsOptions {
+        cafile: args.cafile.clone(),
+        certfile: args.certfile.clone(),
+        keyfile: args.keyfile.clone(),
+        insecure: args.insecure,
+        server_name: args
+            .server_name
+            .clone()
+            .unwrap_or_else(|| args.host.clone()),
+    };
+    Ok(TransportSetup::new(
+        args.transport,
+        &args.host,
+        args.port,
+        Some(&tls),
+        &args.ws_path,
+    )?)
 }
 
 /// The timed plan of a publishing scenario.
@@ -316,7 +355,25 @@ mod tests {
             "5"
         ])
         .is_err());
-        assert!(scenario(&["pymqttbench", "--cacert", "ca.pem"]).is_err());
+        assert!(scenario(&["fanout", "--cafile", "ca.pem"]).is_err());
+        assert!(scenario(&["fanout", "--transport", "ws", "--insecure"]).is_err());
+        assert!(scenario(&["fanout", "--transport", "ws", "--ws-path", "mqtt"]).is_err());
+        let missing_ca = [
+            "fanout",
+            "--transport",
+            "wss",
+            "--cafile",
+            "/nonexistent.pem",
+        ];
+        assert!(matches!(
+            scenario(&missing_ca),
+            Err(PlanError::Transport(_))
+        ));
+        // pymqttbench's --cacert turns TLS on, so its CA file is read.
+        assert!(matches!(
+            scenario(&["pymqttbench", "--cacert", "/nonexistent.pem"]),
+            Err(PlanError::Transport(_))
+        ));
         assert!(scenario(&["conns", "--connections", "0"]).is_err());
     }
 }

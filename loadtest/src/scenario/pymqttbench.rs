@@ -16,23 +16,33 @@ use hydrant::protocol::QoS;
 use serde::Serialize;
 
 use super::{base_plan, count, filter, qos, topic};
-use crate::cli::PymqttbenchArgs;
+use crate::cli::{PymqttbenchArgs, TargetArgs};
 use crate::engine::RunOutcome;
 use crate::payload::HEADER_LEN;
 use crate::plan::{
     impossible, PayloadSpec, Plan, PlanError, PublishMode, PublisherPlan, SubscriberPlan, Timing,
 };
+use crate::transport::Transport;
 
 /// The original's base topic.
 pub const BASE_TOPIC: &str = "pybench";
 
+/// The target options with the original's `--cacert` applied: it names the CA and turns TLS
+/// on (WebSocket stays WebSocket, over TLS).
+fn with_cacert(args: &PymqttbenchArgs) -> TargetArgs {
+    let mut target = args.target.clone();
+    if let Some(cacert) = &args.cacert {
+        target.cafile = Some(cacert.clone());
+        target.transport = match target.transport {
+            Transport::Ws | Transport::Wss => Transport::Wss,
+            Transport::Mqtt | Transport::MqttTls => Transport::MqttTls,
+        };
+    }
+    target
+}
+
 /// The plan of a pymqttbench run.
 pub fn plan(args: &PymqttbenchArgs) -> Result<Plan, PlanError> {
-    if args.cacert.is_some() {
-        return Err(impossible(
-            "--cacert: TLS is not supported by the generator yet; run against a plain MQTT port",
-        ));
-    }
     if args.pub_count.saturating_mul(args.pub_clients as u64) < args.sub_count {
         return Err(impossible(
             "The configured number of publisher clients and published message count is too \
@@ -98,7 +108,7 @@ pub fn plan(args: &PymqttbenchArgs) -> Result<Plan, PlanError> {
     let mut plan = base_plan(
         "pymqttbench",
         description,
-        &args.target,
+        &with_cacert(args),
         Timing::UntilPublished {
             timeout: Duration::from_secs(args.pub_timeout),
         },

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Measures how fast hydrant accepts CONNECTs that carry a user name and password, with and
+# without the credential cache (`[auth] credential_cache_size`), for both kinds of password
+# hash: Mosquitto's `$7$` (PBKDF2-SHA512) and hydrant's default argon2id. Each run opens
+# CONNECTIONS connections as fast as the load generator can (`conns --connect-rate 0`), all with
+# the same user and password, as the firehose's once-per-message publishers do, against a
+# freshly started broker on a loopback port. Prints one table; per-run JSON goes to OUT.
+#
+#   scripts/bench-connect-auth.sh
+#   CONNECTIONS=5000 ROUNDS=3 scripts/bench-connect-auth.sh
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+
+ROUNDS="${ROUNDS:-2}"
+CONNECTIONS="${CONNECTIONS:-3000}"
+CORES="${CORES:-2}"
+PORT="${PORT:-18893}"
+OUT="${OUT:-target/bench/auth-$(date -u +%Y%m%dT%H%M%SZ)}"
+RUN_TIMEOUT=120
+
+say() { printf '%s\n' "$*" >&2; }
+
+wait_port() {
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    say "nothing listens on 127.0.0.1:$1"
+    return 1
+}
+
+say "building release binaries"
+cargo build --release -q --bin hydrant -p hydrant
+cargo build --release -q -p hydrant-loadtest
+mkdir -p "$OUT"
+WORK="$(mktemp -d)"
+BROKER_PID=""
+cleanup() {
+    [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# One password file per hash kind, each with the user "bench" and password "secret".
+printf 'secret\n' | "$BIN_DIR/hydrant" passwd -c --pbkdf2 "$WORK/pbkdf2.passwd" bench
+printf 'secret\n' | "$BIN_DIR/hydrant" passwd -c "$WORK/argon2id.passwd" bench
+
+for round in $(seq 1 "$ROUNDS"); do
+    for hash in pbkdf2 argon2id; do
+        for cache in 0 1024; do
+            config="$WORK/$hash-$cache.toml"
+            cat >"$config" <<EOF
+[[listener]]
+bind = "127.0.0.1:$PORT"
+allow_anonymous = false
+password_file = "$WORK/$hash.passwd"
+[auth]
+credential_cache_size = $cache
+EOF
+            "$BIN_DIR/hydrant" --config "$config" --cores "$CORES" >/dev/null 2>"$OUT/r$round-$hash-$cache.log" &
+            BROKER_PID=$!
+            wait_port "$PORT"
+            say "round $round: $hash, credential_cache_size = $cache"
+            timeout -k 5 "$RUN_TIMEOUT" "$BIN_DIR/hydrant-loadtest" conns --port "$PORT" \
+                --connections "$CONNECTIONS" --connect-rate 0 --duration 1s \
+                --username bench --password secret --broker-pid "$BROKER_PID" \
+                --json "$OUT/r$round-$hash-$cache.json" >"$OUT/r$round-$hash-$cache.txt"
+            kill "$BROKER_PID"
+            wait "$BROKER_PID" 2>/dev/null || true
+            BROKER_PID=""
+        done
+    done
+done
+
+python3 - "$OUT" <<'EOF'
+import glob, json, os, statistics, sys
+out = sys.argv[1]
+rates = {}
+for path in sorted(glob.glob(os.path.join(out, "r*-*.json"))):
+    _, hash_kind, cache = os.path.basename(path)[:-5].split("-")
+    with open(path) as f:
+        report = json.load(f)
+    rates.setdefault((hash_kind, cache), []).append(report["conns"]["connects_per_s"])
+lines = ["| password hash | cache off (connects/s) | cache on (connects/s) | on/off |",
+         "|---|---:|---:|---:|"]
+for hash_kind in ("pbkdf2", "argon2id"):
+    off = statistics.median(rates[(hash_kind, "0")])
+    on = statistics.median(rates[(hash_kind, "1024")])
+    lines.append(f"| {hash_kind} | {off:,.0f} | {on:,.0f} | {on / off:.1f}x |")
+table = "\n".join(lines)
+print(table)
+with open(os.path.join(out, "summary.md"), "w") as f:
+    f.write(table + "\n")
+EOF

@@ -1,0 +1,177 @@
+//! Transports a listener speaks: plain TCP, TLS, WebSocket and secure WebSocket.
+//!
+//! Whatever the listener, a connection ends up as one [`Transport`]: a byte stream that the
+//! connection's reader and writer use through `AsyncRead` and `AsyncWrite`, blind to how the
+//! bytes travel. An [`Acceptor`] (one per listener per core) turns an accepted TCP socket into
+//! a `Transport`: it runs the TLS handshake ([`tls`]) and/or the WebSocket upgrade
+//! ([`websocket`]) first.
+//!
+//! Writes to a TLS or WebSocket transport may stay in that layer's buffer when the socket is
+//! full, so a writer must `flush` after each batch (a no-op for plain TCP) and `close` at the
+//! end (which sends TLS close_notify and the WebSocket Close frame).
+
+mod acceptor;
+mod carrier;
+mod sync_io;
+#[cfg(test)]
+pub(crate) mod testing;
+pub mod tls;
+pub mod websocket;
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_lite::{AsyncRead, AsyncWrite};
+use futures_rustls::server::TlsStream;
+use glommio::net::TcpStream;
+
+use crate::connection::RelayStream;
+
+pub use acceptor::{AcceptError, Accepted, Acceptor};
+pub use carrier::Carrier;
+pub use tls::{load_server_config, TlsError, TlsFiles};
+pub use websocket::{UpgradeError, UpgradeRefusal, WebSocketSettings, WebSocketStream};
+
+/// One client connection's byte stream, whatever carries it.
+///
+/// Only [`Transport::Tcp`] is a bare kernel socket that can be handed to another core; the
+/// others keep protocol state (TLS session, WebSocket framing) in this core's memory.
+pub enum Transport {
+    /// MQTT straight over TCP.
+    Tcp(TcpStream),
+    /// MQTT over TLS over TCP (boxed: a TLS session is large).
+    Tls(Box<TlsStream<TcpStream>>),
+    /// MQTT in WebSocket binary frames, over TCP or TLS.
+    WebSocket(Box<WebSocketStream>),
+    /// The bytes of a TLS or WebSocket connection accepted by another core, relayed to this
+    /// one, which holds the client's session (see `connection::relay`).
+    Relay(Box<RelayStream>),
+}
+
+/// Which kind of [`Transport`] a connection uses, named as in a listener's `protocol` key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransportKind {
+    /// `mqtt`: plain TCP.
+    Tcp,
+    /// `mqtt+tls`: TLS.
+    Tls,
+    /// `ws`: WebSocket over TCP.
+    WebSocket,
+    /// `wss`: WebSocket over TLS.
+    SecureWebSocket,
+    /// A TLS or WebSocket connection relayed from the core that accepted it.
+    Relay,
+}
+
+impl TransportKind {
+    /// The listener `protocol` value for this kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::Tcp => "mqtt",
+            TransportKind::Tls => "mqtt+tls",
+            TransportKind::WebSocket => "ws",
+            TransportKind::SecureWebSocket => "wss",
+            TransportKind::Relay => "relay",
+        }
+    }
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Transport {
+    /// The client's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Transport::Tcp(stream) => Ok(stream.peer_addr()?),
+            Transport::Tls(stream) => Ok(stream.get_ref().0.peer_addr()?),
+            Transport::WebSocket(stream) => stream.get_ref().peer_addr(),
+            Transport::Relay(stream) => Ok(stream.peer_addr()),
+        }
+    }
+
+    /// Which kind of transport this is (for logs and counters).
+    pub fn kind(&self) -> TransportKind {
+        match self {
+            Transport::Tcp(_) => TransportKind::Tcp,
+            Transport::Tls(_) => TransportKind::Tls,
+            Transport::WebSocket(stream) => match stream.get_ref() {
+                Carrier::Tcp(_) => TransportKind::WebSocket,
+                Carrier::Tls(_) => TransportKind::SecureWebSocket,
+            },
+            Transport::Relay(_) => TransportKind::Relay,
+        }
+    }
+
+    /// The bare TCP socket, when this transport is one: the only kind whose connection can be
+    /// handed to another core (as a duplicated descriptor).
+    pub fn as_tcp(&self) -> Option<&TcpStream> {
+        match self {
+            Transport::Tcp(stream) => Some(stream),
+            Transport::Tls(_) | Transport::WebSocket(_) | Transport::Relay(_) => None,
+        }
+    }
+}
+
+impl From<Carrier> for Transport {
+    fn from(carrier: Carrier) -> Transport {
+        match carrier {
+            Carrier::Tcp(stream) => Transport::Tcp(stream),
+            Carrier::Tls(stream) => Transport::Tls(stream),
+        }
+    }
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Tcp(stream) => Pin::new(stream).poll_read(cx, buf),
+            Transport::Tls(stream) => Pin::new(&mut **stream).poll_read(cx, buf),
+            Transport::WebSocket(stream) => Pin::new(&mut **stream).poll_read(cx, buf),
+            Transport::Relay(stream) => Pin::new(&mut **stream).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Tcp(stream) => Pin::new(stream).poll_write(cx, buf),
+            Transport::Tls(stream) => Pin::new(&mut **stream).poll_write(cx, buf),
+            Transport::WebSocket(stream) => Pin::new(&mut **stream).poll_write(cx, buf),
+            Transport::Relay(stream) => Pin::new(&mut **stream).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Tcp(stream) => Pin::new(stream).poll_flush(cx),
+            Transport::Tls(stream) => Pin::new(&mut **stream).poll_flush(cx),
+            Transport::WebSocket(stream) => Pin::new(&mut **stream).poll_flush(cx),
+            Transport::Relay(stream) => Pin::new(&mut **stream).poll_flush(cx),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Tcp(stream) => Pin::new(stream).poll_close(cx),
+            Transport::Tls(stream) => Pin::new(&mut **stream).poll_close(cx),
+            Transport::WebSocket(stream) => Pin::new(&mut **stream).poll_close(cx),
+            Transport::Relay(stream) => Pin::new(&mut **stream).poll_close(cx),
+        }
+    }
+}
