@@ -4,7 +4,9 @@
 # hash: Mosquitto's `$7$` (PBKDF2-SHA512) and hydrant's default argon2id. Each run opens
 # CONNECTIONS connections as fast as the load generator can (`conns --connect-rate 0`), all with
 # the same user and password, as the firehose's once-per-message publishers do, against a
-# freshly started broker on a loopback port. Prints one table; per-run JSON goes to OUT.
+# freshly started broker on a loopback port. Mosquitto (Debian's, installed if missing) is
+# measured in the same rounds with the same `$7$` file, for comparison. Prints one table;
+# per-run JSON goes to OUT.
 #
 #   scripts/bench-connect-auth.sh
 #   CONNECTIONS=5000 ROUNDS=3 scripts/bench-connect-auth.sh
@@ -32,6 +34,26 @@ wait_port() {
     done
     say "nothing listens on 127.0.0.1:$1"
     return 1
+}
+
+if ! command -v mosquitto >/dev/null 2>&1; then
+    say "installing Debian's mosquitto"
+    sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto >/dev/null
+fi
+
+# Opens the connections against the broker BROKER_PID listens for; writes OUT/r<round>-<name>.json.
+measure() {
+    local name=$1
+    timeout -k 5 "$RUN_TIMEOUT" "$BIN_DIR/hydrant-loadtest" conns --port "$PORT" \
+        --connections "$CONNECTIONS" --connect-rate 0 --duration 1s \
+        --username bench --password secret --broker-pid "$BROKER_PID" \
+        --json "$OUT/r$round-$name.json" >"$OUT/r$round-$name.txt"
+    kill "$BROKER_PID"
+    wait "$BROKER_PID" 2>/dev/null || true
+    BROKER_PID=""
 }
 
 say "building release binaries"
@@ -66,15 +88,22 @@ EOF
             BROKER_PID=$!
             wait_port "$PORT"
             say "round $round: $hash, credential_cache_size = $cache"
-            timeout -k 5 "$RUN_TIMEOUT" "$BIN_DIR/hydrant-loadtest" conns --port "$PORT" \
-                --connections "$CONNECTIONS" --connect-rate 0 --duration 1s \
-                --username bench --password secret --broker-pid "$BROKER_PID" \
-                --json "$OUT/r$round-$hash-$cache.json" >"$OUT/r$round-$hash-$cache.txt"
-            kill "$BROKER_PID"
-            wait "$BROKER_PID" 2>/dev/null || true
-            BROKER_PID=""
+            measure "$hash-$cache"
         done
     done
+    {
+        echo "listener $PORT 127.0.0.1"
+        echo "allow_anonymous false"
+        echo "password_file $WORK/pbkdf2.passwd"
+        echo "persistence false"
+        echo "connection_messages false"
+        echo "log_dest none"
+    } >"$WORK/mosquitto.conf"
+    mosquitto -c "$WORK/mosquitto.conf" &
+    BROKER_PID=$!
+    wait_port "$PORT"
+    say "round $round: mosquitto, the same \$7\$ file"
+    measure "mosquitto-pbkdf2"
 done
 
 python3 - "$OUT" <<'EOF'
@@ -82,16 +111,20 @@ import glob, json, os, statistics, sys
 out = sys.argv[1]
 rates = {}
 for path in sorted(glob.glob(os.path.join(out, "r*-*.json"))):
-    _, hash_kind, cache = os.path.basename(path)[:-5].split("-")
+    _, first, second = os.path.basename(path)[:-5].split("-")
     with open(path) as f:
         report = json.load(f)
-    rates.setdefault((hash_kind, cache), []).append(report["conns"]["connects_per_s"])
-lines = ["| password hash | cache off (connects/s) | cache on (connects/s) | on/off |",
-         "|---|---:|---:|---:|"]
+    rates.setdefault((first, second), []).append(report["conns"]["connects_per_s"])
+mosquitto = statistics.median(rates[("mosquitto", "pbkdf2")])
+lines = ["| password hash | hydrant, cache off (connects/s) | hydrant, cache on (connects/s) "
+         "| on/off | Mosquitto (connects/s) | hydrant cache on / Mosquitto |",
+         "|---|---:|---:|---:|---:|---:|"]
 for hash_kind in ("pbkdf2", "argon2id"):
     off = statistics.median(rates[(hash_kind, "0")])
     on = statistics.median(rates[(hash_kind, "1024")])
-    lines.append(f"| {hash_kind} | {off:,.0f} | {on:,.0f} | {on / off:.1f}x |")
+    theirs = (f"{mosquitto:,.0f} | {on / mosquitto:.2f}x" if hash_kind == "pbkdf2"
+              else "n/a (reads no argon2id) | n/a")
+    lines.append(f"| {hash_kind} | {off:,.0f} | {on:,.0f} | {on / off:.1f}x | {theirs} |")
 table = "\n".join(lines)
 print(table)
 with open(os.path.join(out, "summary.md"), "w") as f:

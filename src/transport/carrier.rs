@@ -2,12 +2,11 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-use futures_lite::{AsyncRead, AsyncWrite};
 use futures_rustls::server::TlsStream;
 use glommio::net::TcpStream;
+
+use super::forward::forward_async_io;
 
 /// An accepted connection after its TLS handshake, if any: what a WebSocket upgrade reads
 /// from and writes to.
@@ -28,42 +27,4 @@ impl Carrier {
     }
 }
 
-impl AsyncRead for Carrier {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Carrier::Tcp(stream) => Pin::new(stream).poll_read(cx, buf),
-            Carrier::Tls(stream) => Pin::new(&mut **stream).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Carrier {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Carrier::Tcp(stream) => Pin::new(stream).poll_write(cx, buf),
-            Carrier::Tls(stream) => Pin::new(&mut **stream).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Carrier::Tcp(stream) => Pin::new(stream).poll_flush(cx),
-            Carrier::Tls(stream) => Pin::new(&mut **stream).poll_flush(cx),
-        }
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Carrier::Tcp(stream) => Pin::new(stream).poll_close(cx),
-            Carrier::Tls(stream) => Pin::new(&mut **stream).poll_close(cx),
-        }
-    }
-}
+forward_async_io!(Carrier { Tcp, Tls });

@@ -12,6 +12,7 @@
 
 mod acceptor;
 mod carrier;
+mod forward;
 mod sync_io;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -21,14 +22,12 @@ pub mod websocket;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-use futures_lite::{AsyncRead, AsyncWrite};
 use futures_rustls::server::TlsStream;
 use glommio::net::TcpStream;
 
 use crate::connection::RelayStream;
+use forward::forward_async_io;
 
 pub use acceptor::{AcceptError, Accepted, Acceptor};
 pub use carrier::Carrier;
@@ -128,50 +127,9 @@ impl From<Carrier> for Transport {
     }
 }
 
-impl AsyncRead for Transport {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Transport::Tcp(stream) => Pin::new(stream).poll_read(cx, buf),
-            Transport::Tls(stream) => Pin::new(&mut **stream).poll_read(cx, buf),
-            Transport::WebSocket(stream) => Pin::new(&mut **stream).poll_read(cx, buf),
-            Transport::Relay(stream) => Pin::new(&mut **stream).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Transport {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Transport::Tcp(stream) => Pin::new(stream).poll_write(cx, buf),
-            Transport::Tls(stream) => Pin::new(&mut **stream).poll_write(cx, buf),
-            Transport::WebSocket(stream) => Pin::new(&mut **stream).poll_write(cx, buf),
-            Transport::Relay(stream) => Pin::new(&mut **stream).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Tcp(stream) => Pin::new(stream).poll_flush(cx),
-            Transport::Tls(stream) => Pin::new(&mut **stream).poll_flush(cx),
-            Transport::WebSocket(stream) => Pin::new(&mut **stream).poll_flush(cx),
-            Transport::Relay(stream) => Pin::new(&mut **stream).poll_flush(cx),
-        }
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Tcp(stream) => Pin::new(stream).poll_close(cx),
-            Transport::Tls(stream) => Pin::new(&mut **stream).poll_close(cx),
-            Transport::WebSocket(stream) => Pin::new(&mut **stream).poll_close(cx),
-            Transport::Relay(stream) => Pin::new(&mut **stream).poll_close(cx),
-        }
-    }
-}
+forward_async_io!(Transport {
+    Tcp,
+    Tls,
+    WebSocket,
+    Relay
+});

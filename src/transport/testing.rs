@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_tungstenite::tungstenite;
-use futures_lite::{AsyncRead, AsyncWrite};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
@@ -172,6 +172,19 @@ pub(crate) async fn within<T>(future: impl Future<Output = T>) -> T {
         panic!("a test step took longer than {STEP_TIMEOUT:?}");
     })
     .await
+}
+
+/// Writes `bytes` to `from` and flushes, then checks that `to` reads exactly those bytes.
+pub(crate) async fn pass_bytes(
+    from: &mut (impl AsyncWrite + Unpin),
+    to: &mut (impl AsyncRead + Unpin),
+    bytes: &[u8],
+) {
+    from.write_all(bytes).await.expect("write");
+    from.flush().await.expect("flush");
+    let mut received = vec![0u8; bytes.len()];
+    within(to.read_exact(&mut received)).await.expect("read");
+    assert_eq!(received, bytes);
 }
 
 /// Listens on an ephemeral loopback port and accepts one connection through `acceptor`.

@@ -230,9 +230,17 @@ mod tests {
 
     use super::*;
     use crate::transport::testing::{
-        accept_one, run, tls_connect, within, ClientAuth, TestPki, TlsVersion,
+        accept_one, pass_bytes, run, tls_connect, within, ClientAuth, TestPki, TlsVersion,
     };
     use crate::transport::{Acceptor, Transport};
+
+    /// The message `load_server_config` refuses `files` with (empty when it accepts them).
+    fn refusal(files: &TlsFiles) -> String {
+        load_server_config(files)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
 
     #[test]
     fn a_mismatched_key_is_refused_naming_the_key_file() {
@@ -241,13 +249,12 @@ mod tests {
             keyfile: pki.client_key.clone(),
             ..pki.server_files(None, false)
         };
-        let error = load_server_config(&files).err().map(|e| e.to_string());
         let expected = format!(
             "{}: the private key does not match the certificate in {}",
             pki.client_key.display(),
             pki.server_cert.display()
         );
-        assert_eq!(error.as_deref(), Some(expected.as_str()));
+        assert_eq!(refusal(&files), expected);
     }
 
     #[test]
@@ -257,54 +264,38 @@ mod tests {
         let empty = pki.dir.path().join("empty.pem");
         std::fs::write(&empty, "").expect("write empty file");
 
-        let error = load_server_config(&TlsFiles {
-            certfile: missing.clone(),
-            ..pki.server_files(None, false)
-        })
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-        assert!(
-            error.starts_with(&format!("cannot read {}: ", missing.display())),
-            "{error}"
-        );
-
-        let error = load_server_config(&TlsFiles {
-            certfile: empty.clone(),
-            ..pki.server_files(None, false)
-        })
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-        assert!(
-            error.starts_with(&format!("{}: no certificate found", empty.display())),
-            "{error}"
-        );
-
-        // A certificate where the key should be.
-        let error = load_server_config(&TlsFiles {
-            keyfile: pki.server_cert.clone(),
-            ..pki.server_files(None, false)
-        })
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-        assert!(
-            error.starts_with(&format!(
-                "{}: no private key found",
-                pki.server_cert.display()
-            )),
-            "{error}"
-        );
-
-        let error = load_server_config(&pki.server_files(Some(empty.clone()), false))
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(
-            error.starts_with(&format!("{}: no certificate found", empty.display())),
-            "{error}"
-        );
+        let cases = [
+            (
+                TlsFiles {
+                    certfile: missing.clone(),
+                    ..pki.server_files(None, false)
+                },
+                format!("cannot read {}: ", missing.display()),
+            ),
+            (
+                TlsFiles {
+                    certfile: empty.clone(),
+                    ..pki.server_files(None, false)
+                },
+                format!("{}: no certificate found", empty.display()),
+            ),
+            // A certificate where the key should be.
+            (
+                TlsFiles {
+                    keyfile: pki.server_cert.clone(),
+                    ..pki.server_files(None, false)
+                },
+                format!("{}: no private key found", pki.server_cert.display()),
+            ),
+            (
+                pki.server_files(Some(empty.clone()), false),
+                format!("{}: no certificate found", empty.display()),
+            ),
+        ];
+        for (files, expected_start) in cases {
+            let error = refusal(&files);
+            assert!(error.starts_with(&expected_start), "{error}");
+        }
     }
 
     #[test]
@@ -336,21 +327,8 @@ mod tests {
                     client.get_ref().0.local_addr().ok()
                 );
 
-                client.write_all(b"\x10\x0cup").await.expect("client write");
-                client.flush().await.expect("client flush");
-                let mut received = [0u8; 4];
-                within(transport.read_exact(&mut received))
-                    .await
-                    .expect("server read");
-                assert_eq!(&received, b"\x10\x0cup");
-
-                transport.write_all(b"\x20\x02down").await.expect("write");
-                transport.flush().await.expect("flush");
-                let mut received = [0u8; 6];
-                within(client.read_exact(&mut received))
-                    .await
-                    .expect("client read");
-                assert_eq!(&received, b"\x20\x02down");
+                pass_bytes(&mut client, &mut transport, b"\x10\x0cup").await;
+                pass_bytes(&mut transport, &mut client, b"\x20\x02down").await;
 
                 transport.close().await.expect("close");
                 let mut rest = Vec::new();
@@ -447,13 +425,7 @@ mod tests {
                 .expect("accepted with the new certificate");
 
             // The connection made before the reload goes on.
-            established.write_all(b"still").await.expect("write");
-            established.flush().await.expect("flush");
-            let mut received = [0u8; 5];
-            within(before.read_exact(&mut received))
-                .await
-                .expect("read");
-            assert_eq!(&received, b"still");
+            pass_bytes(&mut established, &mut before, b"still").await;
         });
     }
 }

@@ -500,71 +500,49 @@ mod tests {
             path: "/mqtt".to_owned(),
             allowed_origins: vec!["https://a.example".to_owned()],
         };
+        let check = |path: &str, headers: &[(&str, &str)]| {
+            check_upgrade(&settings, &request(path, headers))
+        };
         let good = [
             ("Origin", "https://a.example"),
             ("Sec-WebSocket-Protocol", "mqtt"),
         ];
+        assert_eq!(check("/mqtt", &good), Ok("mqtt"));
         assert_eq!(
-            check_upgrade(&settings, &request("/mqtt", &good)),
-            Ok("mqtt")
-        );
-        assert_eq!(
-            check_upgrade(&settings, &request("/mqtt?client=1", &good)),
+            check("/mqtt?client=1", &good),
             Ok("mqtt"),
             "the query is not part of the path"
         );
+        assert_eq!(check("/other", &good).map_err(|e| e.status()), Err(404));
         assert_eq!(
-            check_upgrade(&settings, &request("/other", &good)).map_err(|e| e.status()),
-            Err(404)
-        );
-        assert_eq!(
-            check_upgrade(
-                &settings,
-                &request("/mqtt", &[("Sec-WebSocket-Protocol", "mqtt")])
-            ),
+            check("/mqtt", &[("Sec-WebSocket-Protocol", "mqtt")]),
             Err(UpgradeRefusal::OriginNotAllowed { origin: None })
         );
+        let foreign_origin = [
+            ("Origin", "https://b.example"),
+            ("Sec-WebSocket-Protocol", "mqtt"),
+        ];
         assert_eq!(
-            check_upgrade(
-                &settings,
-                &request(
-                    "/mqtt",
-                    &[
-                        ("Origin", "https://b.example"),
-                        ("Sec-WebSocket-Protocol", "mqtt")
-                    ]
-                )
-            )
-            .map_err(|e| e.status()),
+            check("/mqtt", &foreign_origin).map_err(|e| e.status()),
             Err(403)
         );
+        let no_mqtt = [
+            ("Origin", "https://a.example"),
+            ("Sec-WebSocket-Protocol", "chat, superchat"),
+        ];
         assert_eq!(
-            check_upgrade(
-                &settings,
-                &request(
-                    "/mqtt",
-                    &[
-                        ("Origin", "https://a.example"),
-                        ("Sec-WebSocket-Protocol", "chat, superchat")
-                    ]
-                )
-            ),
+            check("/mqtt", &no_mqtt),
             Err(UpgradeRefusal::NoMqttSubprotocol {
                 offered: vec!["chat".to_owned(), "superchat".to_owned()]
             })
         );
+        let repeated = [
+            ("Origin", "https://a.example"),
+            ("Sec-WebSocket-Protocol", "chat"),
+            ("Sec-WebSocket-Protocol", "mqttv3.1, mqtt"),
+        ];
         assert_eq!(
-            check_upgrade(
-                &settings,
-                &request(
-                    "/mqtt",
-                    &[
-                        ("Origin", "https://a.example"),
-                        ("Sec-WebSocket-Protocol", "chat"),
-                        ("Sec-WebSocket-Protocol", "mqttv3.1, mqtt")
-                    ]
-                )
-            ),
+            check("/mqtt", &repeated),
             Ok("mqttv3.1"),
             "the client's first acceptable choice wins, across repeated headers"
         );
@@ -592,6 +570,24 @@ mod tests {
         (client, within(server).await)
     }
 
+    /// A client offering `subprotocol` upgraded on a default listener, which must have chosen
+    /// that subprotocol, and the server's side of the connection.
+    async fn upgraded(
+        subprotocol: &'static str,
+    ) -> (
+        async_tungstenite::WebSocketStream<TcpStream>,
+        crate::transport::Accepted,
+    ) {
+        let (client, server) =
+            websocket_pair(WebSocketSettings::default(), "/mqtt", &[subprotocol], None).await;
+        let (client, response) = client.expect("client upgrade");
+        assert_eq!(
+            response.headers().get(SEC_WEBSOCKET_PROTOCOL),
+            Some(&HeaderValue::from_static(subprotocol))
+        );
+        (client, server.expect("server upgrade"))
+    }
+
     /// The next binary message the client receives (failing on anything else).
     async fn next_binary<S: AsyncRead + AsyncWrite + Unpin>(
         client: &mut async_tungstenite::WebSocketStream<S>,
@@ -605,14 +601,7 @@ mod tests {
     #[test]
     fn mqtt_bytes_pass_both_ways_split_and_joined_across_frames() {
         run(|| async {
-            let (client, server) =
-                websocket_pair(WebSocketSettings::default(), "/mqtt", &["mqtt"], None).await;
-            let (mut client, response) = client.expect("client upgrade");
-            assert_eq!(
-                response.headers().get(SEC_WEBSOCKET_PROTOCOL),
-                Some(&HeaderValue::from_static("mqtt"))
-            );
-            let accepted = server.expect("server upgrade");
+            let (mut client, accepted) = upgraded("mqtt").await;
             assert_eq!(accepted.client_certificate_cn, None);
             let mut transport = accepted.transport;
             assert_eq!(transport.kind(), TransportKind::WebSocket);
@@ -655,14 +644,8 @@ mod tests {
     #[test]
     fn a_ping_is_answered_and_a_close_frame_ends_the_stream() {
         run(|| async {
-            let (client, server) =
-                websocket_pair(WebSocketSettings::default(), "/mqtt", &["mqttv3.1"], None).await;
-            let (mut client, response) = client.expect("client upgrade");
-            assert_eq!(
-                response.headers().get(SEC_WEBSOCKET_PROTOCOL),
-                Some(&HeaderValue::from_static("mqttv3.1"))
-            );
-            let mut transport = server.expect("server upgrade").transport;
+            let (mut client, accepted) = upgraded("mqttv3.1").await;
+            let mut transport = accepted.transport;
             let reader = glommio::spawn_local(async move {
                 let mut received = Vec::new();
                 let end = transport.read_to_end(&mut received).await;
@@ -698,10 +681,8 @@ mod tests {
     #[test]
     fn a_text_frame_ends_the_connection_with_an_error() {
         run(|| async {
-            let (client, server) =
-                websocket_pair(WebSocketSettings::default(), "/mqtt", &["mqtt"], None).await;
-            let (mut client, _) = client.expect("client upgrade");
-            let mut transport = server.expect("server upgrade").transport;
+            let (mut client, accepted) = upgraded("mqtt").await;
+            let mut transport = accepted.transport;
 
             client
                 .send(Message::Text("hello".to_owned()))

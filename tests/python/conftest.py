@@ -4,24 +4,17 @@
   SIGTERM at teardown, which must make it exit 0.
 - `broker_factory(config=None, cores=2, extra_args=())`: more brokers, e.g. one started with
   a TOML config written to a temporary file.
-- `clients.connect(port, client_id, ...)`: connected `MqttClient`s, released at teardown
-  before the brokers stop.
-- `clients.connect_via(port, client_id, transport=..., ...)`: a `TransportClient`, the same
-  client over any listener transport (`mqtt`, `mqtt+tls`, `ws`, `wss`) with a user name,
-  password, CA file, client certificate or pinned TLS version.
+- `clients.connect(port, client_id, ...)`: connected `MqttClient`s over any listener
+  transport (`mqtt`, `mqtt+tls`, `ws`, `wss`), released at teardown before the brokers stop;
+  `clients.connect_via` is the same call.
 """
 
 import itertools
-import queue
-import ssl
-import threading
-import time
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from hydrant_process import Broker, broker_binary
-from paho_client import ACK_TIMEOUT, MQTT_3_1_1, MQTT_5, MqttClient, Will, _PromptClient
+from paho_client import MqttClient
 
 LOG_TAIL_ON_FAILURE = 200
 
@@ -77,122 +70,6 @@ def broker(broker_factory) -> Broker:
     return broker_factory()
 
 
-class TransportClient(MqttClient):
-    """An `MqttClient` over any of hydrant's listener transports, with credentials.
-
-    `transport` is the listener protocol: `mqtt`, `mqtt+tls`, `ws` (paho's websocket transport
-    on `ws_path`) or `wss`. For TLS, `ca_file` verifies the broker (its certificate must name
-    127.0.0.1), `client_cert` (an object with `cert` and `key` paths) is presented when given,
-    and `tls_version` (an `ssl.TLSVersion`) pins both the lowest and highest version offered.
-    `will` registers a will message.
-
-    A connection the broker refuses before any CONNACK (a TLS handshake failure, a WebSocket
-    upgrade answered with an HTTP error, a closed socket) is recorded in `connect_error` (the
-    exception, or a description) when `expect_success=False`; a refusing CONNACK is recorded
-    as by `MqttClient`. `refused` is true in either case.
-    """
-
-    def __init__(self, port: int, client_id: str = "", *, transport: str = "mqtt",
-                 protocol: int = MQTT_3_1_1, clean_session: bool = True, keepalive: int = 60,
-                 username: str | None = None, password: str | None = None,
-                 ca_file=None, client_cert=None, tls_version: ssl.TLSVersion | None = None,
-                 ws_path: str = "/mqtt", ws_headers: dict | None = None,
-                 will: Will | None = None, expect_success: bool = True):
-        if transport not in ("mqtt", "mqtt+tls", "ws", "wss"):
-            raise ValueError(f"unknown transport {transport!r}")
-        self.client_id = client_id
-        self.protocol = protocol
-        self.transport = transport
-        self.messages: queue.Queue = queue.Queue()
-        self.disconnected = threading.Event()
-        self.disconnect_reason = None
-        self.disconnect_properties = None
-        self.connack_failure = False
-        self.connack_reason = None
-        self.connack_properties = None
-        self.connect_error = None
-        self.session_present = False
-        self._state = threading.Condition()
-        self._connected = False
-        self._answered = False
-        self._acks: dict[int, list[int]] = {}
-        self._publish_reasons: dict[int, int] = {}
-        self._client = _PromptClient(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            clean_session=None if protocol == MQTT_5 else clean_session,
-            protocol=protocol,
-            transport="websockets" if transport in ("ws", "wss") else "tcp",
-            reconnect_on_failure=False,
-        )
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_message = self._on_message
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_unsubscribe = self._on_unsubscribe
-        self._client.on_publish = self._on_publish
-        if username is not None:
-            self._client.username_pw_set(username, password)
-        if will is not None:
-            self._client.will_set(will.topic, will.payload, will.qos, will.retain)
-        if transport in ("ws", "wss"):
-            self._client.ws_set_options(path=ws_path, headers=ws_headers)
-        if transport in ("mqtt+tls", "wss"):
-            context = ssl.create_default_context(
-                cafile=None if ca_file is None else str(ca_file))
-            if client_cert is not None:
-                context.load_cert_chain(str(client_cert.cert), str(client_cert.key))
-            if tls_version is not None:
-                context.minimum_version = tls_version
-                context.maximum_version = tls_version
-            self._client.tls_set_context(context)
-        try:
-            if protocol == MQTT_5:
-                self._client.connect("127.0.0.1", port, keepalive, clean_start=clean_session)
-            else:
-                self._client.connect("127.0.0.1", port, keepalive)
-        except OSError as error:
-            self.connect_error = error
-            self.disconnected.set()
-            if expect_success:
-                raise AssertionError(
-                    f"{client_id!r}: {transport} connection to port {port} failed: {error!r}"
-                ) from error
-            return
-        self.connected_at = time.monotonic()
-        self._client.loop_start()
-        with self._state:
-            if not self._state.wait_for(lambda: self._answered or self.disconnected.is_set(),
-                                        ACK_TIMEOUT):
-                raise AssertionError(f"{client_id!r}: no CONNACK within {ACK_TIMEOUT}s")
-        if not self._answered and self.connect_error is None:
-            self.connect_error = (
-                f"connection closed before any CONNACK (reason {self.disconnect_reason})")
-        if expect_success and not self._connected:
-            raise AssertionError(
-                f"{client_id!r}: {transport} connection closed before a successful CONNACK "
-                f"(CONNACK {self.connack_reason}, disconnect {self.disconnect_reason}, "
-                f"error {self.connect_error})"
-            )
-
-    @property
-    def refused(self) -> bool:
-        """Whether the broker refused the connection (any way) instead of accepting it."""
-        return not self._connected
-
-    def tls_version(self) -> str | None:
-        """The TLS version the connection negotiated (`TLSv1.2`, `TLSv1.3`), or None."""
-        sock = self._client.socket()
-        version = getattr(sock, "version", None)
-        return version() if callable(version) else None
-
-    def peer_certificate(self) -> dict | None:
-        """The broker's certificate as `ssl.SSLSocket.getpeercert()` returns it, or None."""
-        sock = self._client.socket()
-        getter = getattr(sock, "getpeercert", None)
-        return getter() if callable(getter) else None
-
-
 class Clients:
     """Connects paho clients and remembers them so teardown can release them all."""
 
@@ -200,16 +77,14 @@ class Clients:
         self._all: list[MqttClient] = []
 
     def connect(self, port: int, client_id: str = "", **options) -> MqttClient:
-        """A connected client; `options` are MqttClient's (protocol, clean_session, ...)."""
+        """A connected client; `options` are MqttClient's (protocol, clean_session, transport,
+        username, ca_file, session_expiry, ...)."""
         client = MqttClient(port, client_id, **options)
         self._all.append(client)
         return client
 
-    def connect_via(self, port: int, client_id: str = "", **options) -> TransportClient:
-        """A `TransportClient` (any transport, credentials, TLS); see its options."""
-        client = TransportClient(port, client_id, **options)
-        self._all.append(client)
-        return client
+    connect_via = connect
+    """The same as `connect`: the name the transport and authentication tests use."""
 
     def connect_on_each_core(self, broker, prefix: str, attempts: int = 40,
                              **options) -> dict[int, MqttClient]:

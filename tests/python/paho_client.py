@@ -3,12 +3,16 @@
 paho runs its network loop in a thread; this wrapper turns its callbacks into queues and
 events so a test reads like a conversation: connect, subscribe (returns the granted QoS),
 publish (returns once acknowledged), expect a message, expect silence. With
-`protocol=MQTT_5` the MQTT 5 parts are exposed too: CONNECT properties and clean start, the
-CONNACK's reason code and properties, subscription options, publish properties, the
-properties of each received message and the reason code of a DISCONNECT.
+`protocol=MQTT_5` the MQTT 5 parts are exposed too: CONNECT properties (session expiry among
+them) and clean start, the CONNACK's reason code and properties, subscription options, publish
+properties, the properties of each received message and the reason code of a DISCONNECT. The
+same client runs over every listener transport (plain TCP, TLS, WebSocket, secure WebSocket),
+with a user name and password, a client certificate or a pinned TLS version.
 """
 
+import copy
 import queue
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +29,9 @@ MQTT_5 = mqtt.MQTTv5
 ACK_TIMEOUT = 10.0
 MESSAGE_TIMEOUT = 5.0
 SILENCE = 0.5
+
+# The listener protocols a client can connect over.
+TRANSPORTS = ("mqtt", "mqtt+tls", "ws", "wss")
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,26 @@ class Will:
     retain: bool = False
 
 
+def _tls_context(ca_file, client_cert, tls_version: ssl.TLSVersion | None) -> ssl.SSLContext:
+    """A client TLS context that trusts `ca_file`, presents `client_cert` (when given) and
+    offers only `tls_version` (when given)."""
+    context = ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
+    if client_cert is not None:
+        context.load_cert_chain(str(client_cert.cert), str(client_cert.key))
+    if tls_version is not None:
+        context.minimum_version = tls_version
+        context.maximum_version = tls_version
+    return context
+
+
+def _with_session_expiry(connect_properties: Properties | None, seconds: int) -> Properties:
+    """`connect_properties` (left unchanged) plus a Session Expiry Interval of `seconds`."""
+    props = (properties(PacketTypes.CONNECT) if connect_properties is None
+             else copy.copy(connect_properties))
+    props.SessionExpiryInterval = seconds
+    return props
+
+
 class _PromptClient(mqtt.Client):
     """paho's client with a 0.1 s loop tick instead of 1 s, so PINGREQs leave on time.
 
@@ -79,17 +106,39 @@ class _PromptClient(mqtt.Client):
 
 
 class MqttClient:
-    """A connected paho client whose every operation waits for the broker's answer."""
+    """A connected paho client whose every operation waits for the broker's answer.
+
+    It speaks over any of hydrant's listener transports: `transport` is the listener protocol,
+    `mqtt`, `mqtt+tls`, `ws` (paho's websocket transport on `ws_path`, with `ws_headers`) or
+    `wss`. For TLS, `ca_file` verifies the broker (its certificate must name 127.0.0.1),
+    `client_cert` (an object with `cert` and `key` paths) is presented when given, and
+    `tls_version` (an `ssl.TLSVersion`) pins both the lowest and highest version offered.
+    """
 
     def __init__(self, port: int, client_id: str = "", protocol: int = MQTT_3_1_1,
                  clean_session: bool = True, keepalive: int = 60, will: Will | None = None,
                  connect_properties: Properties | None = None,
-                 will_properties: Properties | None = None, expect_success: bool = True):
+                 will_properties: Properties | None = None, expect_success: bool = True, *,
+                 session_expiry: int | None = None, transport: str = "mqtt",
+                 username: str | None = None, password: str | None = None,
+                 ca_file=None, client_cert=None, tls_version: ssl.TLSVersion | None = None,
+                 ws_path: str = "/mqtt", ws_headers: dict | None = None):
         """Connects and waits for the CONNACK. With MQTT 5, `clean_session` is sent as Clean
-        Start. With `expect_success=False` a refusing CONNACK is recorded instead of failing
-        (`connack_reason`, `connack_failure`)."""
+        Start, and `session_expiry` (seconds) as the Session Expiry Interval property, added to
+        `connect_properties`.
+
+        With `expect_success=False` a refusal is recorded instead of failing: a refusing
+        CONNACK in `connack_reason` and `connack_failure`; a connection the broker ends before
+        any CONNACK (a TLS handshake failure, a WebSocket upgrade answered with an HTTP error,
+        a closed socket) in `connect_error` (the exception, or a description). `refused` is
+        true in either case."""
+        if transport not in TRANSPORTS:
+            raise ValueError(f"unknown transport {transport!r}")
+        if session_expiry is not None and protocol != MQTT_5:
+            raise ValueError("session_expiry is an MQTT 5 property")
         self.client_id = client_id
         self.protocol = protocol
+        self.transport = transport
         self.messages: queue.Queue[Received] = queue.Queue()
         self.disconnected = threading.Event()
         self.disconnect_reason = None
@@ -97,6 +146,7 @@ class MqttClient:
         self.connack_failure = False
         self.connack_reason = None
         self.connack_properties = None
+        self.connect_error = None
         self.session_present = False
         self._state = threading.Condition()
         self._connected = False
@@ -108,6 +158,7 @@ class MqttClient:
             client_id=client_id,
             clean_session=None if protocol == MQTT_5 else clean_session,
             protocol=protocol,
+            transport="websockets" if transport in ("ws", "wss") else "tcp",
             reconnect_on_failure=False,
         )
         self._client.on_connect = self._on_connect
@@ -116,25 +167,63 @@ class MqttClient:
         self._client.on_subscribe = self._on_subscribe
         self._client.on_unsubscribe = self._on_unsubscribe
         self._client.on_publish = self._on_publish
+        if username is not None:
+            self._client.username_pw_set(username, password)
         if will is not None:
             self._client.will_set(will.topic, will.payload, will.qos, will.retain,
                                   properties=will_properties)
-        if protocol == MQTT_5:
-            self._client.connect("127.0.0.1", port, keepalive, clean_start=clean_session,
-                                 properties=connect_properties)
-        else:
-            self._client.connect("127.0.0.1", port, keepalive)
+        if transport in ("ws", "wss"):
+            self._client.ws_set_options(path=ws_path, headers=ws_headers)
+        if transport in ("mqtt+tls", "wss"):
+            self._client.tls_set_context(_tls_context(ca_file, client_cert, tls_version))
+        if session_expiry is not None:
+            connect_properties = _with_session_expiry(connect_properties, session_expiry)
+        try:
+            if protocol == MQTT_5:
+                self._client.connect("127.0.0.1", port, keepalive, clean_start=clean_session,
+                                     properties=connect_properties)
+            else:
+                self._client.connect("127.0.0.1", port, keepalive)
+        except OSError as error:
+            self.connect_error = error
+            self.disconnected.set()
+            if expect_success:
+                raise AssertionError(
+                    f"{client_id!r}: {transport} connection to port {port} failed: {error!r}"
+                ) from error
+            return
         self.connected_at = time.monotonic()
         self._client.loop_start()
         with self._state:
             if not self._state.wait_for(lambda: self._answered or self.disconnected.is_set(),
                                         ACK_TIMEOUT):
                 raise AssertionError(f"{client_id!r}: no CONNACK within {ACK_TIMEOUT}s")
+        if not self._answered and self.connect_error is None:
+            self.connect_error = (
+                f"connection closed before any CONNACK (reason {self.disconnect_reason})")
         if expect_success and not self._connected:
             raise AssertionError(
-                f"{client_id!r}: connection closed before a successful CONNACK "
-                f"(CONNACK {self.connack_reason}, disconnect {self.disconnect_reason})"
+                f"{client_id!r}: {transport} connection closed before a successful CONNACK "
+                f"(CONNACK {self.connack_reason}, disconnect {self.disconnect_reason}, "
+                f"error {self.connect_error})"
             )
+
+    @property
+    def refused(self) -> bool:
+        """Whether the broker refused the connection (any way) instead of accepting it."""
+        return not self._connected
+
+    def tls_version(self) -> str | None:
+        """The TLS version the connection negotiated (`TLSv1.2`, `TLSv1.3`), or None."""
+        sock = self._client.socket()
+        version = getattr(sock, "version", None)
+        return version() if callable(version) else None
+
+    def peer_certificate(self) -> dict | None:
+        """The broker's certificate as `ssl.SSLSocket.getpeercert()` returns it, or None."""
+        sock = self._client.socket()
+        getter = getattr(sock, "getpeercert", None)
+        return getter() if callable(getter) else None
 
     def _on_connect(self, _client, _userdata, flags, reason_code, props) -> None:
         with self._state:
