@@ -20,6 +20,7 @@ ROUNDS="${ROUNDS:-2}"
 CONNECTIONS="${CONNECTIONS:-3000}"
 CORES="${CORES:-2}"
 PORT="${PORT:-18893}"
+MOSQUITTO_PORT="${MOSQUITTO_PORT:-18894}"
 OUT="${OUT:-target/bench/auth-$(date -u +%Y%m%dT%H%M%SZ)}"
 RUN_TIMEOUT=120
 
@@ -44,10 +45,11 @@ if ! command -v mosquitto >/dev/null 2>&1; then
     $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto >/dev/null
 fi
 
-# Opens the connections against the broker BROKER_PID listens for; writes OUT/r<round>-<name>.json.
+# Opens the connections against the broker BROKER_PID, listening on port $2; writes
+# OUT/r<round>-<name>.json.
 measure() {
-    local name=$1
-    timeout -k 5 "$RUN_TIMEOUT" "$BIN_DIR/hydrant-loadtest" conns --port "$PORT" \
+    local name=$1 port=$2
+    timeout -k 5 "$RUN_TIMEOUT" "$BIN_DIR/hydrant-loadtest" conns --port "$port" \
         --connections "$CONNECTIONS" --connect-rate 0 --duration 1s \
         --username bench --password secret --broker-pid "$BROKER_PID" \
         --json "$OUT/r$round-$name.json" >"$OUT/r$round-$name.txt"
@@ -88,22 +90,27 @@ EOF
             BROKER_PID=$!
             wait_port "$PORT"
             say "round $round: $hash, credential_cache_size = $cache"
-            measure "$hash-$cache"
+            measure "$hash-$cache" "$PORT"
         done
     done
     {
-        echo "listener $PORT 127.0.0.1"
+        # Its own port: the hydrant runs leave the other one's connections in TIME_WAIT, and
+        # Mosquitto cannot listen beside them.
+        echo "listener $MOSQUITTO_PORT 127.0.0.1"
         echo "allow_anonymous false"
         echo "password_file $WORK/pbkdf2.passwd"
         echo "persistence false"
         echo "connection_messages false"
-        echo "log_dest none"
+        echo "log_dest stderr"
     } >"$WORK/mosquitto.conf"
-    mosquitto -c "$WORK/mosquitto.conf" &
+    # Started as root, Mosquitto drops to its own user, which must be able to read the file.
+    chmod 755 "$WORK"
+    chmod 644 "$WORK/pbkdf2.passwd"
+    mosquitto -c "$WORK/mosquitto.conf" 2>"$OUT/r$round-mosquitto.log" &
     BROKER_PID=$!
-    wait_port "$PORT"
+    wait_port "$MOSQUITTO_PORT"
     say "round $round: mosquitto, the same \$7\$ file"
-    measure "mosquitto-pbkdf2"
+    measure "mosquitto-pbkdf2" "$MOSQUITTO_PORT"
 done
 
 python3 - "$OUT" <<'EOF'

@@ -40,9 +40,10 @@
 //! listener's files (passwords, ACL, certificates) are reloaded on SIGHUP without
 //! disconnecting anyone ([`listener::files`]).
 //!
-//! Built but not yet wired into the shards (issues 6 and 7):
-//! [`persist`] logs each core's durable state to its own files and reads it back at start-up.
-//! [`metrics`] turns every core's counters and latency histograms into `$SYS` and `/metrics`.
+//! [`metrics`] turns every core's counters and latency histograms into `$SYS` and `/metrics`:
+//! each core snapshots its own figures and sends them to one core, which publishes them.
+//! [`persist`] logs each core's durable state to its own files and reads it back at start-up
+//! (retained messages today; sessions are issue 6's next step).
 
 pub mod auth;
 pub mod config;

@@ -43,6 +43,32 @@ impl AuthRefusal {
     }
 }
 
+/// How far [`Authenticator::decide`] got.
+#[derive(Debug)]
+pub enum Decision {
+    /// Decided without hashing.
+    Done(Result<Principal, AuthRefusal>),
+    /// A password must be hashed first.
+    Verify(PasswordCheck),
+}
+
+/// A password to check against the password file: a hash computation that takes
+/// milliseconds by design, so it carries what it needs to run on another thread.
+#[derive(Debug)]
+pub struct PasswordCheck {
+    passwords: Arc<PasswordFile>,
+    username: String,
+    password: Option<Vec<u8>>,
+}
+
+impl PasswordCheck {
+    /// Whether the password matches the user's entry (a missing password never does).
+    pub fn run(&self) -> bool {
+        let offered = self.password.as_deref().unwrap_or_default();
+        self.passwords.verify(&self.username, offered) && self.password.is_some()
+    }
+}
+
 /// Who a connection was accepted as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
@@ -83,7 +109,8 @@ impl Authenticator {
 
     /// Decides a CONNECT. `allow_anonymous` is the listener's setting; `now` feeds the cache.
     /// The slow path (a full hash computation) runs at most once per (user, password) per
-    /// cache TTL.
+    /// cache TTL. The broker does not call this on its event loop: it uses
+    /// [`Authenticator::decide`] and runs the hash elsewhere.
     pub fn authenticate(
         &mut self,
         allow_anonymous: bool,
@@ -91,32 +118,72 @@ impl Authenticator {
         password: Option<&[u8]>,
         now: Instant,
     ) -> Result<Principal, AuthRefusal> {
+        match self.decide(allow_anonymous, username, password, now) {
+            Decision::Done(result) => result,
+            Decision::Verify(check) => {
+                let matched = check.run();
+                self.conclude(&check, matched, now)
+            }
+        }
+    }
+
+    /// Decides a CONNECT as far as it can without hashing: anonymous clients, unverifiable
+    /// user names and cached pairs are decided at once; anything else needs its password
+    /// hashed ([`PasswordCheck::run`], slow: run it off the event loop), then
+    /// [`Authenticator::conclude`].
+    pub fn decide(
+        &mut self,
+        allow_anonymous: bool,
+        username: Option<&str>,
+        password: Option<&[u8]>,
+        now: Instant,
+    ) -> Decision {
         let Some(username) = username else {
-            return if allow_anonymous {
+            return Decision::Done(if allow_anonymous {
                 Ok(Principal::Anonymous)
             } else {
                 Err(AuthRefusal::AnonymousNotAllowed)
-            };
+            });
         };
         let Some(passwords) = &self.passwords else {
-            return if allow_anonymous {
+            return Decision::Done(if allow_anonymous {
                 Ok(Principal::UnverifiedUser(username.to_owned()))
             } else {
                 Err(AuthRefusal::AnonymousNotAllowed)
-            };
+            });
         };
-        let offered = password.unwrap_or_default();
-        if password.is_some() && self.cache.contains(username, offered, now) {
-            return Ok(Principal::User(username.to_owned()));
+        if let Some(offered) = password {
+            if self.cache.contains(username, offered, now) {
+                return Decision::Done(Ok(Principal::User(username.to_owned())));
+            }
         }
         // The hash runs even without a password, so the answer takes the same time.
-        let matched = passwords.verify(username, offered);
-        if matched && password.is_some() {
-            self.cache.insert(username, offered, now);
-            Ok(Principal::User(username.to_owned()))
-        } else {
-            Err(AuthRefusal::BadCredentials)
+        Decision::Verify(PasswordCheck {
+            passwords: passwords.clone(),
+            username: username.to_owned(),
+            password: password.map(<[u8]>::to_vec),
+        })
+    }
+
+    /// The outcome of `check`, which [`PasswordCheck::run`] answered with `matched`. A match is
+    /// remembered in the cache, unless the password file was replaced meanwhile.
+    pub fn conclude(
+        &mut self,
+        check: &PasswordCheck,
+        matched: bool,
+        now: Instant,
+    ) -> Result<Principal, AuthRefusal> {
+        let Some(password) = check.password.as_deref().filter(|_| matched) else {
+            return Err(AuthRefusal::BadCredentials);
+        };
+        let current = self
+            .passwords
+            .as_ref()
+            .is_some_and(|passwords| Arc::ptr_eq(passwords, &check.passwords));
+        if current {
+            self.cache.insert(&check.username, password, now);
         }
+        Ok(Principal::User(check.username.clone()))
     }
 
     /// Installs a reloaded password file (or removes it) and forgets every cached pair.
@@ -199,6 +266,24 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_check_that_outlives_a_reload_is_not_cached() {
+        let mut auth = authenticator(Some(file(&[("infra", "secret")])));
+        let now = Instant::now();
+        let Decision::Verify(check) = auth.decide(false, Some("infra"), Some(b"secret"), now)
+        else {
+            panic!("an uncached pair needs hashing");
+        };
+        auth.replace_password_file(Some(file(&[("infra", "changed")])));
+        let matched = check.run();
+        assert!(matched, "checked against the file of its CONNECT");
+        assert_eq!(
+            auth.conclude(&check, matched, now),
+            Ok(Principal::User("infra".into()))
+        );
+        assert!(auth.cache().is_empty(), "not remembered under the new file");
     }
 
     #[test]

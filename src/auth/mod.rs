@@ -29,7 +29,7 @@ mod password_file;
 mod rule_filter;
 
 pub use acl::{Acl, AclFileError, AclLineError, AclParseError, ClientIdentity, SubscriptionAccess};
-pub use authenticator::{AuthRefusal, Authenticator, Principal};
+pub use authenticator::{AuthRefusal, Authenticator, Decision, PasswordCheck, Principal};
 pub use cache::{
     CacheKeyError, CredentialCache, DEFAULT_CREDENTIAL_CACHE_CAPACITY, DEFAULT_CREDENTIAL_CACHE_TTL,
 };

@@ -43,6 +43,9 @@ pub use session::{
 };
 pub use validate::{FORBIDDEN_CLIENT_ID_CHARS, MIN_IO_MEMORY};
 
+pub use crate::metrics::MetricsConfig;
+pub use crate::persist::PersistenceConfig;
+
 use document::{Document, Value};
 use validate::KeyPath;
 
@@ -82,6 +85,12 @@ pub struct Config {
     /// Settings shared by every listener's authentication.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// The `$SYS` tree, the metrics HTTP listener and what they report.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// Whether and how each core writes retained messages to disk, and where.
+    #[serde(default)]
+    pub persistence: PersistenceConfig,
 }
 
 fn default_cores() -> usize {
@@ -135,7 +144,10 @@ impl Config {
     /// `max_packet_size` from 2 to 268,435,460, `max_inflight_messages` from 1 to 65,535,
     /// `max_queued_messages` at least 1, `min_keepalive <= max_keepalive`, `io_memory` at
     /// least 64 KiB, `auto_id_prefix` free of `/`, `+`, `#` and control characters,
-    /// `persistent_client_expiration` at most 100 years. [`Config::from_toml`] calls it; call
+    /// `persistent_client_expiration` at most 100 years, the `[metrics]` rules
+    /// ([`MetricsConfig::validate`]), a metrics `http_listener` on an address no MQTT
+    /// listener uses, and the `[persistence]` ranges ([`PersistenceConfig::validate`]).
+    /// [`Config::from_toml`] calls it; call
     /// it again after changing a `Config` (e.g. after [`Config::override_bind`]).
     pub fn validate(&self) -> Result<(), ConfigError> {
         match validate::first_violation(self) {
@@ -247,6 +259,26 @@ mod tests {
                 credential_cache_size: DEFAULT_CREDENTIAL_CACHE_SIZE,
                 credential_cache_ttl: DEFAULT_CREDENTIAL_CACHE_TTL_SECS,
             },
+            metrics: MetricsConfig {
+                sys_interval: crate::metrics::DEFAULT_SYS_INTERVAL,
+                http_listener: None,
+                http_username: None,
+                http_password: None,
+                http_bearer_token: None,
+                http_max_connections: crate::metrics::DEFAULT_HTTP_MAX_CONNECTIONS,
+                slow_clients_top: crate::metrics::DEFAULT_SLOW_CLIENTS_TOP,
+                lag_probe_interval_ms: crate::metrics::DEFAULT_LAG_PROBE_INTERVAL_MS,
+            },
+            persistence: PersistenceConfig {
+                persistence: crate::persist::DEFAULT_PERSISTENCE,
+                persistence_location: crate::persist::DEFAULT_PERSISTENCE_LOCATION.into(),
+                sync: crate::persist::DEFAULT_SYNC,
+                sync_interval_ms: crate::persist::DEFAULT_SYNC_INTERVAL_MS,
+                max_disk_bytes: crate::persist::DEFAULT_MAX_DISK_BYTES,
+                autosave_log_bytes: crate::persist::DEFAULT_AUTOSAVE_LOG_BYTES,
+                autosave_log_ratio: crate::persist::DEFAULT_AUTOSAVE_LOG_RATIO,
+                write_buffer_bytes: crate::persist::DEFAULT_WRITE_BUFFER_BYTES,
+            },
         }
     }
 
@@ -288,8 +320,9 @@ mod tests {
                 },
             };
             let Some(entry) = entry else {
-                // A file path has no value that means "none": it is documented as a
-                // commented-out example after its "# Default: none" comment.
+                // A file path (or an optional address or secret) has no value that means
+                // "none": it is documented as a commented-out example after its
+                // "# Default: none" comment.
                 let example = format!("# {key} = ");
                 let documented = DEFAULT_CONFIG_TOML
                     .lines()
@@ -298,7 +331,7 @@ mod tests {
                         comment.starts_with("# Default: none") && line.starts_with(&example)
                     });
                 assert!(
-                    schema::is_optional_path(&path) && documented,
+                    schema::is_unset_by_default(&path) && documented,
                     "config/hydrant.toml does not set `{path}`"
                 );
                 continue;
@@ -650,6 +683,137 @@ mod tests {
             }]
         );
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn the_persistence_section_is_read_and_checked() {
+        let config = Config::from_toml(
+            "[persistence]\npersistence = true\npersistence_location = \"/var/lib/hydrant\"\n\
+             sync = \"always\"\nmax_disk_bytes = 1073741824\n",
+        )
+        .expect("valid");
+        assert!(config.persistence.persistence);
+        assert_eq!(
+            config.persistence.persistence_location,
+            Path::new("/var/lib/hydrant")
+        );
+        assert_eq!(config.persistence.sync, crate::persist::SyncMode::Always);
+        assert_eq!(config.persistence.max_disk_bytes, 1 << 30);
+        assert_eq!(
+            config.persistence.sync_interval_ms,
+            crate::persist::DEFAULT_SYNC_INTERVAL_MS
+        );
+
+        let cases = [
+            (
+                "[persistence]\nsync = \"sometimes\"\n",
+                "persistence.sync",
+                "must be one of \"always\", \"interval\", \"never\"",
+            ),
+            (
+                "[persistence]\npersistence_location = \"\"\n",
+                "persistence.persistence_location",
+                "must name a directory",
+            ),
+            (
+                "[persistence]\nsync_interval_ms = 0\n",
+                "persistence.sync_interval_ms",
+                "from 1 to 3600000 milliseconds",
+            ),
+            (
+                "[persistence]\nmax_disk_bytes = 1000\n",
+                "persistence.max_disk_bytes",
+                "at least 1048576 bytes",
+            ),
+            (
+                "[persistence]\nautosave_log_ratio = 0\n",
+                "persistence.autosave_log_ratio",
+                "at least 1",
+            ),
+            (
+                "[persistence]\nwrite_buffer_bytes = 4096\n",
+                "persistence.write_buffer_bytes",
+                "at least 65536 bytes",
+            ),
+            (
+                "[persistence]\npersistence = \"yes\"\n",
+                "persistence.persistence",
+                "must be true or false",
+            ),
+        ];
+        for (text, key, expected) in cases {
+            let error = error_of(text);
+            let message = error.to_string();
+            match &error {
+                ConfigError::Invalid { key: named, .. } => {
+                    assert_eq!(named, key, "{text:?} gave {message:?}");
+                }
+                other => panic!("{text:?} gave {other:?}"),
+            }
+            assert!(message.contains(expected), "{text:?} gave {message:?}");
+        }
+        let misspelled = error_of("[persistence]\nsync_intervall_ms = 5\n").to_string();
+        assert!(
+            misspelled.ends_with("did you mean `sync_interval_ms`?"),
+            "{misspelled}"
+        );
+    }
+
+    #[test]
+    fn the_metrics_section_is_read_and_checked() {
+        let config = Config::from_toml(
+            "[metrics]\nsys_interval = 1\nhttp_listener = \"127.0.0.1:9100\"\n\
+             http_bearer_token = \"t0k\"\nslow_clients_top = 3\nlag_probe_interval_ms = 50\n",
+        )
+        .expect("valid");
+        assert_eq!(config.metrics.sys_interval, 1);
+        assert_eq!(config.metrics.http_listener, Some(addr("127.0.0.1:9100")));
+        assert_eq!(config.metrics.slow_clients_top, 3);
+        assert_eq!(config.metrics.lag_probe_interval_ms, 50);
+
+        let cases = [
+            (
+                "[metrics]\nhttp_username = \"prom\"\n",
+                "metrics.http_password",
+                "must be set with http_username",
+            ),
+            (
+                "[metrics]\nsys_interval = 86401\n",
+                "metrics.sys_interval",
+                "at most 86400",
+            ),
+            (
+                "[metrics]\nhttp_listener = \"localhost:9100\"\n",
+                "metrics.http_listener",
+                "IP address and port",
+            ),
+            (
+                "[metrics]\nlag_probe_interval_ms = \"fast\"\n",
+                "metrics.lag_probe_interval_ms",
+                "whole number of milliseconds",
+            ),
+            (
+                "[[listener]]\nbind = \"0.0.0.0:1883\"\n[metrics]\nhttp_listener = \"127.0.0.1:1883\"\n",
+                "metrics.http_listener",
+                "listener #1",
+            ),
+        ];
+        for (text, key, expected) in cases {
+            let error = error_of(text);
+            let message = error.to_string();
+            match &error {
+                ConfigError::Invalid { key: named, .. } => {
+                    assert_eq!(named, key, "{text:?} gave {message:?}");
+                }
+                other => panic!("{text:?} gave {other:?}"),
+            }
+            assert!(message.contains(expected), "{text:?} gave {message:?}");
+        }
+        let misspelled = error_of("[metrics]\nsys_intervall = 5\n").to_string();
+        assert!(
+            misspelled.ends_with("did you mean `sys_interval`?"),
+            "{misspelled}"
+        );
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub(crate) const SESSION_SECTION: &str = "session";
 pub(crate) const AUTH_SECTION: &str = "auth";
 /// Name of the array of listener tables (`[[listener]]`).
 pub(crate) const LISTENER_SECTION: &str = "listener";
+/// Name of the table of `$SYS` and metrics settings.
+pub(crate) const METRICS_SECTION: &str = "metrics";
+/// Name of the table of persistence settings.
+pub(crate) const PERSISTENCE_SECTION: &str = "persistence";
 
 /// What a key's value must be, and the words a message uses for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +31,8 @@ enum Kind {
     Count,
     /// A non-negative integer of seconds.
     Seconds,
+    /// A non-negative integer of milliseconds.
+    Milliseconds,
     /// An integer of seconds from 0 to 65535 (an MQTT keep-alive).
     KeepaliveSeconds,
     /// `true` or `false`.
@@ -35,10 +41,18 @@ enum Kind {
     Text,
     /// A string holding an IP address and port.
     Address,
+    /// A string holding an IP address and port, unset by default (nothing listens there).
+    OptionalAddress,
+    /// A string unset by default (a credential).
+    OptionalText,
     /// A string naming a [`ListenerProtocol`].
     Protocol,
     /// A file path (a string).
     Path,
+    /// A directory path (a string), with a default.
+    Directory,
+    /// A string that must be one of these words.
+    Choice(&'static [&'static str]),
     /// An array of strings.
     TextList,
 }
@@ -59,6 +73,8 @@ const SECTIONS: &[&str] = &[
     LIMITS_SECTION,
     SESSION_SECTION,
     AUTH_SECTION,
+    METRICS_SECTION,
+    PERSISTENCE_SECTION,
 ];
 
 /// Keys of a `[[listener]]` table.
@@ -109,6 +125,30 @@ const AUTH_KEYS: &[Leaf] = &[
     ("credential_cache_ttl", Kind::Seconds),
 ];
 
+/// Keys of `[metrics]`.
+const METRICS_KEYS: &[Leaf] = &[
+    ("sys_interval", Kind::Seconds),
+    ("http_listener", Kind::OptionalAddress),
+    ("http_username", Kind::OptionalText),
+    ("http_password", Kind::OptionalText),
+    ("http_bearer_token", Kind::OptionalText),
+    ("http_max_connections", Kind::Count),
+    ("slow_clients_top", Kind::Count),
+    ("lag_probe_interval_ms", Kind::Milliseconds),
+];
+
+/// Keys of `[persistence]`.
+const PERSISTENCE_KEYS: &[Leaf] = &[
+    ("persistence", Kind::Flag),
+    ("persistence_location", Kind::Directory),
+    ("sync", Kind::Choice(&["always", "interval", "never"])),
+    ("sync_interval_ms", Kind::Milliseconds),
+    ("max_disk_bytes", Kind::Bytes),
+    ("autosave_log_bytes", Kind::Bytes),
+    ("autosave_log_ratio", Kind::Count),
+    ("write_buffer_bytes", Kind::Bytes),
+];
+
 /// Names from other brokers (mostly Mosquitto) that mean one of our keys, as the path of
 /// that key from the top of the file.
 const OTHER_BROKER_NAMES: &[(&str, &str)] = &[
@@ -146,20 +186,26 @@ fn leaves_of(section: &str) -> &'static [Leaf] {
         LIMITS_SECTION => LIMITS_KEYS,
         SESSION_SECTION => SESSION_KEYS,
         AUTH_SECTION => AUTH_KEYS,
+        METRICS_SECTION => METRICS_KEYS,
+        PERSISTENCE_SECTION => PERSISTENCE_KEYS,
         _ => &[],
     }
 }
 
-/// Whether the key at `path` (as [`all_key_paths`] writes it) is a file path, which is unset
-/// by default.
+/// Whether the key at `path` (as [`all_key_paths`] writes it) is unset by default: a file
+/// path, an optional address or an optional credential.
 #[cfg(test)]
-pub(crate) fn is_optional_path(path: &str) -> bool {
+pub(crate) fn is_unset_by_default(path: &str) -> bool {
     let Some((section, key)) = path.split_once('.') else {
         return false;
     };
-    leaves_of(section)
-        .iter()
-        .any(|&(name, kind)| name == key && kind == Kind::Path)
+    leaves_of(section).iter().any(|&(name, kind)| {
+        name == key
+            && matches!(
+                kind,
+                Kind::Path | Kind::OptionalAddress | Kind::OptionalText
+            )
+    })
 }
 
 /// Every value key as its path from the top of the file (`cores`, `limits.max_packet_size`).
@@ -333,7 +379,10 @@ pub(crate) fn suggestion(section: &str, key: &str) -> Option<String> {
 fn check_value(value: &Value, kind: Kind) -> Result<(), String> {
     let found = value.describe();
     match (kind, value) {
-        (Kind::Bytes | Kind::Count | Kind::Seconds | Kind::KeepaliveSeconds, Value::Integer(n)) => {
+        (
+            Kind::Bytes | Kind::Count | Kind::Seconds | Kind::Milliseconds | Kind::KeepaliveSeconds,
+            Value::Integer(n),
+        ) => {
             let max = if kind == Kind::KeepaliveSeconds {
                 i64::from(u16::MAX)
             } else {
@@ -349,17 +398,23 @@ fn check_value(value: &Value, kind: Kind) -> Result<(), String> {
                 Ok(())
             }
         }
-        (Kind::Bytes | Kind::Count | Kind::Seconds | Kind::KeepaliveSeconds, _) => Err(format!(
+        (
+            Kind::Bytes | Kind::Count | Kind::Seconds | Kind::Milliseconds | Kind::KeepaliveSeconds,
+            _,
+        ) => Err(format!(
             "must be a whole number{}, found {found}",
             match kind {
                 Kind::Bytes => " of bytes",
                 Kind::Seconds | Kind::KeepaliveSeconds => " of seconds",
+                Kind::Milliseconds => " of milliseconds",
                 _ => "",
             }
         )),
-        (Kind::Flag, Value::Boolean(_)) | (Kind::Text, Value::String(_)) => Ok(()),
+        (Kind::Flag, Value::Boolean(_)) | (Kind::Text | Kind::OptionalText, Value::String(_)) => {
+            Ok(())
+        }
         (Kind::Flag, _) => Err(format!("must be true or false, found {found}")),
-        (Kind::Text, _) => Err(format!("must be a string, found {found}")),
+        (Kind::Text | Kind::OptionalText, _) => Err(format!("must be a string, found {found}")),
         (Kind::Path, Value::String(path)) if path.is_empty() => {
             Err("must name a file, found an empty string".to_owned())
         }
@@ -367,20 +422,38 @@ fn check_value(value: &Value, kind: Kind) -> Result<(), String> {
         (Kind::Path, _) => Err(format!(
             "must be a string holding a file path, found {found}"
         )),
+        (Kind::Directory, Value::String(path)) if path.is_empty() => {
+            Err("must name a directory, found an empty string".to_owned())
+        }
+        (Kind::Directory, Value::String(_)) => Ok(()),
+        (Kind::Directory, _) => Err(format!(
+            "must be a string holding a directory path, found {found}"
+        )),
+        (Kind::Choice(words), Value::String(text)) if words.contains(&text.as_str()) => Ok(()),
+        (Kind::Choice(words), _) => Err(format!(
+            "must be one of {}, found {found}",
+            words
+                .iter()
+                .map(|word| format!("\"{word}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
         (Kind::TextList, Value::Array(items))
             if items.iter().all(|item| matches!(item, Value::String(_))) =>
         {
             Ok(())
         }
         (Kind::TextList, _) => Err(format!("must be an array of strings, found {found}")),
-        (Kind::Address, Value::String(text)) => match text.parse::<SocketAddr>() {
-            Ok(_) => Ok(()),
-            Err(_) => Err(format!(
-                "must be an IP address and port such as \"0.0.0.0:1883\" or \"[::]:1883\" \
+        (Kind::Address | Kind::OptionalAddress, Value::String(text)) => {
+            match text.parse::<SocketAddr>() {
+                Ok(_) => Ok(()),
+                Err(_) => Err(format!(
+                    "must be an IP address and port such as \"0.0.0.0:1883\" or \"[::]:1883\" \
                  (not a host name), found {found}"
-            )),
-        },
-        (Kind::Address, _) => Err(format!(
+                )),
+            }
+        }
+        (Kind::Address | Kind::OptionalAddress, _) => Err(format!(
             "must be a string holding an IP address and port such as \"0.0.0.0:1883\", \
              found {found}"
         )),
@@ -403,6 +476,7 @@ fn unit(kind: Kind) -> &'static str {
     match kind {
         Kind::Bytes => " bytes",
         Kind::Seconds | Kind::KeepaliveSeconds => " seconds",
+        Kind::Milliseconds => " milliseconds",
         _ => "",
     }
 }

@@ -8,9 +8,14 @@ use super::limits::{
     MAX_INFLIGHT_MESSAGES, MAX_MQTT_PACKET_SIZE, MAX_TOPIC_ALIAS, MAX_TOPIC_ALIAS_OUT,
     MIN_PACKET_SIZE,
 };
-use super::schema::{LIMITS_SECTION, LISTENER_SECTION, SESSION_SECTION};
+use super::schema::{
+    LIMITS_SECTION, LISTENER_SECTION, METRICS_SECTION, PERSISTENCE_SECTION, SESSION_SECTION,
+};
 use super::session::MAX_PERSISTENT_CLIENT_EXPIRATION;
 use super::{Config, ListenerConfig};
+use crate::persist::{
+    PersistenceConfigError, MAX_SYNC_INTERVAL_MS, MIN_MAX_DISK_BYTES, MIN_WRITE_BUFFER_BYTES,
+};
 
 /// Smallest allowed `io_memory`: 64 KiB per shard.
 pub const MIN_IO_MEMORY: usize = 64 * 1024;
@@ -185,7 +190,77 @@ pub(crate) fn first_violation(config: &Config) -> Option<Violation> {
             ),
         );
     }
+    if let Err(error) = config.metrics.validate() {
+        return broken(
+            KeyPath::in_section(METRICS_SECTION, error.key),
+            error.reason,
+        );
+    }
+    if let Some(violation) = metrics_listener_collision(config) {
+        return Some(violation);
+    }
+    if let Some(violation) = persistence_violation(config) {
+        return Some(violation);
+    }
     None
+}
+
+/// The first `[persistence]` value out of its range
+/// ([`crate::persist::PersistenceConfig::validate`]).
+fn persistence_violation(config: &Config) -> Option<Violation> {
+    let (key, reason) = match config.persistence.validate().err()? {
+        PersistenceConfigError::EmptyLocation => (
+            "persistence_location",
+            "must name a directory when persistence is true, found an empty string".to_owned(),
+        ),
+        PersistenceConfigError::SyncInterval(found) => (
+            "sync_interval_ms",
+            format!("must be from 1 to {MAX_SYNC_INTERVAL_MS} milliseconds, found {found}"),
+        ),
+        PersistenceConfigError::MaxDiskBytes(found) => (
+            "max_disk_bytes",
+            format!(
+                "must be 0 (no bound) or at least {MIN_MAX_DISK_BYTES} bytes (1 MiB), found \
+                 {found}"
+            ),
+        ),
+        PersistenceConfigError::AutosaveLogRatio => (
+            "autosave_log_ratio",
+            format!(
+                "must be at least 1, found {}",
+                config.persistence.autosave_log_ratio
+            ),
+        ),
+        PersistenceConfigError::WriteBufferBytes(found) => (
+            "write_buffer_bytes",
+            format!("must be at least {MIN_WRITE_BUFFER_BYTES} bytes (64 KiB), found {found}"),
+        ),
+    };
+    Some(Violation {
+        path: KeyPath::in_section(PERSISTENCE_SECTION, key),
+        reason,
+    })
+}
+
+/// A metrics `http_listener` on the address and port of an MQTT listener: both would be bound
+/// with SO_REUSEPORT, and the kernel would split connections between MQTT and HTTP.
+fn metrics_listener_collision(config: &Config) -> Option<Violation> {
+    let http = config.metrics.http_listener?;
+    if http.port() == 0 {
+        return None;
+    }
+    let (number, listener) = config.listener.iter().enumerate().find(|(_, listener)| {
+        let bind = listener.bind;
+        bind.port() == http.port() && (bind == http || covers(bind, http) || covers(http, bind))
+    })?;
+    Some(Violation {
+        path: KeyPath::in_section(METRICS_SECTION, "http_listener"),
+        reason: format!(
+            "must not share its port with an MQTT listener: listener #{} binds {}, found {http}",
+            number + 1,
+            listener.bind
+        ),
+    })
 }
 
 /// Two listeners that would share connections on one port: the same address, or a wildcard

@@ -3,15 +3,18 @@
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use smallvec::SmallVec;
 
 use super::notify::Notify;
-use super::outbound::{Frame, OutboundQueue, QueueError};
+use super::outbound::{Drained, Frame, OutboundQueue, QueueError, QueuedAt};
 use super::outgoing_alias::OutgoingAliases;
 use crate::message::Message;
+use crate::metrics::{CoreMetrics, Counter, DropReason, Latency};
 use crate::protocol::{
     self, DecodeError, Disconnect, EncodedPublish, MqttString, Packet, PacketId, ProtocolVersion,
     ReasonCode,
@@ -137,11 +140,15 @@ pub struct ConnHandle {
     pub client_id: Arc<str>,
     /// Its protocol version (decides the wire layout of what it is sent).
     pub protocol: ProtocolVersion,
+    /// Its core's metrics: what it sends, drops and how late, and the coarse clock its
+    /// queued frames are stamped with.
+    core: Rc<CoreMetrics>,
     outbound: RefCell<OutboundQueue>,
     writer_wake: Notify,
     close_wake: Notify,
     close_reason: RefCell<Option<CloseReason>>,
-    /// Whether the last message offered to this client was dropped (it is lagging now).
+    /// Whether the client is losing messages: set (and logged) at its first drop, cleared
+    /// (and logged) by its core once a whole watch period passed without one.
     lagging: Cell<bool>,
     /// QoS 1/2 messages dropped because the session queue was full (QoS 0 drops are counted
     /// by the outgoing queue).
@@ -158,7 +165,8 @@ pub struct ConnHandle {
 impl ConnHandle {
     /// A handle whose queue holds at most `max_messages` QoS 0 publishes and `max_bytes`, for
     /// a client that accepts packets of at most `max_packet_size` bytes and whose PUBLISHes
-    /// may use `topic_alias_max` topic aliases (0 = none; see `OutgoingAliases`).
+    /// may use `topic_alias_max` topic aliases (0 = none; see `OutgoingAliases`), recording
+    /// into its core's metrics `core`.
     #[allow(clippy::too_many_arguments)] // the terms of one connection, all distinct
     pub fn new(
         id: ConnId,
@@ -169,12 +177,14 @@ impl ConnHandle {
         keep_alive: KeepAlive,
         max_packet_size: u32,
         topic_alias_max: u16,
+        core: Rc<CoreMetrics>,
     ) -> Self {
         let aliases = OutgoingAliases::new(topic_alias_max, max_packet_size);
         Self {
             id,
             client_id,
             protocol,
+            core,
             outbound: RefCell::new(
                 OutboundQueue::new(max_messages, max_bytes).with_aliases(aliases),
             ),
@@ -226,20 +236,35 @@ impl ConnHandle {
     /// Queues a packet the protocol requires and wakes the writer; a client that does not
     /// read at all is closed instead.
     pub fn send(&self, frame: Frame) {
-        let pushed = self.outbound.borrow_mut().push(frame);
+        self.send_timed(frame, None);
+    }
+
+    /// [`ConnHandle::send`] for a publish whose fan-out is timed (`received`: when its
+    /// message entered the core).
+    fn send_timed(&self, frame: Frame, received: Option<Instant>) {
+        let at = self.queued_at(received);
+        let pushed = self.outbound.borrow_mut().push(frame, at);
         match pushed {
             Ok(()) => self.writer_wake.notify(),
             Err(_) => self.close(CloseReason::NotReading),
         }
     }
 
+    /// Now, on the core's coarse clock, with the instant of a timed fan-out.
+    fn queued_at(&self, received: Option<Instant>) -> QueuedAt {
+        QueuedAt {
+            tick: self.core.clock(),
+            received,
+        }
+    }
+
     /// Queues a QoS 0 publish, or drops it when the client's queue is full. Returns whether it
-    /// was queued.
-    pub fn send_droppable(&self, frame: Frame) -> bool {
-        let pushed = self.outbound.borrow_mut().push_droppable(frame);
+    /// was queued. `received` is when its message entered the core, for a timed fan-out.
+    pub fn send_droppable(&self, frame: Frame, received: Option<Instant>) -> bool {
+        let at = self.queued_at(received);
+        let pushed = self.outbound.borrow_mut().push_droppable_at(frame, at);
         match pushed {
             Ok(()) => {
-                self.lagging.set(false);
                 self.writer_wake.notify();
                 true
             }
@@ -256,16 +281,22 @@ impl ConnHandle {
         self.note_lagging();
     }
 
-    /// Records that a message for this client was queued: it is keeping up again.
-    pub fn record_queued(&self) {
-        self.lagging.set(false);
-    }
-
     /// Logs once per episode when the client starts losing messages.
     fn note_lagging(&self) {
         if !self.lagging.replace(true) {
             tracing::warn!(client_id = %self.client_id, "dropping messages for slow client");
         }
+    }
+
+    /// Whether the client is in an episode of lost messages (see [`ConnHandle::end_drop_episode`]).
+    pub fn is_dropping(&self) -> bool {
+        self.lagging.get()
+    }
+
+    /// Ends the client's episode of lost messages (its core saw none for a whole watch
+    /// period): the next drop is logged again.
+    pub fn end_drop_episode(&self) {
+        self.lagging.set(false);
     }
 
     /// Records a message not sent because it is larger than the client's maximum packet
@@ -281,20 +312,33 @@ impl ConnHandle {
     }
 
     /// Queues what a session flow asked for, giving up (in `flow`) on the publishes that
-    /// cannot be sent: larger than the client accepts, or expired before they left. `shared`
-    /// is a message of the caller with its encoding for this client (fan-out), used for the
-    /// action that sends that very message; the others are encoded here. Consumes `actions`.
+    /// cannot be sent: larger than the client accepts, or expired before they left (counted
+    /// here as dropped for [`DropReason::Expired`]). `shared` is a message of the caller with
+    /// its encoding for this client (fan-out), used for the action that sends that very
+    /// message; the others are encoded here. Consumes `actions`.
     pub fn send_flow_actions(
         &self,
         flow: &mut OutgoingFlow,
         actions: &mut Vec<FlowAction>,
         shared: Option<(&Message, &EncodedPublish)>,
     ) -> FlowSent {
+        self.send_flow_actions_timed(flow, actions, shared, None)
+    }
+
+    /// [`ConnHandle::send_flow_actions`] for a fan-out that is timed: the copy of the shared
+    /// message carries `received` (when the message entered the core) to its write.
+    pub fn send_flow_actions_timed(
+        &self,
+        flow: &mut OutgoingFlow,
+        actions: &mut Vec<FlowAction>,
+        shared: Option<(&Message, &EncodedPublish)>,
+        received: Option<Instant>,
+    ) -> FlowSent {
         let mut sent = FlowSent::default();
         loop {
             let mut unsent: SmallVec<[PacketId; 2]> = SmallVec::new();
             for action in actions.drain(..) {
-                match self.send_flow_action(action, shared) {
+                match self.send_flow_action(action, shared, received) {
                     Ok(true) => sent.publishes += 1,
                     Ok(false) => {}
                     Err(Unsendable::TooLarge(id, len)) => {
@@ -302,7 +346,10 @@ impl ConnHandle {
                         sent.dropped += 1;
                         unsent.push(id);
                     }
-                    Err(Unsendable::Expired(id)) => unsent.push(id),
+                    Err(Unsendable::Expired(id)) => {
+                        self.core.dropped(DropReason::Expired, 1);
+                        unsent.push(id);
+                    }
                 }
             }
             if unsent.is_empty() {
@@ -319,6 +366,7 @@ impl ConnHandle {
         &self,
         action: FlowAction,
         shared: Option<(&Message, &EncodedPublish)>,
+        received: Option<Instant>,
     ) -> Result<bool, Unsendable> {
         match action {
             FlowAction::Publish {
@@ -330,18 +378,24 @@ impl ConnHandle {
                 if !dup && message.is_expired() {
                     return Err(Unsendable::Expired(packet_id));
                 }
-                let packet = match shared {
-                    Some((original, packet)) if original.is_same_as(&message) => packet.clone(),
-                    _ => message.encode(self.protocol, message.qos, message.retain),
+                let (packet, received) = match shared {
+                    Some((original, packet)) if original.is_same_as(&message) => {
+                        (packet.clone(), received)
+                    }
+                    _ => (
+                        message.encode(self.protocol, message.qos, message.retain),
+                        None,
+                    ),
                 };
                 if packet.len() > self.max_packet_size() {
                     return Err(Unsendable::TooLarge(packet_id, packet.len()));
                 }
-                self.send(Frame::Publish {
+                let frame = Frame::Publish {
                     packet,
                     packet_id: Some(packet_id),
                     dup,
-                });
+                };
+                self.send_timed(frame, received);
                 Ok(true)
             }
             FlowAction::PubRel(id) => {
@@ -383,9 +437,10 @@ impl ConnHandle {
         let mut out = BytesMut::with_capacity(packet.encoded_len());
         protocol::encode(&packet, &mut out);
         // Past every limit: the queue is bounded by the one frame a connection closes with.
+        let at = self.queued_at(None);
         self.outbound
             .borrow_mut()
-            .push_final(Frame::Encoded(out.freeze()));
+            .push_final(Frame::Encoded(out.freeze()), at);
     }
 
     /// The reason given to [`ConnHandle::close`], if any.
@@ -411,5 +466,30 @@ impl ConnHandle {
     /// Messages (any QoS) dropped for this client so far.
     pub fn dropped(&self) -> u64 {
         self.outbound.borrow().dropped() + self.flow_dropped.get()
+    }
+
+    /// Moves what is queued into the writer's buffer `out` (see [`OutboundQueue::drain_into`]).
+    pub fn drain_into(&self, out: &mut bytes::BytesMut) -> Drained {
+        self.outbound.borrow_mut().drain_into(out)
+    }
+
+    /// Counts a batch the writer wrote: `drained` from [`ConnHandle::drain_into`], `bytes`
+    /// long. A timed publish in it gives its publish-to-delivery latency (one clock read).
+    pub fn record_written(&self, drained: Drained, bytes: usize) {
+        let core = &self.core;
+        core.add(Counter::MessagesSent, drained.packets);
+        core.add(Counter::BytesSent, bytes as u64);
+        core.add(Counter::PublishSent, drained.publishes);
+        core.add(Counter::PublishBytesSent, drained.publish_payload_bytes);
+        if let Some(received) = drained.timed {
+            core.record(Latency::PublishDelivery, received.elapsed());
+        }
+    }
+
+    /// What waits in the outgoing queue: frames, bytes, and the coarse-clock tick at which
+    /// the oldest of them was queued.
+    pub fn queue_depth(&self) -> (usize, usize, Option<u32>) {
+        let queue = self.outbound.borrow();
+        (queue.len(), queue.bytes(), queue.oldest_tick())
     }
 }

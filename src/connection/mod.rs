@@ -46,6 +46,7 @@ pub use relay::{MovedTransport, RelayEnds, RelayStream};
 use crate::auth::SubscriptionAccess;
 use crate::listener::{ClientAccess, ListenerState, ListenerTicket};
 use crate::message::{Message, MessageExtras};
+use crate::metrics::{Counter, Latency};
 use crate::protocol::{
     self, Ack, AckProperties, ConnAck, ConnectReturnCode, ConnectV5, Disconnect, LastWill, Packet,
     PacketId, ProtocolVersion, Publish, PublishV5, QoS, ReasonCode, RetainHandling, SubAck,
@@ -198,12 +199,19 @@ async fn handshake(
         Arc::from(connect.connect.client_id.as_str())
     };
     let fields = &connect.connect;
-    let identity = match listener.authenticate(
-        &client_id,
-        fields.username.as_deref(),
-        fields.password.as_deref(),
-        certificate_name.as_deref(),
-    ) {
+    let auth_started = Instant::now();
+    let authenticated = listener
+        .authenticate(
+            &client_id,
+            fields.username.as_deref(),
+            fields.password.as_deref(),
+            certificate_name.as_deref(),
+        )
+        .await;
+    shard
+        .metrics
+        .record(Latency::AuthCheck, auth_started.elapsed());
+    let identity = match authenticated {
         Ok(identity) => identity,
         Err(refusal) => {
             tracing::info!(
@@ -218,9 +226,14 @@ async fn handshake(
         }
     };
     let conn_id = shard.new_conn_id();
-    let grant = shard
-        .claim_session(client_id.clone(), conn_id, connect.connect.clean_session)
-        .await;
+    // A clean session resumes nothing: it connects without waiting for its claim.
+    let eager = connect.connect.clean_session;
+    let grant = if eager {
+        shard.claim_session_eagerly(client_id.clone(), conn_id);
+        Some(Grant::New)
+    } else {
+        shard.claim_session(client_id.clone(), conn_id, false).await
+    };
     let resume = match grant {
         Some(Grant::New) => false,
         Some(Grant::Resume(holder)) if holder == shard.id => true,
@@ -291,6 +304,7 @@ async fn handshake(
         ticket,
         access,
         resume,
+        eager,
     })
 }
 
@@ -326,6 +340,7 @@ pub fn serve_adopted(shard: Rc<Shard>, adoption: Adoption) {
             ticket: adoption.ticket,
             access,
             resume: true,
+            eager: false,
         },
     );
     spawn_established(established);
@@ -343,6 +358,8 @@ struct Established {
     ticket: ListenerTicket,
     access: Option<Rc<ClientAccess>>,
     resume: bool,
+    /// The claim was sent without waiting (a clean session).
+    eager: bool,
 }
 
 /// Serves an established connection until it ends, in a task of its own.
@@ -374,6 +391,7 @@ fn establish(shard: Rc<Shard>, established: Established) -> Connection {
         ticket,
         access,
         resume,
+        eager,
     } = established;
     let limits = &shard.config.limits;
     let protocol = connect.connect.protocol;
@@ -387,9 +405,12 @@ fn establish(shard: Rc<Shard>, established: Established) -> Connection {
         shard.keep_alive(terms.keep_alive),
         terms.client_max_packet_size,
         terms.topic_alias_max,
+        shard.metrics.clone(),
     ));
+    shard.metrics.increment(Counter::Connects);
+    shard.metrics.increment(Counter::MessagesReceived);
     let (key, session_present) =
-        shard.install_session(&conn, terms.session_expiry, resume, access.clone());
+        shard.install_session(&conn, terms.session_expiry, resume, eager, access.clone());
     shard.connections.borrow_mut().insert(conn_id, conn.clone());
     let mut connack = BytesMut::new();
     match protocol {
@@ -516,7 +537,7 @@ async fn write_and_close(writer: &mut WriteHalf, out: &[u8]) {
 async fn write_loop(conn: Rc<ConnHandle>, mut writer: WriteHalf) {
     let mut batch = BytesMut::new();
     loop {
-        conn.with_outbound(|queue| queue.drain_into(&mut batch));
+        let drained = conn.drain_into(&mut batch);
         if batch.is_empty() {
             if conn.close_reason().is_some() {
                 break;
@@ -535,6 +556,7 @@ async fn write_loop(conn: Rc<ConnHandle>, mut writer: WriteHalf) {
             conn.close(CloseReason::ConnectionLost(error.to_string()));
             return;
         }
+        conn.record_written(drained, batch.len());
         batch.clear();
     }
     let _ = writer.close().await;
@@ -583,6 +605,7 @@ impl Connection {
                     Some(self.protocol),
                 ) {
                     Ok(Some(packet)) => {
+                        self.shard.metrics.increment(Counter::MessagesReceived);
                         let handled = match self.on_packet(packet) {
                             Ok(Some(waiting)) => waiting.await,
                             Ok(None) => Ok(()),
@@ -615,7 +638,10 @@ impl Connection {
                 .await;
             match read {
                 Some(Ok(0)) => return CloseReason::ConnectionLost("closed by the client".into()),
-                Some(Ok(_)) => self.conn.heard(self.shard.clock()),
+                Some(Ok(read)) => {
+                    self.conn.heard(self.shard.clock());
+                    self.shard.metrics.add(Counter::BytesReceived, read as u64);
+                }
                 Some(Err(error)) => return CloseReason::ConnectionLost(error.to_string()),
                 None => {
                     // The read was abandoned after `read_more` had zero-extended the buffer.
@@ -750,6 +776,9 @@ impl Connection {
             retain: publish.retain,
             extras,
         };
+        let metrics = &self.shard.metrics;
+        metrics.increment(Counter::PublishReceived);
+        metrics.add(Counter::PublishBytesReceived, message.payload.len() as u64);
         let allowed = self.may_publish(&message.topic);
         match (publish.qos, publish.packet_id) {
             (QoS::AtMostOnce, _) => {
@@ -798,11 +827,15 @@ impl Connection {
 
     /// Whether the listener's ACL lets this client publish on `topic`; a denied publish is
     /// logged and counted.
+    ///
+    /// The `$SYS` tree is the broker's own: no client may publish into it, whatever the ACL
+    /// says (the specification asks servers to keep clients off `$` topics, section 4.7.2).
     fn may_publish(&self, topic: &TopicName) -> bool {
-        let allowed = self
-            .access
-            .as_ref()
-            .map_or(true, |access| access.can_write(topic));
+        let allowed = !topic.as_str().starts_with("$SYS")
+            && self
+                .access
+                .as_ref()
+                .map_or(true, |access| access.can_write(topic));
         if !allowed {
             Counters::add(&self.shard.counters.publish_denied, 1);
             tracing::debug!(client_id = %self.conn.client_id, %topic, "publish denied by the ACL");
@@ -1090,7 +1123,9 @@ impl Connection {
         if self.shard.config.connection_messages {
             tracing::info!(
                 client_id = %self.conn.client_id,
+                addr = %self.addr,
                 core = self.shard.id,
+                protocol = %self.protocol.as_str(),
                 reason = %reason,
                 "client disconnected"
             );

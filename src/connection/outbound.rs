@@ -7,8 +7,13 @@
 //! counted, and a client that stops reading while it keeps sending is disconnected. An MQTT 5
 //! client's topic aliases are decided here, as frames are written, in wire order
 //! (`OutgoingAliases`).
+//!
+//! Each frame keeps the tick of its core's coarse clock at which it was queued (how far behind
+//! a slow client is), and one timed publish at a time keeps when its message entered the core
+//! (the publish-to-delivery latency, taken when the batch holding it is written).
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -122,16 +127,62 @@ pub enum QueueError {
     NotReading,
 }
 
+/// When a frame is queued: the core's coarse clock and, for a publish whose fan-out is timed,
+/// when its message entered the core.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueuedAt {
+    /// The core's coarse clock (`Shard::clock` ticks).
+    pub tick: u32,
+    /// When the message entered the core, for a timed publish.
+    pub received: Option<Instant>,
+}
+
+impl QueuedAt {
+    /// Queued at `tick`, untimed.
+    pub fn tick(tick: u32) -> Self {
+        QueuedAt {
+            tick,
+            received: None,
+        }
+    }
+}
+
+/// What one [`OutboundQueue::drain_into`] moved into the write buffer, for the core's
+/// counters once it is written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Packets of any type.
+    pub packets: u64,
+    /// PUBLISH packets among them.
+    pub publishes: u64,
+    /// Payload bytes of those PUBLISH packets.
+    pub publish_payload_bytes: u64,
+    /// When the message of the timed publish among them entered the core, if there is one.
+    pub timed: Option<Instant>,
+}
+
+/// A frame with the tick it was queued at.
+#[derive(Debug)]
+struct Queued {
+    frame: Frame,
+    tick: u32,
+    /// Whether it is the timed publish whose instant is [`OutboundQueue::timed`].
+    timed: bool,
+}
+
 /// Packets waiting for one client's socket.
 #[derive(Debug)]
 pub struct OutboundQueue {
-    frames: VecDeque<Frame>,
+    frames: VecDeque<Queued>,
     bytes: usize,
     max_messages: usize,
     max_bytes: usize,
     dropped: u64,
     /// The topic aliases the client's PUBLISHes are written with.
     aliases: OutgoingAliases,
+    /// When the message of the timed publish in the queue entered the core; one at a time,
+    /// so that the queue stays small whatever the fan-out rate.
+    timed: Option<Instant>,
 }
 
 impl OutboundQueue {
@@ -145,6 +196,7 @@ impl OutboundQueue {
             max_bytes,
             dropped: 0,
             aliases: OutgoingAliases::default(),
+            timed: None,
         }
     }
 
@@ -156,49 +208,84 @@ impl OutboundQueue {
         self
     }
 
+    /// Queues a frame that may be dropped when the queue is full (a QoS 0 publish), as queued
+    /// at tick 0 and untimed. Returns `Err(Full)` and counts the drop when it is full.
+    pub fn push_droppable(&mut self, frame: Frame) -> Result<(), QueueError> {
+        self.push_droppable_at(frame, QueuedAt::default())
+    }
+
     /// Queues a frame that may be dropped when the queue is full (a QoS 0 publish). Returns
     /// `Err(Full)` and counts the drop when it is.
-    pub fn push_droppable(&mut self, frame: Frame) -> Result<(), QueueError> {
+    pub fn push_droppable_at(&mut self, frame: Frame, at: QueuedAt) -> Result<(), QueueError> {
         let over_bytes = self.max_bytes != 0 && self.bytes + frame.len() > self.max_bytes;
         if self.frames.len() >= self.max_messages || over_bytes {
             self.dropped += 1;
             return Err(QueueError::Full);
         }
-        self.push_unchecked(frame);
+        self.push_unchecked(frame, at);
         Ok(())
     }
 
     /// Queues a frame the protocol requires (an acknowledgement, a windowed QoS 1/2 publish).
     /// Fails only when the client has stopped reading altogether.
-    pub fn push(&mut self, frame: Frame) -> Result<(), QueueError> {
+    pub fn push(&mut self, frame: Frame, at: QueuedAt) -> Result<(), QueueError> {
         if self.frames.len() >= self.max_messages + RELIABLE_FRAME_SLACK {
             return Err(QueueError::NotReading);
         }
-        self.push_unchecked(frame);
+        self.push_unchecked(frame, at);
         Ok(())
     }
 
     /// Queues the last frame of a connection (its DISCONNECT) whatever the limits: a closing
     /// connection queues nothing after it.
-    pub fn push_final(&mut self, frame: Frame) {
-        self.push_unchecked(frame);
+    pub fn push_final(&mut self, frame: Frame, at: QueuedAt) {
+        self.push_unchecked(frame, at);
     }
 
-    fn push_unchecked(&mut self, frame: Frame) {
+    fn push_unchecked(&mut self, frame: Frame, at: QueuedAt) {
+        let timed = at.received.is_some() && self.timed.is_none();
+        if timed {
+            self.timed = at.received;
+        }
         self.bytes += frame.len();
-        self.frames.push_back(frame);
+        self.frames.push_back(Queued {
+            frame,
+            tick: at.tick,
+            timed,
+        });
     }
 
-    /// Moves queued frames into `out` until it holds about `MAX_WRITE_BATCH` bytes.
-    pub fn drain_into(&mut self, out: &mut BytesMut) {
+    /// Moves queued frames into `out` until it holds about `MAX_WRITE_BATCH` bytes; says what
+    /// it moved.
+    pub fn drain_into(&mut self, out: &mut BytesMut) -> Drained {
+        let mut drained = Drained::default();
         while out.len() < MAX_WRITE_BATCH {
-            let Some(frame) = self.frames.pop_front() else {
+            let Some(Queued { frame, timed, .. }) = self.frames.pop_front() else {
                 break;
             };
             self.bytes -= frame.len();
+            drained.packets += 1;
+            if let Frame::Publish { packet, .. } = &frame {
+                drained.publishes += 1;
+                drained.publish_payload_bytes += packet.payload().len() as u64;
+            }
+            if timed {
+                drained.timed = self.timed.take();
+            }
             out.reserve(frame.len());
             frame.write_to(out, &mut self.aliases);
         }
+        drained
+    }
+
+    /// The tick at which the oldest frame still waiting was queued.
+    pub fn oldest_tick(&self) -> Option<u32> {
+        self.frames.front().map(|queued| queued.tick)
+    }
+
+    /// Bytes waiting.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Whether nothing is waiting.
@@ -245,7 +332,9 @@ mod tests {
         assert_eq!(queue.push_droppable(publish(b"c")), Err(QueueError::Full));
         assert_eq!(queue.dropped(), 1);
         assert!(
-            queue.push(Frame::ping_response()).is_ok(),
+            queue
+                .push(Frame::ping_response(), QueuedAt::tick(0))
+                .is_ok(),
             "acks still pass"
         );
         assert_eq!(queue.len(), 3);
@@ -265,15 +354,71 @@ mod tests {
         let mut queue = OutboundQueue::new(10, 0);
         queue.push_droppable(publish(b"x")).expect("room");
         queue
-            .push(Frame::ack(0x40, PacketId::new(7).expect("non-zero")))
+            .push(
+                Frame::ack(0x40, PacketId::new(7).expect("non-zero")),
+                QueuedAt::tick(0),
+            )
             .expect("room");
-        queue.push(Frame::ping_response()).expect("room");
+        queue
+            .push(Frame::ping_response(), QueuedAt::tick(0))
+            .expect("room");
         let mut out = BytesMut::new();
-        queue.drain_into(&mut out);
+        let drained = queue.drain_into(&mut out);
         assert_eq!(
             &out[..],
             &[0x30, 4, 0, 1, b't', b'x', 0x40, 2, 0, 7, 0xD0, 0]
         );
         assert!(queue.is_empty());
+        assert_eq!(
+            drained,
+            Drained {
+                packets: 3,
+                publishes: 1,
+                publish_payload_bytes: 1,
+                timed: None,
+            }
+        );
+    }
+
+    #[test]
+    fn the_oldest_frame_keeps_its_tick_until_written() {
+        let mut queue = OutboundQueue::new(10, 0);
+        assert_eq!(queue.oldest_tick(), None);
+        queue
+            .push_droppable_at(publish(b"a"), QueuedAt::tick(5))
+            .expect("room");
+        queue
+            .push_droppable_at(publish(b"bc"), QueuedAt::tick(9))
+            .expect("room");
+        assert_eq!(queue.oldest_tick(), Some(5));
+        assert_eq!(queue.bytes(), 6 + 7);
+        let mut out = BytesMut::new();
+        queue.drain_into(&mut out);
+        assert_eq!(queue.oldest_tick(), None);
+        assert_eq!(queue.bytes(), 0);
+    }
+
+    #[test]
+    fn one_timed_publish_at_a_time_reports_its_instant_when_drained() {
+        let mut queue = OutboundQueue::new(10, 0);
+        let first = Instant::now();
+        let second = first + std::time::Duration::from_millis(1);
+        let timed = |received| QueuedAt {
+            tick: 0,
+            received: Some(received),
+        };
+        queue
+            .push_droppable_at(publish(b"a"), timed(first))
+            .expect("room");
+        queue
+            .push_droppable_at(publish(b"b"), timed(second))
+            .expect("room");
+        let mut out = BytesMut::new();
+        assert_eq!(queue.drain_into(&mut out).timed, Some(first));
+        queue
+            .push_droppable_at(publish(b"c"), timed(second))
+            .expect("room");
+        assert_eq!(queue.drain_into(&mut out).timed, Some(second));
+        assert_eq!(queue.drain_into(&mut out).timed, None);
     }
 }

@@ -12,8 +12,8 @@ use std::time::Instant;
 use super::files::ListenerFiles;
 use super::per_ip::{PerIpGuard, PerIpLimits, PerIpRefusal};
 use crate::auth::{
-    Acl, AuthRefusal, Authenticator, CacheKeyError, ClientIdentity, CredentialCache, Principal,
-    SubscriptionAccess,
+    Acl, AuthRefusal, Authenticator, CacheKeyError, ClientIdentity, CredentialCache, Decision,
+    Principal, SubscriptionAccess,
 };
 use crate::config::{AuthConfig, ListenerConfig, ListenerProtocol};
 use crate::connection::{ConnectionSlots, SlotGuard};
@@ -122,8 +122,10 @@ impl ListenerState {
     }
 
     /// Decides a CONNECT's credentials: who the client is for the ACL, or why it is refused.
-    /// `certificate_name` is the Common Name of a verified client certificate.
-    pub fn authenticate(
+    /// `certificate_name` is the Common Name of a verified client certificate. A password that
+    /// must be hashed is checked on the core's blocking-task thread, so that a slow hash (or
+    /// a flood of wrong passwords) never stalls the other clients of the core.
+    pub async fn authenticate(
         &self,
         client_id: &str,
         username: Option<&str>,
@@ -137,12 +139,26 @@ impl ListenerState {
                 None => return Err(AuthRefusal::AnonymousNotAllowed),
             }
         } else {
-            self.authenticator.borrow_mut().authenticate(
+            let decision = self.authenticator.borrow_mut().decide(
                 self.config.allow_anonymous,
                 username,
                 password,
                 Instant::now(),
-            )?
+            );
+            match decision {
+                Decision::Done(decided) => decided?,
+                Decision::Verify(check) => {
+                    let (check, matched) = glommio::executor()
+                        .spawn_blocking(move || {
+                            let matched = check.run();
+                            (check, matched)
+                        })
+                        .await;
+                    self.authenticator
+                        .borrow_mut()
+                        .conclude(&check, matched, Instant::now())?
+                }
+            }
         };
         if self.acl.borrow().is_none() {
             // Without an ACL file nothing is ever checked: no identity to keep.

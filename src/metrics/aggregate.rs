@@ -30,6 +30,8 @@ struct CoreRecord {
     lag_this_round: LatencyHistogram,
     /// Its event-loop lag samples of the last completed round.
     lag_last_round: LatencyHistogram,
+    /// Whether it sent a snapshot during the round under way.
+    reported: bool,
 }
 
 impl CoreRecord {
@@ -39,6 +41,7 @@ impl CoreRecord {
             load: LoadFigures::default(),
             lag_this_round: LatencyHistogram::new(),
             lag_last_round: LatencyHistogram::new(),
+            reported: false,
         }
     }
 }
@@ -95,6 +98,7 @@ impl MetricsAggregator {
                 .push(CoreRecord::new(next, self.slow_clients_top));
         }
         let record = &mut self.cores[core];
+        record.reported = true;
         let previous = std::mem::replace(&mut record.latest, snapshot);
         let arrived = &record.latest.latencies;
         self.latencies_this_round.merge(arrived);
@@ -117,6 +121,7 @@ impl MetricsAggregator {
             record.load.sample(&record.latest, elapsed);
             std::mem::swap(&mut record.lag_last_round, &mut record.lag_this_round);
             record.lag_this_round.reset();
+            record.reported = false;
         }
         self.load.sample(&total, elapsed);
         self.clients_maximum = self
@@ -132,6 +137,13 @@ impl MetricsAggregator {
             self.heap_maximum = Some(self.heap_maximum.unwrap_or(0).max(heap));
         }
         self.memory = memory;
+    }
+
+    /// Whether every core sent a snapshot since the last completed round: the round can be
+    /// closed without waiting longer.
+    #[must_use]
+    pub fn all_reported(&self) -> bool {
+        self.cores.iter().all(|record| record.reported)
     }
 
     /// How long the broker had run at the last completed round.
@@ -235,9 +247,12 @@ mod tests {
         let start = Instant::now();
         let mut aggregator = MetricsAggregator::new(2, 3, start);
         aggregator.accept(snapshot(0, 10, 1, Duration::from_micros(5)));
+        assert!(!aggregator.all_reported(), "core 1 has not reported");
         aggregator.accept(snapshot(1, 20, 2, Duration::from_micros(7)));
         aggregator.accept(snapshot(1, 25, 3, Duration::from_micros(9)));
+        assert!(aggregator.all_reported());
         aggregator.complete_round(start + Duration::from_secs(10), ProcessMemory::default());
+        assert!(!aggregator.all_reported(), "a new round starts");
 
         let total = aggregator.total();
         assert_eq!(total.counter(Counter::PublishReceived), 35);

@@ -3,12 +3,16 @@
 //! into a [`MetricsSnapshot`] value once per snapshot period.
 
 use std::cell::{Cell, RefCell};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::histogram::LatencySet;
 use super::registry::{Counter, DropReason, Gauge, Latency};
 use super::slow_clients::TopSlowClients;
 use super::snapshot::MetricsSnapshot;
+
+/// One fan-out in this many, on each core, is timed for the publish-to-delivery histogram:
+/// the clock is read once for it, and once more when each subscriber's copy is written.
+pub const PUBLISH_LATENCY_SAMPLE_EVERY: u32 = 8;
 
 /// What one core records: owned by the core's shard, updated by its tasks through `&self`.
 /// Every update is a load and a store of a `Cell` (or, for a latency, a short `RefCell`
@@ -21,10 +25,17 @@ pub struct CoreMetrics {
     drops: [Cell<u64>; DropReason::COUNT],
     /// Samples since the previous snapshot; never borrowed across an `.await`.
     latencies: RefCell<LatencySet>,
+    /// The core's coarse clock, in ticks of its housekeeping: when a frame was queued, so
+    /// that the age of a client's oldest queued message costs no clock read per message.
+    clock: Cell<u32>,
+    /// Time one fan-out in this many (0: none, when no snapshot is ever taken).
+    sample_every: u32,
+    /// Fan-outs left until the next timed one.
+    sample_countdown: Cell<u32>,
 }
 
 impl CoreMetrics {
-    /// The metrics of core `core`, all zero.
+    /// The metrics of core `core`, all zero, timing no fan-out.
     #[must_use]
     pub fn new(core: usize) -> Self {
         CoreMetrics {
@@ -33,7 +44,17 @@ impl CoreMetrics {
             gauges: Default::default(),
             drops: Default::default(),
             latencies: RefCell::new(LatencySet::default()),
+            clock: Cell::new(0),
+            sample_every: 0,
+            sample_countdown: Cell::new(0),
         }
+    }
+
+    /// These metrics, timing one fan-out in `every` (the first one included; 0 = none).
+    #[must_use]
+    pub fn with_latency_sampling(mut self, every: u32) -> Self {
+        self.sample_every = every;
+        self
     }
 
     /// The core these metrics describe.
@@ -82,6 +103,12 @@ impl CoreMetrics {
         cell.set(cell.get().wrapping_add(n));
     }
 
+    /// Messages dropped so far for `reason`.
+    #[must_use]
+    pub fn drop_count(&self, reason: DropReason) -> u64 {
+        self.drops[reason.index()].get()
+    }
+
     /// Records one duration of a kind.
     pub fn record(&self, kind: Latency, duration: Duration) {
         self.latencies.borrow_mut().get_mut(kind).record(duration);
@@ -93,6 +120,33 @@ impl CoreMetrics {
             .borrow_mut()
             .get_mut(kind)
             .record_n(duration, count);
+    }
+
+    /// Called once per fan-out: `Some(now)` for the one in [`PUBLISH_LATENCY_SAMPLE_EVERY`]
+    /// that is timed (its subscribers' copies carry that instant to their writes), `None`
+    /// for the others, without reading the clock.
+    pub fn latency_sample(&self) -> Option<Instant> {
+        if self.sample_every == 0 {
+            return None;
+        }
+        let left = self.sample_countdown.get();
+        if left > 0 {
+            self.sample_countdown.set(left - 1);
+            return None;
+        }
+        self.sample_countdown.set(self.sample_every - 1);
+        Some(Instant::now())
+    }
+
+    /// Advances the coarse clock (the shard's housekeeping calls it every tick).
+    pub fn set_clock(&self, ticks: u32) {
+        self.clock.set(ticks);
+    }
+
+    /// The coarse clock, in ticks.
+    #[must_use]
+    pub fn clock(&self) -> u32 {
+        self.clock.get()
     }
 
     /// The value to send the aggregating core: every counter, gauge and drop count as they
@@ -151,5 +205,27 @@ mod tests {
         );
         assert_eq!(metrics.counter(Counter::Connects), 2);
         assert_eq!(metrics.gauge(Gauge::ClientsConnected), 7);
+    }
+
+    #[test]
+    fn one_fan_out_in_n_is_timed_starting_with_the_first() {
+        let off = CoreMetrics::new(0);
+        assert!((0..20).all(|_| off.latency_sample().is_none()));
+        let metrics = CoreMetrics::new(0).with_latency_sampling(4);
+        let timed: Vec<bool> = (0..9).map(|_| metrics.latency_sample().is_some()).collect();
+        assert_eq!(
+            timed,
+            [true, false, false, false, true, false, false, false, true]
+        );
+    }
+
+    #[test]
+    fn the_coarse_clock_is_what_was_set() {
+        let metrics = CoreMetrics::new(0);
+        assert_eq!(metrics.clock(), 0);
+        metrics.set_clock(42);
+        assert_eq!(metrics.clock(), 42);
+        metrics.dropped(DropReason::Expired, 3);
+        assert_eq!(metrics.drop_count(DropReason::Expired), 3);
     }
 }

@@ -21,6 +21,10 @@
 //!    pairs with Mosquitto's names, and [`SysChangeFilter`] keeps those that changed, to be
 //!    published as retained messages. [`prometheus::render`] writes the exposition text that
 //!    [`serve_http`] returns on `GET /metrics`.
+//!
+//! The shards run all of this (the snapshot, aggregation, `$SYS` and HTTP tasks, the lag
+//! probe) in `shard/observe.rs`; connections record what they read and write, the router what
+//! it drops and when a timed fan-out was taken up.
 
 mod aggregate;
 mod config;
@@ -42,7 +46,7 @@ pub use config::{
     DEFAULT_SYS_INTERVAL, MAX_HTTP_MAX_CONNECTIONS, MAX_LAG_PROBE_INTERVAL_MS,
     MAX_SLOW_CLIENTS_TOP, MAX_SYS_INTERVAL,
 };
-pub use core_metrics::CoreMetrics;
+pub use core_metrics::{CoreMetrics, PUBLISH_LATENCY_SAMPLE_EVERY};
 pub use histogram::{
     LatencyHistogram, LatencySet, LATENCY_BUCKETS, LATENCY_HIGHEST_NS, LATENCY_LOWEST_NS,
     LATENCY_SIGNIFICANT_DIGITS,

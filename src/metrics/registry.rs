@@ -27,11 +27,13 @@ pub enum Counter {
     PublishBytesReceived,
     /// Payload bytes of the PUBLISH packets sent (`publish/bytes/sent`).
     PublishBytesSent,
+    /// PUBLISH packets (and wills) the listener's ACL did not let their client publish.
+    PublishDenied,
 }
 
 impl Counter {
     /// Every counter, in the order snapshots store them.
-    pub const ALL: [Counter; 11] = [
+    pub const ALL: [Counter; 12] = [
         Counter::SocketsAccepted,
         Counter::Connects,
         Counter::ClientsExpired,
@@ -43,6 +45,7 @@ impl Counter {
         Counter::BytesSent,
         Counter::PublishBytesReceived,
         Counter::PublishBytesSent,
+        Counter::PublishDenied,
     ];
     /// How many counters there are.
     pub const COUNT: usize = Self::ALL.len();
@@ -68,6 +71,7 @@ impl Counter {
             Counter::BytesSent => "hydrant_bytes_sent_total",
             Counter::PublishBytesReceived => "hydrant_publish_bytes_received_total",
             Counter::PublishBytesSent => "hydrant_publish_bytes_sent_total",
+            Counter::PublishDenied => "hydrant_publish_messages_denied_total",
         }
     }
 
@@ -86,6 +90,7 @@ impl Counter {
             Counter::BytesSent => "Bytes written to client connections.",
             Counter::PublishBytesReceived => "Payload bytes of the PUBLISH packets received.",
             Counter::PublishBytesSent => "Payload bytes of the PUBLISH packets sent.",
+            Counter::PublishDenied => "PUBLISH packets and wills the ACL did not let through.",
         }
     }
 }
@@ -188,7 +193,8 @@ impl Gauge {
 }
 
 /// Why a PUBLISH was not delivered to one subscriber (Mosquitto counts them all as one
-/// `publish/messages/dropped`; hydrant also tells them apart).
+/// `publish/messages/dropped`; hydrant also tells them apart). A publish is never dropped
+/// between cores: its publisher waits for room on the channel instead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DropReason {
     /// A QoS 0 message found its connection's outgoing queue full (a slow consumer).
@@ -201,20 +207,16 @@ pub enum DropReason {
     PacketTooLarge,
     /// The message's expiry interval passed while it waited in a queue (MQTT 5).
     Expired,
-    /// The channel to another core was full, so that core's subscribers missed it (counted
-    /// once per core missed, not per subscriber).
-    CoreChannelFull,
 }
 
 impl DropReason {
     /// Every reason, in the order snapshots store them.
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 5] = [
         DropReason::ConnectionQueueFull,
         DropReason::MaxQueuedMessages,
         DropReason::MaxQueuedBytes,
         DropReason::PacketTooLarge,
         DropReason::Expired,
-        DropReason::CoreChannelFull,
     ];
     /// How many reasons there are.
     pub const COUNT: usize = Self::ALL.len();
@@ -235,7 +237,6 @@ impl DropReason {
             DropReason::MaxQueuedBytes => "max_queued_bytes",
             DropReason::PacketTooLarge => "packet_too_large",
             DropReason::Expired => "expired",
-            DropReason::CoreChannelFull => "core_channel_full",
         }
     }
 }

@@ -90,7 +90,7 @@ fn micros(duration: std::time::Duration) -> String {
 /// `heap/{current,maximum}` (where known) and `load/<figure>/{1min,5min,15min}`.
 ///
 /// hydrant's, under `$SYS/broker/hydrant/`: `cores`, `memory/resident`,
-/// `publish/dropped/<reason>`, `latency/<kind>_us/{count,p50,p99,max}` (the last round's
+/// `publish/dropped/<reason>`, `publish/denied`, `latency/<kind>_us/{count,p50,p99,max}` (the last round's
 /// samples, all cores), and per core `core/<n>/clients/connected`,
 /// `core/<n>/load/publish/{received,sent}/<window>` and `core/<n>/event_loop_lag_us/{p50,p99,
 /// max}`.
@@ -177,6 +177,7 @@ pub fn sys_values(aggregator: &MetricsAggregator) -> Vec<SysValue> {
             total.dropped(reason),
         );
     }
+    out.hydrant("publish/denied", total.counter(Counter::PublishDenied));
     for kind in Latency::ALL {
         let prefix = format!("{HYDRANT_SYS_ROOT}/latency/{}_us", kind.slug());
         out.latency(&prefix, aggregator.last_round_latency(kind), true);

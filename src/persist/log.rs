@@ -166,8 +166,9 @@ pub(super) struct LogState {
     first_unsynced_write: Option<Instant>,
     flusher_waker: Option<Waker>,
     space_waiters: Vec<Waker>,
-    /// Tickets waiting, by the position they need covered.
-    ticket_waiters: Vec<(u64, Waker)>,
+    /// Tickets waiting: the position they need covered, whether written (rather than what the
+    /// policy promises) is enough, and their waker.
+    ticket_waiters: Vec<(u64, Promise, Waker)>,
     pub(super) rotation_waiters: Vec<Waker>,
     pub(super) compacting: bool,
     pub(super) usage: DiskUsage,
@@ -180,11 +181,17 @@ pub(super) struct LogState {
 }
 
 impl LogState {
-    /// Whether a ticket for the position `end` is satisfied.
-    fn covers(&self, end: u64) -> bool {
-        match self.policy {
-            SyncPolicy::Always => self.durable >= end,
-            SyncPolicy::Interval(_) | SyncPolicy::Never => self.written >= end,
+    /// Whether a ticket for the position `end` with this promise is satisfied.
+    fn covers(&self, end: u64, promise: Promise) -> bool {
+        self.covered(promise) >= end
+    }
+
+    /// The position up to which tickets with this promise are satisfied.
+    fn covered(&self, promise: Promise) -> u64 {
+        match (promise, self.policy) {
+            (Promise::Policy, SyncPolicy::Always) => self.durable,
+            (Promise::Written, _)
+            | (Promise::Policy, SyncPolicy::Interval(_) | SyncPolicy::Never) => self.written,
         }
     }
 
@@ -195,12 +202,14 @@ impl LogState {
     }
 
     fn wake_tickets(&mut self) {
-        let limit = match self.policy {
-            SyncPolicy::Always => self.durable,
-            SyncPolicy::Interval(_) | SyncPolicy::Never => self.written,
-        };
+        let by_policy = self.covered(Promise::Policy);
+        let written = self.written;
         let failed = self.failure.is_some();
-        self.ticket_waiters.retain(|(end, waker)| {
+        self.ticket_waiters.retain(|(end, promise, waker)| {
+            let limit = match promise {
+                Promise::Policy => by_policy,
+                Promise::Written => written,
+            };
             let done = failed || *end <= limit;
             if done {
                 waker.wake_by_ref();
@@ -319,18 +328,38 @@ impl LogState {
     }
 }
 
+/// What a ticket waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Promise {
+    /// What the policy promises: synced with [`SyncPolicy::Always`], else written.
+    Policy,
+    /// Written to the kernel, whatever the policy: the record survives the process (a crash,
+    /// `kill -9`), though with [`SyncPolicy::Always`] its sync may still be in flight.
+    Written,
+}
+
 /// A promise that an appended record becomes durable (as the policy defines it): await it
 /// before acknowledging what the record describes. Dropping it changes nothing.
 #[must_use = "a ticket says when the record is durable; drop it explicitly if that does not matter"]
 pub struct Ticket {
     shared: Rc<RefCell<LogState>>,
     end: u64,
+    promise: Promise,
 }
 
 impl Ticket {
     /// The log position just after the record (monotonic over the life of the log).
     pub fn position(&self) -> u64 {
         self.end
+    }
+
+    /// This ticket resolving as soon as the record is written to the kernel, even when the
+    /// policy syncs: for what must survive the broker's process but needs no disk flush (a QoS
+    /// 0 retained message, whose publisher gets no acknowledgement). Under load the writer
+    /// syncs right after it writes, so the flush follows within one group commit.
+    pub fn written(mut self) -> Ticket {
+        self.promise = Promise::Written;
+        self
     }
 }
 
@@ -339,21 +368,26 @@ impl Future for Ticket {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.shared.borrow_mut();
-        if state.covers(self.end) {
+        if state.covers(self.end, self.promise) {
             return Poll::Ready(Ok(()));
         }
         if let Some(failure) = &state.failure {
             return Poll::Ready(Err(failure.clone()));
         }
-        let end = self.end;
-        let already = state
-            .ticket_waiters
-            .iter()
-            .rev()
-            .take(4)
-            .any(|(waiting, waker)| *waiting == end && waker.will_wake(cx.waker()));
+        let (end, promise) = (self.end, self.promise);
+        let already =
+            state
+                .ticket_waiters
+                .iter()
+                .rev()
+                .take(4)
+                .any(|(waiting, waiting_for, waker)| {
+                    *waiting == end && *waiting_for == promise && waker.will_wake(cx.waker())
+                });
         if !already {
-            state.ticket_waiters.push((end, cx.waker().clone()));
+            state
+                .ticket_waiters
+                .push((end, promise, cx.waker().clone()));
         }
         Poll::Pending
     }
@@ -438,16 +472,23 @@ impl StateLog {
     /// disk (back-pressure). Returns the ticket of the record: awaiting it says when the record
     /// is durable.
     pub async fn append(&self, record: &Record) -> Result<Ticket, AppendError> {
+        let refused_anyway = record.kind() == RecordKind::QueuedMessage
+            && self.shared.borrow().disk_state == DiskState::OverBound;
+        if !refused_anyway {
+            self.wait_for_room().await?;
+        }
+        self.append_now(record)
+    }
+
+    /// Waits while `write_buffer_bytes` are already waiting for the disk: for a caller that
+    /// must change its state and append in one step (so that the two stay in the same order)
+    /// and takes the back-pressure before it.
+    pub async fn wait_for_room(&self) -> Result<(), LogError> {
         let mut counted = false;
         future::poll_fn(|cx| {
             let mut state = self.shared.borrow_mut();
             if let Some(failure) = &state.failure {
-                return Poll::Ready(Err(AppendError::Log(failure.clone())));
-            }
-            if record.kind() == RecordKind::QueuedMessage
-                && state.disk_state == DiskState::OverBound
-            {
-                return Poll::Ready(Ok(()));
+                return Poll::Ready(Err(failure.clone()));
             }
             if state.has_space() {
                 return Poll::Ready(Ok(()));
@@ -459,8 +500,7 @@ impl StateLog {
             state.space_waiters.push(cx.waker().clone());
             Poll::Pending
         })
-        .await?;
-        self.append_now(record)
+        .await
     }
 
     /// Appends a record without waiting, even past the buffer bound: for callers that cannot
@@ -490,6 +530,7 @@ impl StateLog {
         Ok(Ticket {
             shared: Rc::clone(&self.shared),
             end: state.appended,
+            promise: Promise::Policy,
         })
     }
 
@@ -913,6 +954,26 @@ mod tests {
         });
         assert!(stats.waits_for_space > 0, "{stats:?}");
         assert_eq!(stats.records, 200);
+    }
+
+    #[test]
+    fn a_written_ticket_resolves_once_the_kernel_has_the_record() {
+        let dir = TempDir::new("written");
+        let config = config(dir.path(), SyncMode::Always);
+        let log_file = dir.path().join("core-0").join("log-00000000000000000001");
+        run(move || async move {
+            let (log, _) = StateLog::open(&config, 0).await.expect("open");
+            let before = std::fs::metadata(&log_file).expect("stat").len();
+            let ticket = log.append_now(&retained("w", 100)).expect("append");
+            let end = ticket.position();
+            ticket.written().await.expect("written");
+            let after = std::fs::metadata(&log_file).expect("stat").len();
+            assert_eq!(after - before, end, "the record is in the file");
+            let durable = log.append_now(&retained("d", 100)).expect("append");
+            durable.await.expect("durable");
+            assert!(log.stats().syncs >= 1);
+            log.close().await.expect("close");
+        });
     }
 
     #[test]

@@ -19,7 +19,9 @@
 //! persistent session it was given to (on each core involved). Many publishes share one disk
 //! flush (group commit). With `sync = "interval"` or `"never"` the ticket resolves once the
 //! record reaches the kernel, and the loss window is `sync_interval_ms` (or the kernel's
-//! write-back).
+//! write-back). [`Ticket::written`] resolves at that point whatever the policy: for what must
+//! outlive the process but has no acknowledgement to hold back (a QoS 0 retained message).
+//! `shard/persistence.rs` is where the broker does all this.
 //!
 //! # Start-up
 //! [`StateLog::open`] returns the records of the snapshot and then of each log, in order, and a
@@ -65,8 +67,8 @@ pub use record::{
     Acknowledgement, DecodeError, QueuedMessage, Record, RecordKind, RetainedMessage, StoredWill,
 };
 pub use recovery::{
-    recover, FileReport, MoveAsideReason, MovedAside, Recovered, RecoveryReport, RemovalReason,
-    RemovedFile,
+    recover, retire, FileReport, MoveAsideReason, MovedAside, Recovered, RecoveryReport,
+    RemovalReason, RemovedFile,
 };
 pub use snapshot::{CompactionReport, SLICE_BUDGET};
 

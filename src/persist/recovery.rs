@@ -230,6 +230,41 @@ pub async fn recover(location: &Path, core: u64) -> Result<Recovered, DirectoryE
         .map(|(recovered, _)| recovered)
 }
 
+/// Removes the snapshot and logs of core `core` under `location`, once everything they held
+/// lives in running cores' files (after the number of cores went down). Files moved aside
+/// stay for a person to look at; the directory goes when nothing is left in it. Returns the
+/// number of files removed.
+pub async fn retire(location: &Path, core: u64) -> Result<usize, DirectoryError> {
+    let dir = CoreDir::new(location, core);
+    let unusable = |source| DirectoryError {
+        path: dir.path.clone(),
+        source,
+    };
+    let listing = dir.list().map_err(unusable)?;
+    // The snapshot first, then the logs oldest first: a crash part way leaves a suffix of
+    // the history, whose records still end with the last value of each topic they name, so
+    // recovering it again hands out nothing older than what the running cores hold.
+    let mut doomed = Vec::new();
+    if listing.snapshot_tmp {
+        doomed.push(dir.snapshot_tmp_path());
+    }
+    if listing.snapshot {
+        doomed.push(dir.snapshot_path());
+    }
+    doomed.extend(listing.logs.into_iter().map(|(_, path)| path));
+    for path in &doomed {
+        glommio::io::remove(path)
+            .await
+            .map_err(|error| unusable(error.into()))?;
+    }
+    if listing.moved_aside.is_empty() {
+        std::fs::remove_dir(&dir.path).map_err(unusable)?;
+    } else {
+        dir.sync().await.map_err(unusable)?;
+    }
+    Ok(doomed.len())
+}
+
 /// A file whose header was read, with its contents.
 struct Loaded {
     header: FileHeader,
@@ -705,5 +740,40 @@ mod tests {
             crate::persist::files::stored_cores(dir.path()).expect("list"),
             vec![0, 3, 12]
         );
+    }
+
+    #[test]
+    fn retiring_a_core_removes_its_files_but_keeps_those_moved_aside() {
+        let dir = TempDir::new("retire");
+        let location = dir.path().to_owned();
+        run(move || async move {
+            write_log(&location, &queued_range(0..5)).await;
+            let core = CoreDir::new(&location, 0);
+            assert_eq!(retire(&location, 0).await.expect("retire"), 1);
+            assert!(!core.path.exists(), "an emptied directory is removed");
+
+            write_log(&location, &queued_range(0..5)).await;
+            std::fs::write(core.path.join("log-00000000000000000007"), b"").expect("write");
+            let recovered = recover(&location, 0).await.expect("recover");
+            assert_eq!(recovered.report.moved_aside.len(), 1);
+            assert_eq!(retire(&location, 0).await.expect("retire"), 1);
+            let left: Vec<String> = std::fs::read_dir(&core.path)
+                .expect("list")
+                .map(|entry| {
+                    entry
+                        .expect("entry")
+                        .file_name()
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .collect();
+            assert_eq!(left.len(), 1, "{left:?}");
+            assert!(left[0].contains(".corrupt-"), "{left:?}");
+            assert!(recover(&location, 0)
+                .await
+                .expect("recover")
+                .records
+                .is_empty());
+        });
     }
 }

@@ -1,10 +1,15 @@
 //! Handing one message to one session on this core: the PUBLISH it is sent as (shared by every
-//! subscriber with the same wire layout), the limits of its client, and its QoS flow.
+//! subscriber with the same wire layout), the limits of its client, and its QoS flow. Every
+//! message not handed over is counted by its reason ([`DropReason`]).
+
+use std::time::Instant;
 
 use crate::connection::Frame;
 use crate::message::Message;
+use crate::metrics::DropReason;
 use crate::protocol::{EncodedPublish, ProtocolVersion, QoS};
-use crate::shard::{Counters, Shard, ShardState};
+use crate::session::QueueFull;
+use crate::shard::{Shard, ShardState};
 
 use super::Target;
 
@@ -18,6 +23,9 @@ pub(super) struct EncodingCache<'a> {
     retained_on_subscribe: bool,
     /// Index: family, QoS, RETAIN.
     by_layout: [[[Option<EncodedPublish>; 2]; 3]; 2],
+    /// For a timed fan-out: when the message entered this core (each subscriber's copy
+    /// carries it to its write, for the publish-to-delivery latency).
+    received: Option<Instant>,
 }
 
 impl<'a> EncodingCache<'a> {
@@ -27,7 +35,14 @@ impl<'a> EncodingCache<'a> {
             message,
             retained_on_subscribe,
             by_layout: Default::default(),
+            received: None,
         }
+    }
+
+    /// This fan-out, timed from `received` when that is `Some`.
+    pub(super) fn timed(mut self, received: Option<Instant>) -> Self {
+        self.received = received;
+        self
     }
 
     fn get(&mut self, protocol: ProtocolVersion, qos: QoS, retain: bool) -> &EncodedPublish {
@@ -66,6 +81,7 @@ impl Shard {
             return;
         };
         let message = encodings.message;
+        let received = encodings.received;
         if target.check_read
             && !slot
                 .access
@@ -107,7 +123,7 @@ impl Shard {
                 };
                 if packet.len() > conn.max_packet_size() {
                     conn.record_too_large(packet.len());
-                    Counters::add(&self.counters.publish_dropped, 1);
+                    self.metrics.dropped(DropReason::PacketTooLarge, 1);
                     return;
                 }
                 Some(packet)
@@ -121,10 +137,8 @@ impl Shard {
                     packet_id: None,
                     dup: false,
                 };
-                if conn.send_droppable(frame) {
-                    Counters::add(&self.counters.publish_sent, 1);
-                } else {
-                    Counters::add(&self.counters.publish_dropped, 1);
+                if !conn.send_droppable(frame, received) {
+                    self.metrics.dropped(DropReason::ConnectionQueueFull, 1);
                 }
             }
             return;
@@ -132,7 +146,11 @@ impl Shard {
         actions.clear();
         let online = slot.conn.is_some();
         if let Err(full) = slot.state.outgoing.offer(delivered, online, actions) {
-            Counters::add(&self.counters.publish_dropped, 1);
+            let reason = match full {
+                QueueFull::Messages => DropReason::MaxQueuedMessages,
+                QueueFull::Bytes => DropReason::MaxQueuedBytes,
+            };
+            self.metrics.dropped(reason, 1);
             match &slot.conn {
                 Some(conn) => conn.record_flow_drop(),
                 None => {
@@ -142,16 +160,16 @@ impl Shard {
             return;
         }
         if let Some(conn) = &slot.conn {
-            conn.record_queued();
             // The offer may first release older queued messages: only the offered one
-            // shares this fan-out's encoding.
-            let sent = conn.send_flow_actions(
+            // shares this fan-out's encoding (and its timing).
+            let sent = conn.send_flow_actions_timed(
                 &mut slot.state.outgoing,
                 actions,
                 packet.map(|packet| (message, packet)),
+                received,
             );
-            Counters::add(&self.counters.publish_sent, sent.publishes);
-            Counters::add(&self.counters.publish_dropped, sent.dropped);
+            self.metrics
+                .dropped(DropReason::PacketTooLarge, sent.dropped);
         }
     }
 }

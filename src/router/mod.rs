@@ -22,9 +22,11 @@ pub use retained::{RetainOutcome, RetainedStore};
 pub use shared::{shared_filter, InvalidSharedFilter, MemberState, SharedDelivery, SharedGroups};
 pub use target::{Target, TargetIds};
 
+use std::time::Instant;
+
 use crate::message::Message;
 use crate::session::Subscription;
-use crate::shard::{Counters, SessionKey, Shard, ShardId, ShardMsg};
+use crate::shard::{Durable, SessionKey, Shard, ShardId, ShardMsg};
 use crate::topic::TopicFilter;
 use delivery::EncodingCache;
 
@@ -37,7 +39,20 @@ impl Shard {
     /// is told when none did). The message keeps its RETAIN flag on its way: each delivery
     /// decides whether to show it (see `EncodingCache::retain`).
     pub async fn publish(&self, message: Message, origin: SessionKey) -> bool {
-        Counters::add(&self.counters.publish_received, 1);
+        self.route(message, Some(origin)).await
+    }
+
+    /// Routes a message the broker publishes itself (the `$SYS` tree): as a client's publish,
+    /// but no session published it, so every matching subscription gets it.
+    pub async fn publish_from_broker(&self, message: Message) -> bool {
+        self.route(message, None).await
+    }
+
+    /// The path of [`Shard::publish`]; `origin` is the publishing session, if one did. One
+    /// fan-out in `PUBLISH_LATENCY_SAMPLE_EVERY` is timed from here, when the message has just
+    /// been read.
+    async fn route(&self, message: Message, origin: Option<SessionKey>) -> bool {
+        let received = self.metrics.latency_sample();
         if message.retain {
             self.retain(message.clone()).await;
         }
@@ -48,17 +63,21 @@ impl Shard {
                 .send(shard, ShardMsg::Publish(message.clone()))
                 .await;
         }
-        let matched_local = self.deliver_local(&message, Some(origin)).await;
+        let matched_local = self.deliver_local_timed(&message, origin, received).await;
         let matched_shared = self.route_shared(&message).await;
         matched_remote || matched_local || matched_shared
     }
 
-    /// Hands a retained publish to its topic's owner core, which orders and replicates it,
-    /// and waits until it has: a SUBSCRIBE made after the publisher's PUBACK then finds it.
+    /// Hands a retained publish to its topic's owner core, which orders and replicates it
+    /// (and writes it, with persistence), and waits until it has: a SUBSCRIBE made after the
+    /// publisher's PUBACK then finds it, and a restart too.
     async fn retain(&self, message: Message) {
         let owner = self.owner_of(message.topic.as_bytes());
         if owner == self.id {
-            self.apply_retained_as_owner(message);
+            self.wait_for_persistence_room().await;
+            if let Some(durable) = self.apply_retained_as_owner(message) {
+                durable.wait().await;
+            }
         } else {
             let (token, wait) = self.expect_acks(1);
             self.peers
@@ -68,25 +87,43 @@ impl Shard {
         }
     }
 
-    /// Applies a retained update on the owner core and replicates it if accepted.
-    fn apply_retained_as_owner(&self, message: Message) {
+    /// Applies a retained update on the owner core, replicates it if accepted and writes it
+    /// to this core's log; returns what its acknowledgement must wait for.
+    fn apply_retained_as_owner(&self, message: Message) -> Option<Durable> {
         let outcome = self.state.borrow_mut().retained.apply(message.clone());
         match outcome {
-            RetainOutcome::Refused => tracing::warn!(
-                topic = %message.topic,
-                "retained message not stored: max_retained_messages or max_retained_bytes reached"
-            ),
-            RetainOutcome::Stored | RetainOutcome::Cleared => self
-                .peers
-                .broadcast(|| ShardMsg::RetainApply(message.clone())),
+            RetainOutcome::Refused => {
+                tracing::warn!(
+                    topic = %message.topic,
+                    "retained message not stored: max_retained_messages or max_retained_bytes reached"
+                );
+                None
+            }
+            RetainOutcome::Stored | RetainOutcome::Cleared => {
+                self.peers
+                    .broadcast(|| ShardMsg::RetainApply(message.clone()));
+                self.persist_retained(&message)
+            }
         }
     }
 
     /// Delivers a message to this core's matching subscribers: once per session, at the
     /// highest QoS among its matching subscriptions. `origin` is the publisher's session when
     /// it is on this core (a session lives on one core: another core never holds it), whose
-    /// no-local subscriptions do not match. Returns whether any subscription matched.
+    /// no-local subscriptions do not match. Returns whether any subscription matched. One
+    /// call in `PUBLISH_LATENCY_SAMPLE_EVERY` is timed from its start.
     pub async fn deliver_local(&self, message: &Message, origin: Option<SessionKey>) -> bool {
+        let received = self.metrics.latency_sample();
+        self.deliver_local_timed(message, origin, received).await
+    }
+
+    /// [`Shard::deliver_local`], timed from `received` when that is `Some`.
+    async fn deliver_local_timed(
+        &self,
+        message: &Message,
+        origin: Option<SessionKey>,
+        received: Option<Instant>,
+    ) -> bool {
         if message.is_expired() {
             return false;
         }
@@ -107,7 +144,7 @@ impl Shard {
             return false;
         }
         target::merge_by_session(&mut targets);
-        let mut encodings = EncodingCache::new(message, false);
+        let mut encodings = EncodingCache::new(message, false).timed(received);
         for chunk in targets.chunks(FANOUT_CHUNK) {
             {
                 let mut state = self.state.borrow_mut();
@@ -160,18 +197,23 @@ impl Shard {
             ShardMsg::Barrier { token } => self.peers.post(from, ShardMsg::Ack { token }),
             ShardMsg::Ack { token } => self.on_ack(token),
             ShardMsg::RetainRequest { message, token } => {
-                self.apply_retained_as_owner(message);
+                let durable = self.apply_retained_as_owner(message);
                 // Posted after the replicas: every core that receives a later message from
                 // this one already holds the update.
-                self.peers.post(from, ShardMsg::Ack { token });
+                self.ack_when_durable(from, token, durable);
             }
-            ShardMsg::RetainApply(message) => self.state.borrow_mut().retained.replicate(message),
+            ShardMsg::RetainApply(message) => {
+                self.state.borrow_mut().retained.replicate(message);
+                // A peer replaying its whole store at start-up sends these without pause.
+                glommio::yield_if_needed().await;
+            }
             ShardMsg::SharedMember { filter, key, state } => self
                 .state
                 .borrow_mut()
                 .shared
                 .set_member(&filter, from, key, state),
             ShardMsg::SharedPublish(delivery) => self.deliver_shared(&delivery),
+            ShardMsg::Metrics(snapshot) => self.accept_snapshot(*snapshot),
             other => self.on_session_message(other),
         }
     }

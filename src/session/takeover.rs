@@ -16,6 +16,14 @@
 //! 3. The claimant installs a new session, resumes a reserved one on its own core, or sends
 //!    its socket to the holder in `Adopt`. Whoever binds the session answers the owner with
 //!    `Settled`, which ends the claim and starts the next one waiting.
+//!
+//! A clean-session CONNECT (3.1.1 clean session, MQTT 5 clean start) cannot resume anything, so
+//! it does not wait for that round trip, which is most of a connect's latency when the owner is
+//! another core: its core installs a new session at once and sends an *eager* `Claim`. The
+//! owner records the new holder, or first has the old holder end the old session (`Evict` with
+//! `eager_over`, answered by `Settled` from the holder). A later claim that supersedes an eager
+//! one closes that connection. For a moment two connections with the same client id may then
+//! run at once; the later one always wins, as [MQTT-3.1.4-2] asks.
 
 use std::cmp::Reverse;
 use std::rc::Rc;
@@ -43,8 +51,8 @@ struct Entry {
     holder: Option<(ShardId, ConnId)>,
     /// The claim under way, if any.
     busy: Option<ConnId>,
-    /// The claim waiting for it (a later one supersedes it): connection, clean session.
-    queued: Option<(ConnId, bool)>,
+    /// The claim waiting for it (a later one supersedes it): connection, clean session, eager.
+    queued: Option<(ConnId, bool, bool)>,
 }
 
 /// For the client ids this core owns (by hash): where each session is, and the claims on it.
@@ -87,6 +95,7 @@ impl Shard {
                 client_id,
                 conn,
                 clean_session,
+                eager: false,
             },
         );
         futures_lite::future::or(pending.ready.notified(), async {
@@ -96,6 +105,22 @@ impl Shard {
         self.state.borrow_mut().pending.remove(&conn);
         let outcome = pending.result.borrow_mut().take();
         outcome
+    }
+
+    /// Claims `client_id`'s session for a clean-session connection `conn` of this core without
+    /// waiting: the caller installs a new session at once (`install_session` with `eager`),
+    /// and the owner ends the old session, if any, on its own time.
+    pub fn claim_session_eagerly(&self, client_id: Arc<str>, conn: ConnId) {
+        let owner = self.owner_of(client_id.as_bytes());
+        self.route_session_message(
+            owner,
+            ShardMsg::Claim {
+                client_id,
+                conn,
+                clean_session: true,
+                eager: true,
+            },
+        );
     }
 
     fn route_session_message(&self, to: ShardId, msg: ShardMsg) {
@@ -118,12 +143,17 @@ impl Shard {
                 client_id,
                 conn,
                 clean_session,
-            } => self.on_claim(client_id, conn, clean_session),
+                eager,
+            } => self.on_claim(client_id, conn, clean_session, eager),
             ShardMsg::Evict {
                 client_id,
                 to,
                 clean_session,
-            } => self.on_evict(client_id, to, clean_session),
+                eager_over,
+            } => match eager_over {
+                Some(old) => self.on_eager_evict(client_id, to, old),
+                None => self.on_evict(client_id, to, clean_session),
+            },
             ShardMsg::Grant {
                 client_id,
                 to,
@@ -153,7 +183,7 @@ impl Shard {
     }
 
     /// Owner: a connection wants the session; start its claim or queue it behind the one under way.
-    fn on_claim(&self, client_id: Arc<str>, conn: ConnId, clean_session: bool) {
+    fn on_claim(&self, client_id: Arc<str>, conn: ConnId, clean_session: bool, eager: bool) {
         let mut state = self.state.borrow_mut();
         let entry = state
             .directory
@@ -161,9 +191,9 @@ impl Shard {
             .entry(client_id.clone())
             .or_default();
         if entry.busy.is_some() {
-            let superseded = entry.queued.replace((conn, clean_session));
+            let superseded = entry.queued.replace((conn, clean_session, eager));
             drop(state);
-            if let Some((old, _)) = superseded {
+            if let Some((old, _, _)) = superseded {
                 self.grant(client_id, old, Grant::Superseded);
             }
             return;
@@ -171,7 +201,7 @@ impl Shard {
         entry.busy = Some(conn);
         let holder = entry.holder;
         drop(state);
-        self.start_claim(client_id, conn, clean_session, holder);
+        self.start_claim(client_id, conn, clean_session, eager, holder);
     }
 
     fn start_claim(
@@ -179,16 +209,20 @@ impl Shard {
         client_id: Arc<str>,
         conn: ConnId,
         clean_session: bool,
+        eager: bool,
         holder: Option<(ShardId, ConnId)>,
     ) {
         match holder {
+            // An eager claimant already holds its new session.
+            None if eager => self.on_settled(client_id, conn, Some(conn.shard())),
             None => self.grant(client_id, conn, Grant::New),
-            Some((shard, _)) => self.route_session_message(
+            Some((shard, old)) => self.route_session_message(
                 shard,
                 ShardMsg::Evict {
                     client_id,
                     to: conn,
                     clean_session,
+                    eager_over: eager.then_some(old),
                 },
             ),
         }
@@ -239,6 +273,36 @@ impl Shard {
         self.grant(client_id, to, grant);
     }
 
+    /// Holder: an eager claim by `to` replaces the session that connection `old` held: close
+    /// that connection and end its session (unless it already ended, or `to`'s own new session
+    /// replaced it on this core), then tell the owner where the session now is.
+    fn on_eager_evict(&self, client_id: Arc<str>, to: ConnId, old: ConnId) {
+        let mut state = self.state.borrow_mut();
+        let held = state.by_client_id.get(&client_id).copied().filter(|key| {
+            state
+                .sessions
+                .get(key)
+                .is_some_and(|slot| slot.last_conn == old)
+        });
+        if let Some(key) = held {
+            if let Some(slot) = state.sessions.get_mut(&key) {
+                if let Some(conn) = slot.conn.take() {
+                    conn.close(CloseReason::TakenOver);
+                }
+            }
+            self.remove_session(&mut state, key);
+        }
+        drop(state);
+        self.tell_owner(
+            &client_id.clone(),
+            ShardMsg::Settled {
+                client_id,
+                conn: to,
+                holder: Some(to.shard()),
+            },
+        );
+    }
+
     /// Claimant's core: the claim's outcome, for the connection waiting for it (if it still is).
     fn on_grant(&self, client_id: Arc<str>, to: ConnId, grant: Grant) {
         let pending = self.state.borrow().pending.get(&to).cloned();
@@ -265,7 +329,13 @@ impl Shard {
                     conn: to,
                 },
             ),
-            Grant::Superseded => {}
+            // An eager claimant runs without waiting: a later claim closes it.
+            Grant::Superseded => {
+                let superseded = self.connections.borrow().get(&to).cloned();
+                if let Some(conn) = superseded {
+                    conn.close(CloseReason::TakenOver);
+                }
+            }
         }
     }
 
@@ -312,11 +382,11 @@ impl Shard {
         entry.busy = None;
         entry.holder = holder.map(|shard| (shard, conn));
         match entry.queued.take() {
-            Some((next, clean_session)) => {
+            Some((next, clean_session, eager)) => {
                 entry.busy = Some(next);
                 let holder = entry.holder;
                 drop(state);
-                self.start_claim(client_id, next, clean_session, holder);
+                self.start_claim(client_id, next, clean_session, eager, holder);
             }
             None => {
                 if entry.holder.is_none() {
@@ -331,12 +401,14 @@ impl Shard {
     /// connection by `expiry_interval` seconds. Tells the owner the claim is settled.
     /// Returns the session's key and the CONNACK's `session present` flag. `access` is who
     /// the client now is for its listener's ACL; a resumed session's subscriptions are
-    /// checked against it again.
+    /// checked against it again. An `eager` claim (see the module documentation) has told
+    /// the owner already.
     pub fn install_session(
         &self,
         conn: &Rc<ConnHandle>,
         expiry_interval: u32,
         resume: bool,
+        eager: bool,
         access: Option<Rc<ClientAccess>>,
     ) -> (SessionKey, bool) {
         let mut state = self.state.borrow_mut();
@@ -364,6 +436,13 @@ impl Shard {
             }
             _ => {
                 if let Some(stale) = state.by_client_id.get(&conn.client_id).copied() {
+                    // Only an eager claim finds its old session still connected here: the
+                    // owner's eviction closes it otherwise.
+                    if let Some(slot) = state.sessions.get_mut(&stale) {
+                        if let Some(old) = slot.conn.take() {
+                            old.close(CloseReason::TakenOver);
+                        }
+                    }
                     self.remove_session(&mut state, stale);
                 }
                 let key = state.new_session_key();
@@ -386,6 +465,9 @@ impl Shard {
         drop(state);
         if present {
             self.enforce_acl(key);
+        }
+        if eager {
+            return (key, present);
         }
         self.tell_owner(
             &conn.client_id,

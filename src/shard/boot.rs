@@ -1,6 +1,7 @@
 //! Starting and stopping the shards: start-up checks, one pinned glommio executor per core,
-//! the mesh that links them, every listener bound on every shard, a reload of the listeners'
-//! files on SIGHUP, and a clean shutdown on SIGINT/SIGTERM.
+//! the mesh that links them, every listener bound on every shard, the metrics tasks (and the
+//! metrics HTTP listener on the aggregating core), a reload of the listeners' files on
+//! SIGHUP, and a clean shutdown on SIGINT/SIGTERM.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -15,12 +16,15 @@ use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use thiserror::Error;
 
-use super::{Peers, Shard, ShardMsg, CLOCK_TICK};
+use super::observe::spawn_observers;
+use super::persistence;
+use super::{DropWatches, Peers, Shard, ShardMsg, CLOCK_TICK, DROP_WATCH_TICKS};
 use crate::config::Config;
 use crate::connection::{self, CloseReason};
 use crate::listener::{
     self, AccessFiles, ListenerFileError, ListenerState, PerIpLimits, ReloadSource,
 };
+use crate::metrics::{bind_http_listener, HttpError, AGGREGATOR_CORE};
 
 /// Capacity of each shard-to-shard channel, in messages.
 pub const MESH_CHANNEL_CAPACITY: usize = 4096;
@@ -76,6 +80,9 @@ pub enum BootError {
     /// The credential cache could not be keyed (the system's random source failed).
     #[error("cannot set up the credential cache: {0}")]
     CredentialCache(String),
+    /// The metrics HTTP listener (`[metrics] http_listener`) could not be bound.
+    #[error("{0}")]
+    MetricsListener(#[from] HttpError),
 }
 
 /// Number of shards for a configured `cores` value (0 = every online CPU).
@@ -195,12 +202,37 @@ fn resolve_ports(config: &mut Config) -> Result<Vec<socket2::Socket>, BootError>
     Ok(holders)
 }
 
+/// Gives a metrics HTTP listener on port 0 a concrete port, as [`resolve_ports`] does for
+/// the MQTT listeners (its address is printed at start-up); returns the socket holding it.
+fn resolve_metrics_port(config: &mut Config) -> Result<Option<socket2::Socket>, BootError> {
+    let Some(addr) = config.metrics.http_listener.filter(|addr| addr.port() == 0) else {
+        return Ok(None);
+    };
+    let bind_error = |source| BootError::MetricsListener(HttpError::Bind { addr, source });
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .map_err(bind_error)?;
+    socket.set_reuse_port(true).map_err(bind_error)?;
+    socket.bind(&addr.into()).map_err(bind_error)?;
+    let bound = socket
+        .local_addr()
+        .map_err(bind_error)?
+        .as_socket()
+        .ok_or_else(|| bind_error(std::io::Error::other("not an IP socket")))?;
+    config.metrics.http_listener = Some(bound);
+    Ok(Some(socket))
+}
+
 /// Runs the broker until SIGINT or SIGTERM; returns once every shard has stopped.
 pub fn run(mut config: Config) -> Result<(), BootError> {
     let cores = shard_count(config.cores);
     preflight(&config, cores)?;
     let files = AccessFiles::load(&config)?;
     let port_holders = resolve_ports(&mut config)?;
+    let metrics_port_holder = resolve_metrics_port(&mut config)?;
     let config = Arc::new(config);
     let reload = Arc::new(ReloadSource::new(files));
 
@@ -274,6 +306,7 @@ pub fn run(mut config: Config) -> Result<(), BootError> {
         }
     }
     drop(port_holders);
+    drop(metrics_port_holder);
     if failure.is_some() {
         shutdown.store(true, Ordering::SeqCst);
     } else {
@@ -284,6 +317,9 @@ pub fn run(mut config: Config) -> Result<(), BootError> {
                 "hydrant: listening on {} ({})",
                 listener.bind, listener.protocol
             );
+        }
+        if let Some(addr) = config.metrics.http_listener {
+            let _ = writeln!(stdout, "hydrant: listening on {addr} (http)");
         }
         let _ = writeln!(stdout, "hydrant: ready ({cores} cores)");
         let _ = stdout.flush();
@@ -402,6 +438,7 @@ async fn run_shard(
     let files = reload.current();
     let shard =
         Rc::new(Shard::new(id, cores, config.clone(), peers.clone(), shutdown).with_reload(reload));
+    let restore = persistence::open(&shard).await;
 
     let mut listeners = Vec::new();
     let per_listener = config
@@ -438,6 +475,17 @@ async fn run_shard(
         }
     }
 
+    let http = match config.metrics.http_listener {
+        Some(addr) if id == AGGREGATOR_CORE => match bind_http_listener(addr) {
+            Ok(bound) => Some(bound),
+            Err(error) => {
+                let _ = ready.send(Err(error.into()));
+                return;
+            }
+        },
+        _ => None,
+    };
+
     if let Some(mut receivers) = receivers {
         for (peer, mut stream) in receivers.streams() {
             let shard = shard.clone();
@@ -457,18 +505,26 @@ async fn run_shard(
             glommio::spawn_local(peers.clone().drain_backlog(peer)).detach();
         }
     }
+    persistence::restore(&shard, restore).await;
     for (bound, state) in listeners {
         glommio::spawn_local(listener::accept_loop(shard.clone(), bound, state)).detach();
     }
+    spawn_observers(&shard, http);
     let _ = ready.send(Ok(()));
 
+    let mut drop_watches = DropWatches::default();
     while !shard.is_shutting_down() {
-        // Housekeeping: the shard's clock (keep-alives) and offline sessions.
+        // Housekeeping: the shard's clock (keep-alives), offline sessions, and the clients
+        // that stopped losing messages.
         glommio::timer::sleep(CLOCK_TICK).await;
         shard.tick();
         shard.pick_up_reload();
-        shard.expire_offline_sessions();
+        shard.expire_offline_sessions_counted();
         shard.publish_due_wills().await;
+        persistence::housekeeping(&shard);
+        if shard.clock() % DROP_WATCH_TICKS == 0 {
+            shard.watch_drops(&mut drop_watches);
+        }
     }
     let open: Vec<_> = shard.connections.borrow().values().cloned().collect();
     for conn in open {
@@ -478,4 +534,5 @@ async fn run_shard(
     while !shard.connections.borrow().is_empty() && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
+    persistence::close(&shard).await;
 }

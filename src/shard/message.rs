@@ -13,6 +13,7 @@ use crate::auth::ClientIdentity;
 use crate::connection::MovedTransport;
 use crate::listener::ListenerTicket;
 use crate::message::Message;
+use crate::metrics::MetricsSnapshot;
 use crate::protocol::ConnectV5;
 use crate::router::{MemberState, SharedDelivery};
 use crate::shard::SessionKey;
@@ -95,6 +96,9 @@ pub enum ShardMsg {
         conn: ConnId,
         /// Whether the new connection asked for a clean session (the old one is then ended).
         clean_session: bool,
+        /// The claimant did not wait: a clean-session connection already runs a new session
+        /// (see `session::takeover`); the owner only has to end the old one and record it.
+        eager: bool,
     },
     /// From the owner to the core holding `client_id`'s session: close its connection, then
     /// end the session or reserve it for connection `to`, and answer `to` with a `Grant`.
@@ -105,6 +109,10 @@ pub enum ShardMsg {
         to: ConnId,
         /// Whether that connection discards the session.
         clean_session: bool,
+        /// The connection the owner knows holds the session, when `to` is an eager claim:
+        /// the holder ends that one's session and answers the owner with `Settled` instead of
+        /// granting anything to `to`.
+        eager_over: Option<ConnId>,
     },
     /// To the core of connection `to`: the outcome of its claim.
     Grant {
@@ -142,6 +150,10 @@ pub enum ShardMsg {
         /// The connection that last held it.
         conn: ConnId,
     },
+    /// To the aggregating core (`metrics::AGGREGATOR_CORE`), once per snapshot period: the
+    /// sender's counters, gauges, latency histograms and slow clients (boxed: large, and
+    /// rare).
+    Metrics(Box<MetricsSnapshot>),
 }
 
 /// The outcome of a claim on a session.

@@ -1,14 +1,17 @@
 //! Shards: one glommio executor per core, each owning its connections, their sessions, its
-//! subscription trie, its replica of the retained store and its counters.
+//! subscription trie, its replica of the retained store and its metrics.
 //!
 //! [`Shard`] is the state one core owns. Only that core's tasks touch it, through `RefCell`s
 //! that are never borrowed across an `.await`. Other cores reach it only by sending a
-//! [`ShardMsg`] (see `message.rs`, the whole cross-core vocabulary).
+//! [`ShardMsg`] (see `message.rs`, the whole cross-core vocabulary). What a core measures
+//! travels to the aggregating core and out as `$SYS` and `/metrics` (`observe.rs`).
 
 mod access;
 pub mod boot;
 pub mod message;
+mod observe;
 mod peers;
+mod persistence;
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
@@ -21,12 +24,15 @@ use std::time::{Duration, Instant};
 use ahash::AHashMap;
 
 pub use message::{Adoption, ConnId, Grant, ShardId, ShardMsg};
+pub use observe::{Aggregation, DropWatches, DROP_WATCH_TICKS};
 pub use peers::Peers;
+pub use persistence::{Durable, Persistence};
 
 use crate::config::Config;
 use crate::connection::{CloseReason, ConnHandle, KeepAlive, Notify};
 use crate::listener::{ClientAccess, ListenerState, ReloadSource};
 use crate::message::Message;
+use crate::metrics::{CoreMetrics, AGGREGATOR_CORE, PUBLISH_LATENCY_SAMPLE_EVERY};
 use crate::router::{Interest, RetainedStore, SharedGroups, Target};
 use crate::session::{Directory, FlowAction, FlowLimits, SessionState, Subscription};
 use crate::topic::SubscriptionTrie;
@@ -110,10 +116,18 @@ impl ShardState {
             subscriptions: SubscriptionTrie::new(),
             interest: Interest::default(),
             shared: SharedGroups::default(),
-            retained: RetainedStore::new(
-                config.limits.max_retained_messages,
-                config.limits.max_retained_bytes,
-            ),
+            retained: {
+                let store = RetainedStore::new(
+                    config.limits.max_retained_messages,
+                    config.limits.max_retained_bytes,
+                );
+                // Compaction walks the topics this core owns (see `persistence.rs`).
+                if config.persistence.persistence {
+                    store.with_owned_slots()
+                } else {
+                    store
+                }
+            },
             directory: Directory::default(),
             pending: AHashMap::new(),
             offline: VecDeque::new(),
@@ -135,14 +149,13 @@ impl ShardState {
     }
 }
 
-/// Counters of one core, summed across cores when reported.
+/// The few counts of one core that code outside the metrics path bumps directly; each
+/// snapshot folds them into the core's [`CoreMetrics`] figures (see `observe.rs`), where
+/// everything else is recorded.
 #[derive(Default)]
 pub struct Counters {
-    /// PUBLISH packets received from clients.
-    pub publish_received: Cell<u64>,
-    /// PUBLISH packets queued to clients.
-    pub publish_sent: Cell<u64>,
-    /// Messages dropped because a subscriber's queue was full.
+    /// QoS 1/2 messages larger than their client accepts, found while a session's flow is
+    /// resumed or advanced by an acknowledgement (reported as dropped: `packet_too_large`).
     pub publish_dropped: Cell<u64>,
     /// PUBLISH packets (and wills) the ACL did not let their client publish.
     pub publish_denied: Cell<u64>,
@@ -169,8 +182,12 @@ pub struct Shard {
     pub state: RefCell<ShardState>,
     /// Links to the other shards.
     pub peers: Rc<Peers>,
-    /// This core's counters.
+    /// This core's counts bumped outside the metrics path.
     pub counters: Counters,
+    /// What this core counts and measures (shared with its connections' handles).
+    pub metrics: Rc<CoreMetrics>,
+    /// The whole broker's metrics, on the aggregating core while snapshots are taken.
+    pub aggregation: Option<Aggregation>,
     /// Set by the signal handler thread; every shard polls it.
     pub shutdown: Arc<AtomicBool>,
     /// Live connections of this core, so that shutdown can close them.
@@ -187,6 +204,8 @@ pub struct Shard {
     pub reload: Option<Arc<ReloadSource>>,
     /// The reload generation this core has installed.
     access_generation: Cell<u64>,
+    /// This core's log of the state it owns, while persistence runs (see `persistence.rs`).
+    pub persistence: RefCell<Option<Rc<Persistence>>>,
 }
 
 /// A request waiting for acknowledgements from other cores (a SUBSCRIBE's barrier, a retained
@@ -208,6 +227,14 @@ impl Shard {
         peers: Rc<Peers>,
         shutdown: Arc<AtomicBool>,
     ) -> Self {
+        let snapshots = config.metrics.snapshot_period().is_some();
+        let sampling = if snapshots {
+            PUBLISH_LATENCY_SAMPLE_EVERY
+        } else {
+            0
+        };
+        let aggregation = (snapshots && id == AGGREGATOR_CORE)
+            .then(|| Aggregation::new(count, config.metrics.slow_clients_top));
         Self {
             id,
             count,
@@ -215,6 +242,8 @@ impl Shard {
             config,
             peers,
             counters: Counters::default(),
+            metrics: Rc::new(CoreMetrics::new(id).with_latency_sampling(sampling)),
+            aggregation,
             shutdown,
             connections: RefCell::new(AHashMap::new()),
             ack_waits: RefCell::new(AHashMap::new()),
@@ -224,6 +253,7 @@ impl Shard {
             listeners: RefCell::new(Vec::new()),
             reload: None,
             access_generation: Cell::new(0),
+            persistence: RefCell::new(None),
         }
     }
 
@@ -256,6 +286,7 @@ impl Shard {
     pub fn tick(&self) {
         let now = self.clock.get().wrapping_add(1);
         self.clock.set(now);
+        self.metrics.set_clock(now);
         let silent: Vec<Rc<ConnHandle>> = self
             .connections
             .borrow()

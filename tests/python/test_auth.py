@@ -432,3 +432,16 @@ def test_connect_rate_per_ip_is_limited(broker_factory, raw_sockets, version, re
     sock, code = raw_connect(open_port(broker), "other-listener", version)
     raw_sockets.append(sock)
     assert code == 0
+
+
+def test_no_client_publishes_into_the_sys_tree(broker, clients):
+    """`$SYS` is the broker's own, even on a listener without an ACL: a client's publish there
+    reaches nobody, and an MQTT 5 client is told it is not authorized."""
+    watcher = clients.connect(broker.port, "sys-watcher")
+    assert watcher.subscribe("$SYS/forged/#", qos=1) == 1
+    v5 = clients.connect(broker.port, "sys-forger-v5", protocol=MQTT_5)
+    assert v5.publish("$SYS/forged/uptime", b"0", qos=1) == 0x87
+    v3 = clients.connect(broker.port, "sys-forger-v3")
+    assert v3.publish("$SYS/forged/version", b"fake", qos=1) == 0
+    v3.publish("$SYS/forged/version", b"fake", qos=0)
+    watcher.expect_no_message()

@@ -108,6 +108,9 @@ def firehose(tmp_path):
     assert any("password_file" in listener for listener in listeners), \
         "the example sets no password_file"
     assert acl_copies, "the example sets no acl_file"
+    # The example persists to /var/lib/hydrant: each test run gets a directory of its own.
+    if "persistence" in document:
+        document["persistence"]["persistence_location"] = str(tmp_path / "data")
     return write_toml(document), user, ca
 
 

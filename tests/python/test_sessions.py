@@ -109,3 +109,36 @@ def test_second_connection_takes_session_over(broker, clients):
     publisher = clients.connect(broker.port, "twin-pub")
     publisher.publish("twin/t", b"to the new connection", qos=1)
     assert new.expect_message().payload == b"to the new connection"
+
+
+def test_a_clean_connection_takes_over_from_any_core(broker, clients):
+    """A clean-session CONNECT connects without waiting for its claim on the client id (see
+    session::takeover): whichever cores the old and the new connection land on, the old one is
+    closed as taken over, its subscriptions are gone, and the new one works."""
+    publisher = clients.connect(broker.port, "clean-twin-pub")
+    seen = set()
+    for attempt in range(40):
+        client_id = f"clean-twin-{attempt}"
+        mark = broker.log_mark()
+        old = clients.connect(broker.port, client_id)
+        old_core = broker.wait_for_connect(client_id, since=mark)["core"]
+        assert old.subscribe(f"ct/{attempt}/old", qos=1) == 1
+
+        mark = broker.log_mark()
+        new = clients.connect(broker.port, client_id)
+        new_core = broker.wait_for_connect(client_id, since=mark)["core"]
+        assert old.disconnected.wait(timeout=10), "the old connection was not closed"
+        line = broker.wait_for_log(f"client disconnected client_id={client_id} ", since=mark)
+        assert "reason=session taken over" in line, line
+
+        publisher.publish(f"ct/{attempt}/old", b"to the old subscription", qos=1)
+        assert new.subscribe(f"ct/{attempt}/new", qos=1) == 1
+        publisher.publish(f"ct/{attempt}/new", b"to the new connection", qos=1)
+        assert new.expect_message().payload == b"to the new connection", \
+            "the old clean session's subscription must not reach the new connection"
+        new.expect_no_message()
+        seen.add(old_core == new_core)
+        new.disconnect()
+        if seen == {True, False}:
+            break
+    assert seen == {True, False}, f"only saw same-core={seen} takeovers in 40 attempts"
