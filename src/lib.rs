@@ -56,5 +56,7 @@ pub mod protocol;
 pub mod router;
 pub mod session;
 pub mod shard;
+#[cfg(test)]
+mod testing;
 pub mod topic;
 pub mod transport;

@@ -2,61 +2,17 @@
 //! in, and a model of the durable state that records fold into.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use glommio::{LocalExecutorBuilder, Placement};
 
 use super::config::{PersistenceConfig, SyncMode};
 use super::record::{Acknowledgement, QueuedMessage, Record, RetainedMessage, StoredWill};
 use crate::protocol::{PacketId, QoS};
 
-/// A directory under the system's temporary directory, removed when dropped.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    /// A fresh, empty directory whose name contains `name`.
-    pub fn new(name: &str) -> TempDir {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "hydrant-persist-{}-{}-{name}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap_or_else(|error| panic!("{path:?}: {error}"));
-        TempDir(path)
-    }
-
-    /// Its path.
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Runs `make()`'s future to completion on a fresh glommio executor with little locked memory.
-pub fn run<F, T>(make: impl FnOnce() -> F + Send + 'static) -> T
-where
-    F: Future<Output = T> + 'static,
-    T: Send + 'static,
-{
-    LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(256 * 1024)
-        .spawn(make)
-        .unwrap_or_else(|error| panic!("cannot start an executor: {error}"))
-        .join()
-        .unwrap_or_else(|error| panic!("executor failed: {error}"))
-}
+pub(crate) use crate::testing::{run, TempDir};
 
 /// Persistence in `dir` with the `sync` mode and everything else at its default.
 pub fn config(dir: &Path, sync: SyncMode) -> PersistenceConfig {

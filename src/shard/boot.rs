@@ -173,8 +173,26 @@ fn check_locked_memory(cores: usize, io_memory: usize) -> Result<(), BootError> 
     })
 }
 
+/// Binds `addr` (port 0: the kernel picks one) with SO_REUSEPORT and returns the socket, which
+/// holds the port (bound, not listening) until the shards have bound it too, and the address
+/// with its concrete port.
+fn hold_port(addr: SocketAddr) -> std::io::Result<(socket2::Socket, SocketAddr)> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    let bound = socket
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| std::io::Error::other("not an IP socket"))?;
+    Ok((socket, bound))
+}
+
 /// Gives every listener on port 0 a concrete port, so that all shards bind the same one. The
-/// returned sockets hold the ports (bound, not listening) until the shards have bound them.
+/// returned sockets hold the ports until the shards have bound them.
 fn resolve_ports(config: &mut Config) -> Result<Vec<socket2::Socket>, BootError> {
     let mut holders = Vec::new();
     for listener in &mut config.listener {
@@ -182,20 +200,7 @@ fn resolve_ports(config: &mut Config) -> Result<Vec<socket2::Socket>, BootError>
             continue;
         }
         let addr = listener.bind;
-        let bind_error = |source| BootError::Bind { addr, source };
-        let socket = socket2::Socket::new(
-            socket2::Domain::for_address(addr),
-            socket2::Type::STREAM,
-            None,
-        )
-        .map_err(bind_error)?;
-        socket.set_reuse_port(true).map_err(bind_error)?;
-        socket.bind(&addr.into()).map_err(bind_error)?;
-        let bound = socket
-            .local_addr()
-            .map_err(bind_error)?
-            .as_socket()
-            .ok_or_else(|| bind_error(std::io::Error::other("not an IP socket")))?;
+        let (socket, bound) = hold_port(addr).map_err(|source| BootError::Bind { addr, source })?;
         listener.bind = bound;
         holders.push(socket);
     }
@@ -208,20 +213,8 @@ fn resolve_metrics_port(config: &mut Config) -> Result<Option<socket2::Socket>, 
     let Some(addr) = config.metrics.http_listener.filter(|addr| addr.port() == 0) else {
         return Ok(None);
     };
-    let bind_error = |source| BootError::MetricsListener(HttpError::Bind { addr, source });
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        None,
-    )
-    .map_err(bind_error)?;
-    socket.set_reuse_port(true).map_err(bind_error)?;
-    socket.bind(&addr.into()).map_err(bind_error)?;
-    let bound = socket
-        .local_addr()
-        .map_err(bind_error)?
-        .as_socket()
-        .ok_or_else(|| bind_error(std::io::Error::other("not an IP socket")))?;
+    let (socket, bound) = hold_port(addr)
+        .map_err(|source| BootError::MetricsListener(HttpError::Bind { addr, source }))?;
     config.metrics.http_listener = Some(bound);
     Ok(Some(socket))
 }

@@ -5,16 +5,14 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_tungstenite::tungstenite;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
-use glommio::{LocalExecutorBuilder, Placement};
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
@@ -28,34 +26,7 @@ use super::{AcceptError, Accepted, Acceptor};
 /// Longest any single step of a test may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A directory under the system's temporary directory, removed when dropped.
-pub(crate) struct TempDir(PathBuf);
-
-impl TempDir {
-    /// A fresh, empty directory.
-    pub(crate) fn new() -> TempDir {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "hydrant-transport-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap_or_else(|error| panic!("{path:?}: {error}"));
-        TempDir(path)
-    }
-
-    /// Its path.
-    pub(crate) fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub(crate) use crate::testing::TempDir;
 
 /// A client's TLS identity.
 pub(crate) enum ClientAuth {
@@ -87,7 +58,7 @@ pub(crate) struct TestPki {
 
 impl TestPki {
     pub(crate) fn new() -> TestPki {
-        let dir = TempDir::new();
+        let dir = TempDir::new("tls");
         let write = |name: &str, contents: String| {
             let path = dir.path().join(name);
             std::fs::write(&path, contents).expect("write a PEM file");
@@ -151,19 +122,7 @@ impl TestPki {
     }
 }
 
-/// Runs `make()`'s future to completion on a fresh glommio executor with little locked memory.
-pub(crate) fn run<F, T>(make: impl FnOnce() -> F + Send + 'static) -> T
-where
-    F: Future<Output = T> + 'static,
-    T: Send + 'static,
-{
-    LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(256 * 1024)
-        .spawn(make)
-        .unwrap_or_else(|error| panic!("cannot start an executor: {error}"))
-        .join()
-        .unwrap_or_else(|error| panic!("executor failed: {error}"))
-}
+pub(crate) use crate::testing::run;
 
 /// `future`'s output, failing the test if it takes longer than a few seconds.
 pub(crate) async fn within<T>(future: impl Future<Output = T>) -> T {
