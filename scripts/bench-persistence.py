@@ -18,6 +18,14 @@ for when a core has several logs, if it does), and started a third time.
     scripts/bench-persistence.py                     # 1,000,000 messages, 2 cores
     scripts/bench-persistence.py --messages 200000 --no-build
 
+With `--sessions` it measures instead QoS 1 publishing to persistent sessions under each
+durability policy (persistence off, `sync = "never"`, `"interval"`, `"always"`): for each, a
+fresh broker and `hydrant-loadtest fanout --qos 1 --persistent-subscribers` (clean session 0
+subscribers, whose every message is written), once unpaced (throughput) and once paced
+(latency at a moderate rate); it prints a Markdown table of the loadtest's JSON figures.
+
+    scripts/bench-persistence.py --sessions --subscribers 50 --publishers 4
+
 Only the Python standard library is needed; the broker is built with `cargo build --release`.
 """
 
@@ -258,6 +266,60 @@ def directory_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+def loadtest_run(loadtest: Path, port: int, args, rate: int, out: Path) -> dict:
+    """One `hydrant-loadtest fanout` run at QoS 1 with persistent subscribers; its JSON."""
+    import json
+    command = [str(loadtest), "fanout", "--port", str(port), "--qos", "1",
+               "--persistent-subscribers", "--publishers", str(args.publishers),
+               "--subscribers", str(args.subscribers), "--size", str(args.payload),
+               "--rate", str(rate), "--duration", f"{args.seconds}s", "--warmup", "2s",
+               "--json", str(out), "--quiet"]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return json.loads(out.read_text())
+
+
+def sessions_benchmark(args, binary: Path, loadtest: Path) -> int:
+    """QoS 1 to persistent sessions under each durability policy (see the module doc)."""
+    rows = []
+    for policy in ("off", "never", "interval", "always"):
+        work = Path(tempfile.mkdtemp(prefix="hydrant-bench-sessions-"))
+        config = work / "hydrant.toml"
+        persistence = ("[persistence]\npersistence = false\n" if policy == "off" else
+                       "[persistence]\npersistence = true\n"
+                       f"persistence_location = \"{work / 'data'}\"\nsync = \"{policy}\"\n")
+        config.write_text(persistence)
+        try:
+            for pace in (0, args.paced_rate):
+                broker = BrokerProcess(binary, config, args.cores)
+                load = f"{os.getloadavg()[0]:.2f}"
+                report = loadtest_run(loadtest, broker.port, args, pace, work / "run.json")
+                usage = directory_bytes(work / "data") if policy != "off" else 0
+                broker.kill()
+                shutil.rmtree(work / "data", ignore_errors=True)
+                messages, latency = report["messages"], report["latency"]
+                rows.append((policy, pace, messages["sent_per_s"], messages["delivered_per_s"],
+                             latency["p50_ms"], latency["p99_ms"], messages["lost"],
+                             messages["duplicated"], usage, load))
+        finally:
+            for process in BrokerProcess.started_processes:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait(timeout=30)
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"\n## QoS 1 to persistent sessions ({args.publishers} publishers, "
+          f"{args.subscribers} subscribers with clean session 0, {args.payload}-byte payloads, "
+          f"{args.cores} cores, {args.seconds} s measured)\n")
+    print(f"- machine: {machine()}\n")
+    print("| persistence | rate per publisher | published/s | delivered/s | p50 | p99 | lost "
+          "| duplicated | files after | load average |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for policy, pace, sent, delivered, p50, p99, lost, duplicated, usage, load in rows:
+        rate = "unpaced" if pace == 0 else f"{pace}/s"
+        print(f"| {policy} | {rate} | {sent:,.0f} | {delivered:,.0f} | {p50:.1f} ms | "
+              f"{p99:.1f} ms | {lost} | {duplicated} | {usage:,} B | {load} |")
+    return 0
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -282,6 +344,13 @@ def main() -> int:
     parser.add_argument("--dir", type=Path, default=None,
                         help="where the files go (default: a new directory under $TMPDIR)")
     parser.add_argument("--no-build", action="store_true")
+    parser.add_argument("--sessions", action="store_true",
+                        help="measure QoS 1 to persistent sessions under each sync policy")
+    parser.add_argument("--publishers", type=int, default=4)
+    parser.add_argument("--subscribers", type=int, default=50)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--paced-rate", type=int, default=200,
+                        help="messages per second per publisher of the paced runs")
     args = parser.parse_args()
 
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
@@ -290,6 +359,11 @@ def main() -> int:
         print("building the release broker", file=sys.stderr)
         subprocess.run(["cargo", "build", "--release", "-q", "--bin", "hydrant", "-p", "hydrant"],
                        cwd=ROOT, check=True)
+        if args.sessions:
+            subprocess.run(["cargo", "build", "--release", "-q", "-p", "hydrant-loadtest"],
+                           cwd=ROOT, check=True)
+    if args.sessions:
+        return sessions_benchmark(args, binary, target / "release" / "hydrant-loadtest")
     work = Path(tempfile.mkdtemp(prefix="hydrant-bench-persistence-"))
     data = args.dir or work / "data"
     config = work / "hydrant.toml"

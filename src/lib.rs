@@ -42,8 +42,11 @@
 //!
 //! [`metrics`] turns every core's counters and latency histograms into `$SYS` and `/metrics`:
 //! each core snapshots its own figures and sends them to one core, which publishes them.
-//! [`persist`] logs each core's durable state to its own files and reads it back at start-up
-//! (retained messages today; sessions are issue 6's next step).
+//! [`persist`] logs each core's durable state (retained messages, persistent sessions with
+//! their subscriptions, queued and in-flight messages, and wills) to its own files and reads
+//! it back at start-up.
+//!
+//! [`queue_budget`] bounds the bytes queued on each core, all clients together.
 
 pub mod auth;
 pub mod config;
@@ -53,6 +56,7 @@ pub mod message;
 pub mod metrics;
 pub mod persist;
 pub mod protocol;
+pub mod queue_budget;
 pub mod router;
 pub mod session;
 pub mod shard;

@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::client::{self, Client};
+use common::raw::{self, Incoming, RawClient, RawPublish};
 use common::{Broker, LOG_TIMEOUT, QUIET};
-use rumqttc::{Event, Incoming};
+use rumqttc::Event;
 
 /// Longest a killed broker may take to be reaped.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -194,7 +195,7 @@ async fn publish_until_gone(
             .await;
         let puback = publisher
             .next_matching(
-                |event| matches!(event, Event::Incoming(Incoming::PubAck(_))),
+                |event| matches!(event, Event::Incoming(rumqttc::Incoming::PubAck(_))),
                 PUBACK_TIMEOUT,
             )
             .await;
@@ -561,4 +562,598 @@ async fn changing_the_number_of_cores_keeps_every_retained_message() {
         retained(broker.port, "cores/#", "cores-sub-last").await,
         expected
     );
+}
+
+// Persistent sessions (issue 6, phase 2).
+
+/// Unsubscribes `client` from `filter` and waits for the UNSUBACK.
+async fn unsubscribe(client: &mut Client, filter: &str) {
+    client
+        .client
+        .unsubscribe(filter)
+        .await
+        .expect("queue UNSUBSCRIBE");
+    let unsuback = client
+        .next_matching(
+            |event| matches!(event, Event::Incoming(rumqttc::Incoming::UnsubAck(_))),
+            PUBACK_TIMEOUT,
+        )
+        .await;
+    assert!(
+        unsuback.is_some(),
+        "{}: no UNSUBACK for {filter}",
+        client.id
+    );
+}
+
+/// Waits for the broker's log to say each core restored its persistent sessions.
+fn wait_sessions_restored(broker: &Broker) {
+    broker
+        .wait_for_log("persistent sessions restored", LOG_TIMEOUT)
+        .expect("a start-up line about persistent sessions");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_session_and_its_subscriptions_survive_kill_9() {
+    let dir = DataDir::new("session-subs");
+    let mut broker = start(&dir, "always", 2);
+    // Several client ids, so that sessions held by either core and owned by either are
+    // covered.
+    let ids: Vec<String> = (0..6).map(|n| format!("sess-sub-{n}")).collect();
+    for (n, id) in ids.iter().enumerate() {
+        let (mut sub, present) = client::connect_persistent(broker.port, id, false).await;
+        assert!(!present, "{id}: a first connection finds no session");
+        sub.subscribe(&format!("sess/{n}/#"), 1).await;
+        sub.subscribe("sess/all", 0).await;
+        if n == 0 {
+            // Unsubscribed again: not restored.
+            sub.subscribe("sess/gone", 1).await;
+            unsubscribe(&mut sub, "sess/gone").await;
+        }
+        sub.disconnect().await;
+    }
+    kill_9(&mut broker);
+
+    let broker = start(&dir, "always", 2);
+    wait_sessions_restored(&broker);
+    let mut subscribers = Vec::new();
+    for id in &ids {
+        let (sub, present) = client::connect_persistent(broker.port, id, false).await;
+        assert!(present, "{id}: its session was restored (session present)");
+        subscribers.push(sub);
+    }
+    let mut publisher = client::connect(broker.port, "sess-pub").await;
+    for n in 0..ids.len() {
+        publisher
+            .publish(&format!("sess/{n}/x"), 1, false, format!("for {n}"))
+            .await;
+    }
+    publisher.publish("sess/all", 1, false, "to all").await;
+    publisher.publish("sess/gone", 1, false, "nobody").await;
+    for (n, sub) in subscribers.iter_mut().enumerate() {
+        let got = sub.drain_publishes(QUIET).await;
+        let mut seen: Vec<(String, String, u8)> = got
+            .iter()
+            .map(|publish| {
+                (
+                    publish.topic.clone(),
+                    String::from_utf8_lossy(&publish.payload).into_owned(),
+                    client::level(publish.qos),
+                )
+            })
+            .collect();
+        seen.sort();
+        let mut expected = vec![
+            (format!("sess/{n}/x"), format!("for {n}"), 1),
+            ("sess/all".to_owned(), "to all".to_owned(), 0),
+        ];
+        expected.sort();
+        assert_eq!(seen, expected, "{}: subscriptions as granted", ids[n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_session_after_a_restart_finds_nothing() {
+    let dir = DataDir::new("session-clean");
+    let mut broker = start(&dir, "always", 2);
+    let (mut sub, _) = client::connect_persistent(broker.port, "sess-clean", false).await;
+    sub.subscribe("clean/#", 1).await;
+    sub.disconnect().await;
+    kill_9(&mut broker);
+
+    let mut broker = start(&dir, "always", 2);
+    wait_sessions_restored(&broker);
+    let (mut sub, present) = client::connect_with(client::options(broker.port, "sess-clean")).await;
+    assert!(!present, "a clean session discards the restored one");
+    let mut publisher = client::connect(broker.port, "clean-pub").await;
+    publisher
+        .publish("clean/x", 1, false, "not subscribed")
+        .await;
+    sub.expect_no_publish(QUIET, "the clean session has no subscription")
+        .await;
+    sub.disconnect().await;
+    // And the ended session stays ended across another restart.
+    kill_9(&mut broker);
+    let broker = start(&dir, "always", 2);
+    wait_sessions_restored(&broker);
+    let (_sub, present) = client::connect_persistent(broker.port, "sess-clean", false).await;
+    assert!(!present, "the session ended before the second restart");
+}
+
+/// Connects persistent subscribers `ids` (clean session 0), each subscribed to `filter` at
+/// `qos`, then disconnects them.
+async fn leave_persistent_subscribers(port: u16, ids: &[String], filter: &str, qos: u8) {
+    for id in ids {
+        let (mut sub, _) = client::connect_persistent(port, id, false).await;
+        sub.subscribe(filter, qos).await;
+        sub.disconnect().await;
+    }
+}
+
+/// The payloads a reconnected persistent subscriber receives until it has been quiet for a
+/// while, after checking that its session was present.
+async fn reconnect_and_drain(port: u16, id: &str) -> Vec<rumqttc::Publish> {
+    let (mut sub, present) = client::connect_persistent(port, id, false).await;
+    assert!(present, "{id}: its session was restored");
+    let received = sub.drain_publishes(Duration::from_secs(2)).await;
+    sub.disconnect().await;
+    received
+}
+
+/// Offline persistent subscribers at `qos`, `count` messages published to them (each
+/// acknowledged), `kill -9` with `sync`, restart: every subscriber receives every message
+/// exactly once.
+async fn queued_messages_survive_kill_9(tag: &str, qos: u8, sync: &str) {
+    const COUNT: usize = 50;
+    let dir = DataDir::new(tag);
+    let mut broker = start(&dir, sync, 2);
+    let ids: Vec<String> = (0..4).map(|n| format!("{tag}-sub-{n}")).collect();
+    leave_persistent_subscribers(broker.port, &ids, &format!("{tag}/#"), qos).await;
+    let mut publisher = client::connect(broker.port, &format!("{tag}-pub")).await;
+    for n in 0..COUNT {
+        publisher
+            .publish(&format!("{tag}/{}", n % 3), qos, false, format!("m{n}"))
+            .await;
+    }
+    kill_9(&mut broker);
+
+    let broker = start(&dir, sync, 2);
+    let expected: Vec<String> = (0..COUNT).map(|n| format!("m{n}")).collect();
+    for id in &ids {
+        let received = reconnect_and_drain(broker.port, id).await;
+        for publish in &received {
+            assert_eq!(client::level(publish.qos), qos, "{id}: QoS as subscribed");
+        }
+        let payloads: Vec<String> = received
+            .iter()
+            .map(|publish| String::from_utf8_lossy(&publish.payload).into_owned())
+            .collect();
+        assert_eq!(payloads, expected, "{id}: every message, once, in order");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_qos1_messages_of_offline_sessions_survive_kill_9() {
+    queued_messages_survive_kill_9("queued-q1", 1, "always").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_sync_interval_a_burst_killed_at_once_loses_nothing_acknowledged() {
+    // The window of "interval" bounds what a power cut loses: each record reaches the kernel
+    // before its PUBACK, and the kernel keeps it when only the process dies. So `kill -9`
+    // right after the last PUBACK of a burst may lose nothing acknowledged.
+    queued_messages_survive_kill_9("queued-interval", 1, "interval").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_qos2_messages_of_offline_sessions_survive_kill_9_exactly_once() {
+    queued_messages_survive_kill_9("queued-q2", 2, "always").await;
+}
+
+/// Reads packets from `client` until `want` of them satisfy `keep`, answering nothing; panics
+/// if they do not come in time.
+async fn read_packets(client: &mut RawClient, want: usize, what: &str) -> Vec<Incoming> {
+    let mut packets = Vec::new();
+    while packets.len() < want {
+        match client.recv(Duration::from_secs(20)).await {
+            Ok(Incoming::PingResp) => {}
+            Ok(packet) => packets.push(packet),
+            Err(error) => panic!("{what}: {error:?} after {packets:?}"),
+        }
+    }
+    packets
+}
+
+fn publish_of(packet: &Incoming) -> &RawPublish {
+    match packet {
+        Incoming::Publish(publish) => publish,
+        other => panic!("expected a PUBLISH, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inflight_messages_and_qos2_ids_survive_kill_9() {
+    let dir = DataDir::new("inflight");
+    let mut broker = start(&dir, "always", 2);
+    let connect = raw::Connect::v311("inflight-sub").clean(false);
+    let mut sub = RawClient::connected(broker.port, &connect).await;
+    assert_eq!(
+        sub.subscribe(1, &[("inf/q1", 1), ("inf/q2", 2)]).await,
+        vec![1, 2]
+    );
+    let (watcher, _) = client::connect_persistent(broker.port, "inflight-watch", false).await;
+    let mut watcher = watcher;
+    watcher.subscribe("inf/in", 1).await;
+    watcher.disconnect().await;
+
+    let mut publisher = client::connect(broker.port, "inflight-pub").await;
+    publisher.publish("inf/q1", 1, false, "a").await;
+    publisher.publish("inf/q2", 2, false, "b").await;
+    publisher.publish("inf/q2", 2, false, "c").await;
+    let first = read_packets(&mut sub, 3, "three deliveries").await;
+    let sent: Vec<RawPublish> = first
+        .iter()
+        .map(|packet| publish_of(packet).clone())
+        .collect();
+    let payloads: Vec<&[u8]> = sent
+        .iter()
+        .map(|publish| publish.payload.as_slice())
+        .collect();
+    assert_eq!(payloads, vec![&b"a"[..], b"b", b"c"]);
+    let id_of = |n: usize| sent[n].packet_id.expect("QoS 1/2 has a packet id");
+    // "c" is received (PUBREC) and released (PUBREL comes), but never completed.
+    sub.send(&raw::pubrec(id_of(2))).await.expect("send PUBREC");
+    assert_eq!(
+        read_packets(&mut sub, 1, "PUBREL").await,
+        vec![Incoming::PubRel(id_of(2))]
+    );
+    // A QoS 2 PUBLISH from the client, received (PUBREC) and not released.
+    sub.send(&raw::publish(b"inf/in", b"once", 2, false, false, 77))
+        .await
+        .expect("send PUBLISH");
+    assert_eq!(
+        read_packets(&mut sub, 1, "PUBREC").await,
+        vec![Incoming::PubRec(77)]
+    );
+    // Its PUBACK says the subscriber's records before it are on disk (one log per core).
+    publisher.publish("inf/q1", 1, false, "d").await;
+    let d = read_packets(&mut sub, 1, "the fourth delivery").await;
+    let d = publish_of(&d[0]).clone();
+    assert_eq!(d.payload, b"d");
+    kill_9(&mut broker);
+
+    let broker = start(&dir, "always", 2);
+    let (mut sub, present, code) = RawClient::handshake(broker.port, &connect).await;
+    assert_eq!((present, code), (true, 0), "session present after restart");
+    let again = read_packets(&mut sub, 4, "the resent packets").await;
+    let mut publishes = Vec::new();
+    let mut pubrels = Vec::new();
+    for packet in again {
+        match packet {
+            Incoming::Publish(publish) => publishes.push(publish),
+            Incoming::PubRel(id) => pubrels.push(id),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(pubrels, vec![id_of(2)], "PUBREL resent for the released id");
+    let expected: Vec<RawPublish> = [sent[0].clone(), sent[1].clone(), d]
+        .into_iter()
+        .map(|publish| RawPublish {
+            dup: true,
+            ..publish
+        })
+        .collect();
+    assert_eq!(
+        publishes, expected,
+        "unacknowledged PUBLISHes resent in order, DUP set, same packet ids"
+    );
+    // The client sends its QoS 2 PUBLISH again: acknowledged, not delivered twice.
+    sub.send(&raw::publish(b"inf/in", b"once", 2, false, true, 77))
+        .await
+        .expect("send PUBLISH again");
+    assert_eq!(
+        read_packets(&mut sub, 1, "PUBREC again").await,
+        vec![Incoming::PubRec(77)]
+    );
+    sub.send(&raw::pubrel(77)).await.expect("send PUBREL");
+    assert_eq!(
+        read_packets(&mut sub, 1, "PUBCOMP").await,
+        vec![Incoming::PubComp(77)]
+    );
+    let watched = reconnect_and_drain(broker.port, "inflight-watch").await;
+    let watched: Vec<&[u8]> = watched.iter().map(|publish| &publish.payload[..]).collect();
+    assert_eq!(
+        watched,
+        vec![&b"once"[..]],
+        "the client's QoS 2 message, once"
+    );
+}
+
+/// What a persistent subscriber received, deduplicated as MQTT asks of a QoS 2 receiver
+/// (Method B: a PUBLISH whose packet id awaits PUBREL is the same message again). The state
+/// outlives a connection, as a client's session state must.
+#[derive(Default)]
+struct Received {
+    /// With manual acknowledgements: every `n`th PUBLISH is never acknowledged (`Some(1)`:
+    /// none is), so that messages stay in flight and queue up behind a full window.
+    withhold_every: Option<usize>,
+    /// PUBLISHes seen (for `withhold_every`).
+    seen: usize,
+    /// Payloads delivered to the application, in order.
+    delivered: Vec<String>,
+    /// QoS 2 packet ids received and not yet released.
+    awaiting_pubrel: std::collections::BTreeSet<u16>,
+}
+
+impl Received {
+    /// Reads `client` until it has been quiet for `idle` or its connection ends.
+    async fn read(&mut self, client: &mut Client, idle: Duration) {
+        loop {
+            let event = client
+                .next_matching(
+                    |event| {
+                        matches!(
+                            event,
+                            Event::Incoming(
+                                rumqttc::Incoming::Publish(_) | rumqttc::Incoming::PubRel(_)
+                            )
+                        )
+                    },
+                    idle,
+                )
+                .await;
+            match event {
+                Some(Event::Incoming(rumqttc::Incoming::Publish(publish))) => {
+                    self.seen += 1;
+                    if let Some(every) = self.withhold_every {
+                        if self.seen % every != 0 {
+                            client.ack(&publish).await;
+                        }
+                    }
+                    if publish.qos == rumqttc::QoS::ExactlyOnce
+                        && !self.awaiting_pubrel.insert(publish.pkid)
+                    {
+                        continue;
+                    }
+                    self.delivered
+                        .push(String::from_utf8_lossy(&publish.payload).into_owned());
+                }
+                Some(Event::Incoming(rumqttc::Incoming::PubRel(pubrel))) => {
+                    self.awaiting_pubrel.remove(&pubrel.pkid);
+                }
+                _ => return,
+            }
+        }
+    }
+}
+
+/// One publisher of unique QoS `qos` payloads on `topic`, each sent after the acknowledgement
+/// of the one before (PUBACK, or PUBCOMP for QoS 2), recorded in `acked`, until none comes.
+async fn publish_unique_until_gone(
+    mut publisher: Client,
+    tag: String,
+    topic: String,
+    qos: u8,
+    acked: Arc<Mutex<Vec<String>>>,
+) {
+    let started = Instant::now();
+    for seq in 0u64.. {
+        assert!(started.elapsed() < LOAD_TIMEOUT, "{tag}: never killed");
+        let payload = format!("{tag} {seq}");
+        publisher
+            .publish_no_wait(&topic, qos, false, payload.clone())
+            .await;
+        let done = publisher
+            .next_matching(
+                |event| {
+                    matches!(
+                        event,
+                        Event::Incoming(
+                            rumqttc::Incoming::PubAck(_) | rumqttc::Incoming::PubComp(_)
+                        )
+                    )
+                },
+                PUBACK_TIMEOUT,
+            )
+            .await;
+        if done.is_none() {
+            return;
+        }
+        acked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(payload);
+    }
+}
+
+/// Persistent subscribers online at `qos`, publishers loading them, `kill -9` with
+/// `sync = "always"`, restart: every acknowledged message reaches every subscriber (before
+/// or after the restart), and at QoS 2 none twice.
+async fn online_subscribers_kill_mid_load(tag: &str, qos: u8) {
+    const PUBLISHERS: usize = 2;
+    const KILL_AFTER: usize = 300;
+    let dir = DataDir::new(tag);
+    let mut broker = start(&dir, "always", 2);
+    let ids: Vec<String> = ["keeps-up", "withholds", "acks-nothing"]
+        .iter()
+        .map(|kind| format!("{tag}-{kind}"))
+        .collect();
+    let mut readers = Vec::new();
+    // A subscriber that keeps up, one that leaves every third message unacknowledged (its
+    // window fills, then messages queue), one that acknowledges nothing.
+    for (id, withhold_every) in ids.iter().zip([None, Some(3), Some(1)]) {
+        let manual = withhold_every.is_some();
+        let (mut sub, _) = client::connect_persistent(broker.port, id, manual).await;
+        sub.subscribe(&format!("{tag}/#"), qos).await;
+        readers.push(tokio::spawn(async move {
+            let mut received = Received {
+                withhold_every,
+                ..Received::default()
+            };
+            received.read(&mut sub, LOAD_TIMEOUT).await;
+            received
+        }));
+    }
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let mut publishers = Vec::new();
+    for n in 0..PUBLISHERS {
+        let publisher = client::connect(broker.port, &format!("{tag}-pub-{n}")).await;
+        publishers.push(tokio::spawn(publish_unique_until_gone(
+            publisher,
+            format!("p{n}"),
+            format!("{tag}/{n}"),
+            qos,
+            Arc::clone(&acked),
+        )));
+    }
+    let started = Instant::now();
+    while acked.lock().unwrap_or_else(|p| p.into_inner()).len() < KILL_AFTER {
+        assert!(started.elapsed() < LOAD_TIMEOUT, "publishing too slow");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    kill_9(&mut broker);
+    for publisher in publishers {
+        publisher.await.expect("publisher task");
+    }
+    let acked = std::mem::take(&mut *acked.lock().unwrap_or_else(|p| p.into_inner()));
+
+    let broker = start(&dir, "always", 2);
+    for (id, reader) in ids.iter().zip(readers) {
+        let mut received = reader.await.expect("reader task");
+        let before = received.delivered.len();
+        received.withhold_every = None;
+        let (mut sub, present) = client::connect_persistent(broker.port, id, false).await;
+        assert!(present, "{id}: session restored");
+        received.read(&mut sub, Duration::from_secs(3)).await;
+        println!(
+            "{tag} {id}: {} acknowledged, {before} received before the kill, {} after",
+            acked.len(),
+            received.delivered.len() - before
+        );
+        let delivered: std::collections::HashSet<&String> = received.delivered.iter().collect();
+        for payload in &acked {
+            assert!(
+                delivered.contains(payload),
+                "{id}: acknowledged {payload:?} never delivered"
+            );
+        }
+        if qos == 2 {
+            assert_eq!(
+                delivered.len(),
+                received.delivered.len(),
+                "{id}: a QoS 2 message delivered twice"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_qos1_subscribers_get_every_acknowledged_message_across_kill_9() {
+    online_subscribers_kill_mid_load("online-q1", 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_qos2_subscribers_get_every_acknowledged_message_once_across_kill_9() {
+    online_subscribers_kill_mid_load("online-q2", 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_and_their_queues_survive_compaction_and_kill_9() {
+    let dir = DataDir::new("session-compaction");
+    let extra = "autosave_log_bytes = 65536\n";
+    let mut broker = start_with(&dir, "interval", 1, extra);
+    let id = "cmp-sub".to_owned();
+    leave_persistent_subscribers(broker.port, std::slice::from_ref(&id), "cmp/#", 1).await;
+    leave_persistent_subscribers(broker.port, &["cmp-watch".to_owned()], "cmpwill/#", 1).await;
+    // A client connected through it all with a will: its will is written when it connects,
+    // then only in the snapshot; the broker's death ends its connection.
+    let willer =
+        raw::Connect::v311("cmp-willer")
+            .clean(false)
+            .will("cmpwill/x", b"willer gone", 1, false);
+    let _willer = RawClient::connected(broker.port, &willer).await;
+    // A subscriber that acknowledged part of its messages before the snapshot.
+    let (mut partial, _) = client::connect_persistent(broker.port, "cmp-partial", true).await;
+    partial.subscribe("cmp/#", 1).await;
+    let filler = "x".repeat(1024);
+    let mut publisher = client::connect(broker.port, "cmp-pub").await;
+    let mut expected = Vec::new();
+    for n in 0..80 {
+        let payload = format!("before {n} {filler}");
+        publisher.publish("cmp/x", 1, false, payload.clone()).await;
+        expected.push(payload);
+    }
+    // It acknowledges the first ten it received, then goes away.
+    let first = partial.collect_publishes(10).await;
+    for publish in &first {
+        partial.ack(publish).await;
+    }
+    partial.disconnect().await;
+    broker
+        .wait_for_log("persistence compacted", LOG_TIMEOUT)
+        .expect("a compaction once the log passed autosave_log_bytes");
+    for n in 0..10 {
+        let payload = format!("after {n}");
+        publisher.publish("cmp/x", 1, false, payload.clone()).await;
+        expected.push(payload);
+    }
+    kill_9(&mut broker);
+
+    let broker = start_with(&dir, "interval", 1, extra);
+    let payloads = |received: Vec<rumqttc::Publish>| -> Vec<String> {
+        received
+            .iter()
+            .map(|publish| String::from_utf8_lossy(&publish.payload).into_owned())
+            .collect()
+    };
+    assert_eq!(
+        payloads(reconnect_and_drain(broker.port, &id).await),
+        expected,
+        "the snapshot's queue, then the log's"
+    );
+    assert_eq!(
+        payloads(reconnect_and_drain(broker.port, "cmp-partial").await),
+        expected[10..].to_vec(),
+        "acknowledged messages are not sent again"
+    );
+    let (mut watcher, present) = client::connect_persistent(broker.port, "cmp-watch", false).await;
+    assert!(present);
+    let will = watcher
+        .try_next_publish(Duration::from_secs(20))
+        .await
+        .expect("the will of the client connected when the broker died");
+    assert_eq!(&will.payload[..], b"willer gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_survive_a_change_of_the_number_of_cores() {
+    let dir = DataDir::new("session-cores");
+    let mut broker = start(&dir, "always", 3);
+    let ids: Vec<String> = (0..6).map(|n| format!("cores-sub-{n}")).collect();
+    leave_persistent_subscribers(broker.port, &ids, "cores/#", 1).await;
+    let mut publisher = client::connect(broker.port, "cores-pub").await;
+    for n in 0..5 {
+        publisher
+            .publish("cores/x", 1, false, format!("m{n}"))
+            .await;
+    }
+    kill_9(&mut broker);
+
+    let expected: Vec<String> = (0..5).map(|n| format!("m{n}")).collect();
+    let mut broker = start(&dir, "always", 1);
+    for id in &ids[..3] {
+        let received = reconnect_and_drain(broker.port, id).await;
+        let payloads: Vec<String> = received
+            .iter()
+            .map(|publish| String::from_utf8_lossy(&publish.payload).into_owned())
+            .collect();
+        assert_eq!(payloads, expected, "{id}: its queue, on the one core left");
+    }
+    kill_9(&mut broker);
+    // The adopted sessions were written to the remaining core's own files.
+    let broker = start(&dir, "always", 2);
+    for id in &ids[3..] {
+        let received = reconnect_and_drain(broker.port, id).await;
+        assert_eq!(received.len(), 5, "{id}: its queue after two restarts");
+    }
 }

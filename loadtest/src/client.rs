@@ -161,6 +161,8 @@ pub struct ConnectOptions {
     pub keep_alive: u16,
     /// Longest wait for TCP connect, each transport handshake, and CONNACK.
     pub timeout: Duration,
+    /// Subscribers connect with a persistent session (clean session 0).
+    pub persistent_subscribers: bool,
     /// The transport and its TLS and WebSocket settings.
     pub transport: TransportSetup,
 }
@@ -204,6 +206,16 @@ impl Connection {
         options: &ConnectOptions,
         client_id: String,
     ) -> Result<(Connection, Duration), ClientError> {
+        Self::open_session(options, client_id, true).await
+    }
+
+    /// [`Connection::open`] with the CONNECT's clean session flag: `false` asks the broker to
+    /// keep a persistent session.
+    pub async fn open_session(
+        options: &ConnectOptions,
+        client_id: String,
+        clean_session: bool,
+    ) -> Result<(Connection, Duration), ClientError> {
         let started = Instant::now();
         let mut inbound = BytesMut::new();
         let link = Link::open(
@@ -220,7 +232,7 @@ impl Connection {
         };
         connection.queue(&Packet::Connect(Box::new(Connect {
             protocol: ProtocolVersion::V3_1_1,
-            clean_session: true,
+            clean_session,
             keep_alive: options.keep_alive,
             client_id,
             will: None,

@@ -8,6 +8,9 @@ pub const DEFAULT_MAX_INFLIGHT_MESSAGES: usize = 20;
 pub const DEFAULT_MAX_QUEUED_MESSAGES: usize = 1_000;
 /// Default `max_queued_bytes` per client: 8 MiB.
 pub const DEFAULT_MAX_QUEUED_BYTES: usize = 8_388_608;
+/// Default `max_queued_bytes_total`, all clients of all cores together: 512 MiB, a quarter of
+/// the reference deployment's 2 GB.
+pub const DEFAULT_MAX_QUEUED_BYTES_TOTAL: usize = 536_870_912;
 /// Default `min_keepalive`: clients may ask for no keep-alive at all.
 pub const DEFAULT_MIN_KEEPALIVE: u16 = 0;
 /// Default `max_keepalive`: the largest keep-alive MQTT can express.
@@ -48,6 +51,9 @@ pub struct Limits {
     pub max_queued_messages: usize,
     /// Bytes (topic + payload) queued for one client; 0 = only the message count applies.
     pub max_queued_bytes: usize,
+    /// Bytes (topic + payload) queued for all clients together, split evenly between the
+    /// cores (see `queue_budget`); 0 = no broker-wide bound.
+    pub max_queued_bytes_total: usize,
     /// Smallest keep-alive a client may ask for (seconds); 0 lets clients ask for none.
     pub min_keepalive: u16,
     /// Largest keep-alive a client may ask for (seconds).
@@ -73,6 +79,7 @@ impl Default for Limits {
             max_inflight_messages: DEFAULT_MAX_INFLIGHT_MESSAGES,
             max_queued_messages: DEFAULT_MAX_QUEUED_MESSAGES,
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
+            max_queued_bytes_total: DEFAULT_MAX_QUEUED_BYTES_TOTAL,
             min_keepalive: DEFAULT_MIN_KEEPALIVE,
             max_keepalive: DEFAULT_MAX_KEEPALIVE,
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
@@ -81,5 +88,17 @@ impl Default for Limits {
             max_topic_alias: DEFAULT_MAX_TOPIC_ALIAS,
             max_topic_alias_out: DEFAULT_MAX_TOPIC_ALIAS_OUT,
         }
+    }
+}
+
+impl Limits {
+    /// One core's share of `max_queued_bytes_total` when `cores` cores run (0 = no bound; a
+    /// bound never rounds down to "no bound").
+    #[must_use]
+    pub fn queued_bytes_per_core(&self, cores: usize) -> usize {
+        if self.max_queued_bytes_total == 0 {
+            return 0;
+        }
+        (self.max_queued_bytes_total / cores.max(1)).max(1)
     }
 }

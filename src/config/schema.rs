@@ -102,6 +102,7 @@ const LIMITS_KEYS: &[Leaf] = &[
     ("max_inflight_messages", Kind::Count),
     ("max_queued_messages", Kind::Count),
     ("max_queued_bytes", Kind::Bytes),
+    ("max_queued_bytes_total", Kind::Bytes),
     ("min_keepalive", Kind::KeepaliveSeconds),
     ("max_keepalive", Kind::KeepaliveSeconds),
     ("max_subscriptions", Kind::Count),

@@ -19,6 +19,7 @@ use crate::protocol::{
     self, DecodeError, Disconnect, EncodedPublish, MqttString, Packet, PacketId, ProtocolVersion,
     ReasonCode,
 };
+use crate::queue_budget::QueueBudget;
 use crate::session::{FlowAction, OutgoingFlow};
 use crate::shard::ConnId;
 
@@ -199,6 +200,17 @@ impl ConnHandle {
         }
     }
 
+    /// This handle, its queue charging what it holds to its core's `budget`
+    /// (`max_queued_bytes_total`).
+    #[must_use]
+    pub fn with_queue_budget(self, budget: QueueBudget) -> Self {
+        let queue = self.outbound.into_inner().with_budget(budget);
+        Self {
+            outbound: RefCell::new(queue),
+            ..self
+        }
+    }
+
     /// The largest packet the client accepts, in bytes.
     pub fn max_packet_size(&self) -> usize {
         usize::try_from(self.max_packet_size).unwrap_or(usize::MAX)
@@ -258,19 +270,27 @@ impl ConnHandle {
         }
     }
 
-    /// Queues a QoS 0 publish, or drops it when the client's queue is full. Returns whether it
-    /// was queued. `received` is when its message entered the core, for a timed fan-out.
-    pub fn send_droppable(&self, frame: Frame, received: Option<Instant>) -> bool {
+    /// Queues a QoS 0 publish, or drops it when the client's queue (or its core's queue
+    /// budget) is full, saying why. `received` is when its message entered the core, for a
+    /// timed fan-out.
+    pub fn send_droppable(
+        &self,
+        frame: Frame,
+        received: Option<Instant>,
+    ) -> Result<(), DropReason> {
         let at = self.queued_at(received);
         let pushed = self.outbound.borrow_mut().push_droppable_at(frame, at);
         match pushed {
             Ok(()) => {
                 self.writer_wake.notify();
-                true
+                Ok(())
             }
-            Err(QueueError::Full | QueueError::NotReading) => {
+            Err(error) => {
                 self.note_lagging();
-                false
+                Err(match error {
+                    QueueError::OverBudget => DropReason::MaxQueuedBytesTotal,
+                    QueueError::Full | QueueError::NotReading => DropReason::ConnectionQueueFull,
+                })
             }
         }
     }

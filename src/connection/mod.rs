@@ -396,17 +396,20 @@ fn establish(shard: Rc<Shard>, established: Established) -> Connection {
     let limits = &shard.config.limits;
     let protocol = connect.connect.protocol;
     let terms = Terms::negotiate(&shard.config, &connect);
-    let conn = Rc::new(ConnHandle::new(
-        conn_id,
-        client_id.clone(),
-        protocol,
-        limits.max_queued_messages,
-        limits.max_queued_bytes,
-        shard.keep_alive(terms.keep_alive),
-        terms.client_max_packet_size,
-        terms.topic_alias_max,
-        shard.metrics.clone(),
-    ));
+    let conn = Rc::new(
+        ConnHandle::new(
+            conn_id,
+            client_id.clone(),
+            protocol,
+            limits.max_queued_messages,
+            limits.max_queued_bytes,
+            shard.keep_alive(terms.keep_alive),
+            terms.client_max_packet_size,
+            terms.topic_alias_max,
+            shard.metrics.clone(),
+        )
+        .with_queue_budget(shard.queue_budget.clone()),
+    );
     shard.metrics.increment(Counter::Connects);
     shard.metrics.increment(Counter::MessagesReceived);
     let (key, session_present) =
@@ -468,6 +471,9 @@ fn establish(shard: Rc<Shard>, established: Established) -> Connection {
         ..
     } = *connect;
     let will = fields.will;
+    if let Some(will) = &will {
+        shard.persist_connection_will(key, will, &properties);
+    }
     Connection {
         shard,
         conn,
@@ -801,14 +807,26 @@ impl Connection {
                 self.conn.send(self.denied_ack(0x50, id));
             }
             (QoS::ExactlyOnce, Some(id)) => {
-                let matched = if self.with_session(|session| session.incoming.on_publish(id))? {
+                let shard = &self.shard;
+                let (new, durable) = self.with_session(|session| {
+                    let new = session.incoming.on_publish(id);
+                    (
+                        new,
+                        new.then(|| shard.persist_incoming_qos2(session, id, true)),
+                    )
+                })?;
+                let matched = if new {
                     self.check_receive_maximum(0)?;
-                    if allowed {
+                    let matched = if allowed {
                         self.shard.publish(message, self.key).await
                     } else {
                         // MQTT 3.1.1 has no way to say "denied": acknowledged, not delivered.
                         true
+                    };
+                    if let Some(durable) = durable.flatten() {
+                        durable.wait().await;
                     }
+                    matched
                 } else {
                     // A re-sent PUBLISH not yet released: acknowledged again, not delivered.
                     true
@@ -886,13 +904,22 @@ impl Connection {
     /// PUBREL: the QoS 2 exchange of `id` ends with PUBCOMP (with "Packet Identifier not
     /// found" for an MQTT 5 client when the id was not pending).
     fn on_pubrel(&mut self, id: PacketId) -> Result<(), CloseReason> {
-        let known = self.with_session(|session| session.incoming.on_pubrel(id))?;
+        let shard = &self.shard;
+        let (known, durable) = self.with_session(|session| {
+            let known = session.incoming.on_pubrel(id);
+            let durable = known
+                .then(|| shard.persist_incoming_qos2(session, id, false))
+                .flatten();
+            (known, durable)
+        })?;
         let reason = if known || self.protocol != ProtocolVersion::V5 {
             ReasonCode::Success
         } else {
             ReasonCode::PacketIdentifierNotFound
         };
-        self.conn.send(Frame::ack_with_reason(0x70, id, reason));
+        let pubcomp = Frame::ack_with_reason(0x70, id, reason);
+        self.shard
+            .send_when_durable(&self.conn, vec![pubcomp], durable);
         Ok(())
     }
 
@@ -906,7 +933,10 @@ impl Connection {
         let conn = &self.conn;
         let (result, sent) = self.with_session(|session| {
             let result = apply(&mut session.outgoing, id, &mut actions);
+            let durable = self.shard.persist_flow(session);
+            self.shard.hold_pubrels(conn, &mut actions, durable);
             let sent = conn.send_flow_actions(&mut session.outgoing, &mut actions, None);
+            self.shard.persist_flow(session);
             (result, sent)
         })?;
         Counters::add(&self.shard.counters.publish_dropped, sent.dropped);
@@ -983,6 +1013,7 @@ impl Connection {
             reasons.push(ReasonCode::granted(qos));
         }
         self.shard.subscribe(self.key, &granted).await;
+        self.shard.persist_subscriptions(self.key, &granted).await;
         if self.protocol == ProtocolVersion::V5 {
             self.conn.send_packet(Packet::SubAckV5(SubAckV5 {
                 packet_id,
@@ -1025,6 +1056,7 @@ impl Connection {
                 }
             })
             .collect();
+        self.shard.persist_unsubscriptions(self.key, filters);
         if self.protocol == ProtocolVersion::V5 {
             self.conn.send_packet(Packet::UnsubAckV5(UnsubAck {
                 packet_id,
@@ -1106,6 +1138,7 @@ impl Connection {
                 }
             }
         }
+        self.shard.persist_will_after_close(self.key, self.conn.id);
         self.shard.detach_connection(self.key, self.conn.id);
         self.shard.connections.borrow_mut().remove(&self.conn.id);
         let flushed = futures_lite::future::or(

@@ -19,6 +19,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::outgoing_alias::OutgoingAliases;
 use crate::protocol::{EncodedPublish, PacketId, ReasonCode};
+use crate::queue_budget::QueueBudget;
 
 /// Largest batch the writer gathers into one write.
 pub const MAX_WRITE_BATCH: usize = 64 * 1024;
@@ -122,6 +123,10 @@ pub enum QueueError {
     /// A droppable (QoS 0) frame hit `max_queued_messages` or `max_queued_bytes`.
     #[error("outgoing queue full")]
     Full,
+    /// A droppable (QoS 0) frame found the core's `max_queued_bytes_total` spent while this
+    /// queue already held something.
+    #[error("the core's queues hold max_queued_bytes_total")]
+    OverBudget,
     /// The client keeps sending but does not read what it is sent.
     #[error("client is not reading its socket")]
     NotReading,
@@ -183,6 +188,8 @@ pub struct OutboundQueue {
     /// When the message of the timed publish in the queue entered the core; one at a time,
     /// so that the queue stays small whatever the fan-out rate.
     timed: Option<Instant>,
+    /// The core's account of queued bytes, charged with `bytes`.
+    budget: QueueBudget,
 }
 
 impl OutboundQueue {
@@ -197,7 +204,15 @@ impl OutboundQueue {
             dropped: 0,
             aliases: OutgoingAliases::default(),
             timed: None,
+            budget: QueueBudget::unbounded(),
         }
+    }
+
+    /// This queue, charging what it holds to the core's `budget`.
+    #[must_use]
+    pub fn with_budget(mut self, budget: QueueBudget) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// This queue, writing its PUBLISHes with the topic aliases `aliases` choose (an MQTT 5
@@ -215,12 +230,17 @@ impl OutboundQueue {
     }
 
     /// Queues a frame that may be dropped when the queue is full (a QoS 0 publish). Returns
-    /// `Err(Full)` and counts the drop when it is.
+    /// `Err(Full)` when it is, `Err(OverBudget)` when the core's queues are (see
+    /// [`QueueBudget::admits`]), and counts the drop.
     pub fn push_droppable_at(&mut self, frame: Frame, at: QueuedAt) -> Result<(), QueueError> {
         let over_bytes = self.max_bytes != 0 && self.bytes + frame.len() > self.max_bytes;
         if self.frames.len() >= self.max_messages || over_bytes {
             self.dropped += 1;
             return Err(QueueError::Full);
+        }
+        if !self.budget.admits(self.bytes, frame.len()) {
+            self.dropped += 1;
+            return Err(QueueError::OverBudget);
         }
         self.push_unchecked(frame, at);
         Ok(())
@@ -248,6 +268,7 @@ impl OutboundQueue {
             self.timed = at.received;
         }
         self.bytes += frame.len();
+        self.budget.charge(frame.len());
         self.frames.push_back(Queued {
             frame,
             tick: at.tick,
@@ -264,6 +285,7 @@ impl OutboundQueue {
                 break;
             };
             self.bytes -= frame.len();
+            self.budget.release(frame.len());
             drained.packets += 1;
             if let Frame::Publish { packet, .. } = &frame {
                 drained.publishes += 1;
@@ -301,6 +323,13 @@ impl OutboundQueue {
     /// Droppable frames dropped so far.
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+}
+
+impl Drop for OutboundQueue {
+    /// A closed connection's frames leave the core's account with it.
+    fn drop(&mut self) {
+        self.budget.release(self.bytes);
     }
 }
 
@@ -347,6 +376,53 @@ mod tests {
         assert!(queue.push_droppable(publish(b"a")).is_ok());
         assert!(queue.push_droppable(publish(b"b")).is_ok());
         assert_eq!(queue.push_droppable(publish(b"c")), Err(QueueError::Full));
+    }
+
+    #[test]
+    fn the_core_budget_is_charged_released_and_refuses_long_queues() {
+        use crate::queue_budget::{QueueBudget, QUEUE_FLOOR};
+        // 1 KiB payloads: a 1,030-byte frame (2 + 3 + 1,024 bytes of payload, plus the
+        // remaining length's second byte).
+        static PAYLOAD: [u8; 1024] = [7; 1024];
+        let frame_len = publish(&PAYLOAD).len();
+        let budget = QueueBudget::new(QUEUE_FLOOR + 4 * frame_len);
+        let mut slow = OutboundQueue::new(1_000, 0).with_budget(budget.clone());
+        let mut pushed = 0;
+        while slow.push_droppable(publish(&PAYLOAD)).is_ok() {
+            pushed += 1;
+        }
+        assert_eq!(slow.bytes(), pushed * frame_len);
+        assert_eq!(budget.used(), slow.bytes(), "every queued byte is charged");
+        assert!(slow.bytes() >= QUEUE_FLOOR, "refused only past the floor");
+        assert_eq!(
+            slow.push_droppable(publish(&PAYLOAD)),
+            Err(QueueError::OverBudget)
+        );
+        assert_eq!(slow.dropped(), 2);
+        assert!(
+            slow.push(Frame::ping_response(), QueuedAt::tick(0)).is_ok(),
+            "frames the protocol requires still pass"
+        );
+
+        // Another client of the core with a short queue is still served.
+        let mut quick = OutboundQueue::new(1_000, 0).with_budget(budget.clone());
+        assert!(quick.push_droppable(publish(&PAYLOAD)).is_ok());
+        let mut out = BytesMut::new();
+        quick.drain_into(&mut out);
+        assert_eq!(
+            budget.used(),
+            slow.bytes(),
+            "written frames leave the account"
+        );
+
+        drop(slow);
+        assert_eq!(
+            budget.used(),
+            0,
+            "a closed connection's frames leave it too"
+        );
+        drop(quick);
+        assert_eq!(budget.used(), 0);
     }
 
     #[test]

@@ -203,6 +203,9 @@ pub enum DropReason {
     MaxQueuedMessages,
     /// Queuing the message would have exceeded the session's `max_queued_bytes`.
     MaxQueuedBytes,
+    /// The core's queues held their share of `max_queued_bytes_total`, and this client's queue
+    /// held a write batch or more.
+    MaxQueuedBytesTotal,
     /// The PUBLISH is larger than the client's Maximum Packet Size (MQTT 5).
     PacketTooLarge,
     /// The message's expiry interval passed while it waited in a queue (MQTT 5).
@@ -211,10 +214,11 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in the order snapshots store them.
-    pub const ALL: [DropReason; 5] = [
+    pub const ALL: [DropReason; 6] = [
         DropReason::ConnectionQueueFull,
         DropReason::MaxQueuedMessages,
         DropReason::MaxQueuedBytes,
+        DropReason::MaxQueuedBytesTotal,
         DropReason::PacketTooLarge,
         DropReason::Expired,
     ];
@@ -235,6 +239,7 @@ impl DropReason {
             DropReason::ConnectionQueueFull => "connection_queue_full",
             DropReason::MaxQueuedMessages => "max_queued_messages",
             DropReason::MaxQueuedBytes => "max_queued_bytes",
+            DropReason::MaxQueuedBytesTotal => "max_queued_bytes_total",
             DropReason::PacketTooLarge => "packet_too_large",
             DropReason::Expired => "expired",
         }
@@ -244,7 +249,8 @@ impl DropReason {
 /// A duration measured inside the broker, kept as a histogram per core.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Latency {
-    /// From reading a PUBLISH off its publisher's socket to queuing it for a subscriber.
+    /// From reading a PUBLISH off its publisher's socket to writing it to a subscriber (the
+    /// hop between cores included).
     PublishDelivery,
     /// How late a core's timer fires: the time its event loop was busy elsewhere.
     EventLoopLag,
@@ -287,7 +293,7 @@ impl Latency {
     pub const fn help(self) -> &'static str {
         match self {
             Latency::PublishDelivery => {
-                "Time from reading a PUBLISH to queuing it for a subscriber, inside the broker."
+                "Time from reading a PUBLISH to writing it to a subscriber, inside the broker."
             }
             Latency::EventLoopLag => {
                 "How late a core's timer fired (time its event loop was busy)."

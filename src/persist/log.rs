@@ -178,6 +178,8 @@ pub(super) struct LogState {
     /// last under it.
     pub(super) unreducible_reported: bool,
     pub(super) stats: LogStats,
+    /// Told how long each `fdatasync` took (the metrics' persistence sync histogram).
+    sync_observer: Option<Rc<dyn Fn(Duration)>>,
 }
 
 impl LogState {
@@ -451,6 +453,7 @@ impl StateLog {
             disk_state: DiskState::WithinBound,
             unreducible_reported: false,
             stats: LogStats::default(),
+            sync_observer: None,
         };
         let shared = Rc::new(RefCell::new(state));
         shared.borrow_mut().check_disk_bound();
@@ -466,6 +469,12 @@ impl StateLog {
             flusher: Some(flusher),
         };
         Ok((log, recovered))
+    }
+
+    /// Has `observer` told the duration of every `fdatasync` from now on (the core's metrics
+    /// record them as the persistence sync histogram).
+    pub fn observe_syncs(&self, observer: impl Fn(Duration) + 'static) {
+        self.shared.borrow_mut().sync_observer = Some(Rc::new(observer));
     }
 
     /// Appends a record, waiting first while `write_buffer_bytes` are already waiting for the
@@ -532,6 +541,16 @@ impl StateLog {
             end: state.appended,
             promise: Promise::Policy,
         })
+    }
+
+    /// A ticket for everything appended so far: it resolves when the last record appended is
+    /// as durable as the policy promises (at once when that is already so).
+    pub fn ticket_now(&self) -> Ticket {
+        Ticket {
+            shared: Rc::clone(&self.shared),
+            end: self.shared.borrow().appended,
+            promise: Promise::Policy,
+        }
     }
 
     /// Whether compaction should run now (the log is large by the trigger, or the files near
@@ -687,7 +706,7 @@ async fn write_batch(
         let after = bytes.split_off(before);
         let sealed_end = start + bytes.len() as u64;
         log.offset = write_all(&log.file, bytes, log.offset).await?;
-        log.file.fdatasync().await?;
+        timed_fdatasync(shared, &log.file).await?;
         let next = dir.create_log(seal.generation).await?;
         let sealed = std::mem::replace(&mut log.file, next);
         let sealed_len = std::mem::replace(&mut log.offset, HEADER_LEN as u64);
@@ -726,7 +745,7 @@ async fn write_batch(
         state.policy
     };
     if policy == SyncPolicy::Always {
-        log.file.fdatasync().await?;
+        timed_fdatasync(shared, &log.file).await?;
         let mut state = shared.borrow_mut();
         state.durable = end;
         state.stats.syncs += 1;
@@ -735,10 +754,21 @@ async fn write_batch(
     Ok(())
 }
 
+/// `fdatasync` on `file`, its duration told to the log's sync observer.
+async fn timed_fdatasync(shared: &Rc<RefCell<LogState>>, file: &BufferedFile) -> io::Result<()> {
+    let started = Instant::now();
+    file.fdatasync().await?;
+    let observer = shared.borrow().sync_observer.clone();
+    if let Some(observer) = observer {
+        observer(started.elapsed());
+    }
+    Ok(())
+}
+
 /// Syncs everything written so far.
 async fn sync(shared: &Rc<RefCell<LogState>>, log: &OpenLog) -> io::Result<()> {
     let written = shared.borrow().written;
-    log.file.fdatasync().await?;
+    timed_fdatasync(shared, &log.file).await?;
     let mut state = shared.borrow_mut();
     state.durable = state.durable.max(written);
     state.stats.syncs += 1;

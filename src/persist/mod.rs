@@ -9,8 +9,8 @@
 //!   `RetainedSet`/`RetainedCleared`; the replicas on other cores write nothing;
 //! - sessions: the core holding the session appends its records (created, expiry, ended,
 //!   subscriptions, queued messages and their progress, QoS 2 ids from the client, will).
-//!   A session that moves to another core is ended on the old core's log and created, with
-//!   its whole state, on the new one.
+//!   Sessions do not move between cores while the broker runs; those of a core that no longer
+//!   runs are written, whole, to the log of the core that adopts them at start-up.
 //!
 //! # When a PUBACK may go out
 //! With `sync = "always"`, the broker acknowledges a QoS 1/2 PUBLISH (PUBACK, or PUBREC for
@@ -48,6 +48,7 @@ mod frame;
 mod log;
 mod record;
 mod recovery;
+mod sessions;
 mod snapshot;
 
 pub use config::{
@@ -70,6 +71,7 @@ pub use recovery::{
     recover, retire, FileReport, MoveAsideReason, MovedAside, Recovered, RecoveryReport,
     RemovalReason, RemovedFile,
 };
+pub use sessions::{RecordedSubscription, SessionImage, SessionImages};
 pub use snapshot::{CompactionReport, SLICE_BUDGET};
 
 #[cfg(test)]

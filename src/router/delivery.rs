@@ -137,8 +137,8 @@ impl Shard {
                     packet_id: None,
                     dup: false,
                 };
-                if !conn.send_droppable(frame, received) {
-                    self.metrics.dropped(DropReason::ConnectionQueueFull, 1);
+                if let Err(reason) = conn.send_droppable(frame, received) {
+                    self.metrics.dropped(reason, 1);
                 }
             }
             return;
@@ -149,6 +149,7 @@ impl Shard {
             let reason = match full {
                 QueueFull::Messages => DropReason::MaxQueuedMessages,
                 QueueFull::Bytes => DropReason::MaxQueuedBytes,
+                QueueFull::Budget => DropReason::MaxQueuedBytesTotal,
             };
             self.metrics.dropped(reason, 1);
             match &slot.conn {
@@ -171,5 +172,6 @@ impl Shard {
             self.metrics
                 .dropped(DropReason::PacketTooLarge, sent.dropped);
         }
+        self.persist_flow(&mut slot.state);
     }
 }

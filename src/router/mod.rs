@@ -58,13 +58,28 @@ impl Shard {
         }
         let remote = self.state.borrow().interest.remote_shards(&message.topic);
         let matched_remote = !remote.is_empty();
+        // Persistent sessions' copies must be durable before the publisher's acknowledgement.
+        let mark = self.queued_mark(message.qos);
+        let remote_acks =
+            (mark.is_some() && matched_remote).then(|| self.expect_acks(remote.len()));
         for shard in remote {
             self.peers
-                .send(shard, ShardMsg::Publish(message.clone()))
+                .send(
+                    shard,
+                    ShardMsg::Publish {
+                        message: message.clone(),
+                        received,
+                        durable: remote_acks.as_ref().map(|(token, _)| *token),
+                    },
+                )
                 .await;
         }
         let matched_local = self.deliver_local_timed(&message, origin, received).await;
         let matched_shared = self.route_shared(&message).await;
+        self.wait_for_queued_since(mark).await;
+        if let Some((token, wait)) = remote_acks {
+            self.wait_for_acks(token, wait, "persistent copies").await;
+        }
         matched_remote || matched_local || matched_shared
     }
 
@@ -186,8 +201,16 @@ impl Shard {
     /// Handles a message from another core. Never waits on a peer (see `Peers::post`).
     pub async fn on_peer_message(&self, from: ShardId, msg: ShardMsg) {
         match msg {
-            ShardMsg::Publish(message) => {
-                self.deliver_local(&message, None).await;
+            ShardMsg::Publish {
+                message,
+                received,
+                durable,
+            } => {
+                let mark = durable.and_then(|_| self.queued_mark(message.qos));
+                self.deliver_local_timed(&message, None, received).await;
+                if let Some(token) = durable {
+                    self.ack_when_queued(from, token, mark);
+                }
             }
             ShardMsg::Interest { filter, present } => self
                 .state

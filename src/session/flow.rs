@@ -7,7 +7,9 @@ use std::collections::VecDeque;
 use super::SessionMap;
 
 use crate::message::Message;
+use crate::persist::Acknowledgement;
 use crate::protocol::{PacketId, QoS};
+use crate::queue_budget::QueueBudget;
 
 /// Limits of one session's outgoing flow (from config `[limits]`).
 #[derive(Clone, Copy, Debug)]
@@ -36,6 +38,59 @@ pub enum FlowAction {
     PubRel(PacketId),
 }
 
+/// A change of the flow that a persistent session writes to its core's log (see
+/// [`OutgoingFlow::journal`]). Each message the flow accepts gets a message id, unique in the
+/// session and growing in the order messages were offered, which is also the order they leave
+/// the queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FlowEvent {
+    /// A message was accepted: sent at once with `packet_id`, or queued (`None`).
+    Queued {
+        /// Its message id.
+        message_id: u64,
+        /// The packet id it was sent with, if it was sent at once.
+        packet_id: Option<PacketId>,
+        /// The message, QoS as delivered.
+        message: Message,
+    },
+    /// A queued message entered the window with `packet_id`.
+    Sent {
+        /// Its message id.
+        message_id: u64,
+        /// The packet id it was sent with.
+        packet_id: PacketId,
+    },
+    /// A queued message was dropped unsent (it expired while it waited).
+    Dropped {
+        /// Its message id.
+        message_id: u64,
+    },
+    /// An in-flight packet id progressed: PUBACK or PUBCOMP ended it (so did a refusing
+    /// PUBREC or a discard, written as the end of the exchange), PUBREC released its message.
+    Acknowledged {
+        /// The packet id.
+        packet_id: PacketId,
+        /// How far it went.
+        ack: Acknowledgement,
+    },
+}
+
+/// A message recovered from a persistent session's records, handed to
+/// [`OutgoingFlow::restore`].
+#[derive(Debug)]
+pub struct RestoredMessage {
+    /// Its message id.
+    pub message_id: u64,
+    /// The packet id it was in flight with (`None`: it waited in the queue).
+    pub packet_id: Option<PacketId>,
+    /// The message.
+    pub message: Message,
+}
+
+/// A message a flow holds, as [`OutgoingFlow::held`] lists it: its message id, the packet id
+/// it is in flight with (`None`: queued), and the message.
+pub type HeldMessage<'a> = (u64, Option<PacketId>, &'a Message);
+
 /// Why `OutgoingFlow::offer` refused a message; the caller counts it as dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum QueueFull {
@@ -45,6 +100,9 @@ pub enum QueueFull {
     /// Queuing the message would exceed `max_queued_bytes`.
     #[error("session queue is full (max_queued_bytes would be exceeded)")]
     Bytes,
+    /// The core's queues hold its share of `max_queued_bytes_total`, and this one is long.
+    #[error("the core's queues are full (max_queued_bytes_total reached)")]
+    Budget,
 }
 
 /// An acknowledgement from the client that does not fit the flow's state; the flow is unchanged.
@@ -66,10 +124,10 @@ pub enum FlowError {
 /// Where one in-flight packet id stands in its QoS 1 or QoS 2 exchange.
 #[derive(Debug)]
 enum Stage {
-    /// QoS 1 PUBLISH sent; the message is kept to re-send until PUBACK.
-    Qos1Published(Message),
-    /// QoS 2 PUBLISH sent; the message is kept to re-send until PUBREC.
-    Qos2Published(Message),
+    /// QoS 1 PUBLISH sent; the message (and its message id) is kept to re-send until PUBACK.
+    Qos1Published(Message, u64),
+    /// QoS 2 PUBLISH sent; the message (and its message id) is kept to re-send until PUBREC.
+    Qos2Published(Message, u64),
     /// PUBREC received and PUBREL sent: the client owns the message now, only the id is kept
     /// until PUBCOMP.
     Released,
@@ -79,8 +137,8 @@ impl Stage {
     /// Name of the acknowledgement this stage waits for, for `FlowError::UnexpectedAck`.
     fn awaited_ack(&self) -> &'static str {
         match self {
-            Stage::Qos1Published(_) => "PUBACK",
-            Stage::Qos2Published(_) => "PUBREC",
+            Stage::Qos1Published(..) => "PUBACK",
+            Stage::Qos2Published(..) => "PUBREC",
             Stage::Released => "PUBCOMP",
         }
     }
@@ -117,10 +175,23 @@ pub struct OutgoingFlow {
     next_seq: u64,
     /// Where the search for a free packet id starts (1..=65535).
     next_packet_id: u16,
-    /// Messages not yet in the window, oldest first.
-    queue: VecDeque<Message>,
+    /// Messages not yet in the window, oldest first, with their message ids.
+    queue: VecDeque<(u64, Message)>,
     /// Sum of `Message::queued_size` over `queue`.
     queued_bytes: usize,
+    /// Message id of the next message accepted.
+    next_message_id: u64,
+    /// Changes to write down, for a persistent session (`None`: nobody writes them).
+    journal: Option<Vec<FlowEvent>>,
+    /// The core's account of queued bytes, charged with `queued_bytes`.
+    budget: QueueBudget,
+}
+
+impl Drop for OutgoingFlow {
+    /// An ended session's queue leaves the core's account with it.
+    fn drop(&mut self) {
+        self.budget.release(self.queued_bytes);
+    }
 }
 
 /// The largest number of ids that can be in flight: the whole non-zero 16-bit space.
@@ -133,6 +204,14 @@ const SHRINK_THRESHOLD: usize = 64;
 
 /// Stale pairs `send_order` may hold beyond twice the in-flight count before it is compacted.
 const STALE_SLACK: usize = 16;
+
+/// The stage of a message just put in flight with its PUBLISH.
+fn publish_stage(message: Message, message_id: u64) -> Stage {
+    match message.qos {
+        QoS::ExactlyOnce => Stage::Qos2Published(message, message_id),
+        QoS::AtLeastOnce | QoS::AtMostOnce => Stage::Qos1Published(message, message_id),
+    }
+}
 
 /// Whether a `send_order` pair still describes an in-flight id (and not an acknowledged one, or
 /// an older use of an id that has since been reused).
@@ -158,7 +237,119 @@ impl OutgoingFlow {
             next_packet_id: 1,
             queue: VecDeque::new(),
             queued_bytes: 0,
+            next_message_id: 1,
+            journal: None,
+            budget: QueueBudget::unbounded(),
         }
+    }
+
+    /// Charges what the queue holds to the core's `budget` from now on
+    /// (`max_queued_bytes_total`).
+    pub fn set_budget(&mut self, budget: QueueBudget) {
+        budget.charge(self.queued_bytes);
+        std::mem::replace(&mut self.budget, budget).release(self.queued_bytes);
+    }
+
+    /// Counts `size` more bytes queued, here and in the core's budget.
+    fn add_queued(&mut self, size: usize) {
+        self.queued_bytes += size;
+        self.budget.charge(size);
+    }
+
+    /// Counts `size` bytes that left the queue (`size` was added before: no underflow).
+    fn remove_queued(&mut self, size: usize) {
+        self.queued_bytes -= size;
+        self.budget.release(size);
+    }
+
+    /// Starts (or stops) keeping a journal of [`FlowEvent`]s, for a session whose changes are
+    /// written down; the caller takes them with [`OutgoingFlow::take_journal`] after each
+    /// operation.
+    pub fn set_journaling(&mut self, on: bool) {
+        self.journal = on.then(Vec::new);
+    }
+
+    /// The events recorded since the last call (empty when not journaling).
+    pub fn take_journal(&mut self) -> Vec<FlowEvent> {
+        match &mut self.journal {
+            Some(journal) if !journal.is_empty() => std::mem::take(journal),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether events wait in the journal.
+    pub fn has_journal_events(&self) -> bool {
+        self.journal
+            .as_ref()
+            .is_some_and(|journal| !journal.is_empty())
+    }
+
+    fn note(&mut self, event: impl FnOnce() -> FlowEvent) {
+        if let Some(journal) = &mut self.journal {
+            journal.push(event());
+        }
+    }
+
+    /// Rebuilds the flow of a session read back at start-up: `messages` in message id order
+    /// (those with a packet id go back in flight, to be re-sent with DUP on resume, the others
+    /// to the queue, whatever the limits: they were accepted once), `released` the QoS 2 ids
+    /// awaiting PUBCOMP; message ids continue above `highest_message_id`, packet ids above
+    /// `last_packet_id` (the one last sent with, as before the restart: a queued message whose
+    /// `Sent` was lost goes out with the id the client may already hold). Journals nothing.
+    pub fn restore(
+        &mut self,
+        released: impl IntoIterator<Item = PacketId>,
+        messages: Vec<RestoredMessage>,
+        highest_message_id: u64,
+        last_packet_id: Option<PacketId>,
+    ) {
+        if let Some(last) = last_packet_id {
+            self.next_packet_id = last.get().checked_add(1).unwrap_or(1);
+        }
+        for packet_id in released {
+            self.put_in_flight(packet_id, Stage::Released);
+        }
+        for restored in messages {
+            match restored.packet_id {
+                Some(packet_id) if !self.inflight.contains_key(&packet_id) => {
+                    let stage = publish_stage(restored.message, restored.message_id);
+                    self.put_in_flight(packet_id, stage);
+                }
+                _ => {
+                    self.add_queued(restored.message.queued_size());
+                    self.queue
+                        .push_back((restored.message_id, restored.message));
+                }
+            }
+        }
+        self.next_message_id = self.next_message_id.max(highest_message_id + 1);
+    }
+
+    fn put_in_flight(&mut self, packet_id: PacketId, stage: Stage) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.inflight
+            .insert(packet_id, InflightEntry { seq, stage });
+        self.send_order.push_back((seq, packet_id));
+    }
+
+    /// Everything the flow holds as a persistent session's records describe it: the ids
+    /// awaiting PUBCOMP, then the messages in message id order (in flight with their packet
+    /// id, then queued): what a snapshot writes.
+    pub fn held(&self) -> (Vec<PacketId>, Vec<HeldMessage<'_>>) {
+        let mut released = Vec::new();
+        let mut messages = Vec::with_capacity(self.inflight.len() + self.queue.len());
+        for (packet_id, entry) in &self.inflight {
+            match &entry.stage {
+                Stage::Released => released.push(*packet_id),
+                Stage::Qos1Published(message, id) | Stage::Qos2Published(message, id) => {
+                    messages.push((*id, Some(*packet_id), message));
+                }
+            }
+        }
+        messages.sort_by_key(|(id, _, _)| *id);
+        messages.extend(self.queue.iter().map(|(id, message)| (*id, None, message)));
+        (released, messages)
     }
 
     /// Offers a message whose QoS (`message.qos`, already min(published, granted)) is 1 or 2.
@@ -182,7 +373,13 @@ impl OutgoingFlow {
             self.release_queued(out);
             if self.queue.is_empty() && self.window_has_room() {
                 if let Some(packet_id) = self.allocate_packet_id() {
-                    self.send_new(packet_id, message, out);
+                    let message_id = self.take_message_id();
+                    self.note(|| FlowEvent::Queued {
+                        message_id,
+                        packet_id: Some(packet_id),
+                        message: message.clone(),
+                    });
+                    self.send_new(packet_id, message_id, message, out);
                     return Ok(());
                 }
             }
@@ -190,12 +387,22 @@ impl OutgoingFlow {
         self.enqueue(message)
     }
 
+    fn take_message_id(&mut self) -> u64 {
+        let id = self.next_message_id;
+        self.next_message_id += 1;
+        id
+    }
+
     /// Handles PUBACK for a QoS 1 message: frees its slot and releases queued messages into
     /// the window (pushing `Publish` actions).
     pub fn on_puback(&mut self, id: PacketId, out: &mut Vec<FlowAction>) -> Result<(), FlowError> {
         let entry = self.entry(id)?;
         match entry.stage {
-            Stage::Qos1Published(_) => {
+            Stage::Qos1Published(..) => {
+                self.note(|| FlowEvent::Acknowledged {
+                    packet_id: id,
+                    ack: Acknowledgement::Puback,
+                });
                 self.complete(id);
                 self.release_queued(out);
                 Ok(())
@@ -214,12 +421,19 @@ impl OutgoingFlow {
     pub fn on_pubrec(&mut self, id: PacketId, out: &mut Vec<FlowAction>) -> Result<(), FlowError> {
         let entry = self.entry_mut(id)?;
         match entry.stage {
-            Stage::Qos2Published(_) | Stage::Released => {
+            Stage::Qos2Published(..) | Stage::Released => {
+                let first = matches!(entry.stage, Stage::Qos2Published(..));
                 entry.stage = Stage::Released;
                 out.push(FlowAction::PubRel(id));
+                if first {
+                    self.note(|| FlowEvent::Acknowledged {
+                        packet_id: id,
+                        ack: Acknowledgement::Pubrec,
+                    });
+                }
                 Ok(())
             }
-            Stage::Qos1Published(_) => Err(FlowError::UnexpectedAck {
+            Stage::Qos1Published(..) => Err(FlowError::UnexpectedAck {
                 packet_id: id,
                 expected: "PUBACK",
             }),
@@ -231,6 +445,10 @@ impl OutgoingFlow {
         let entry = self.entry(id)?;
         match entry.stage {
             Stage::Released => {
+                self.note(|| FlowEvent::Acknowledged {
+                    packet_id: id,
+                    ack: Acknowledgement::Pubcomp,
+                });
                 self.complete(id);
                 self.release_queued(out);
                 Ok(())
@@ -252,7 +470,11 @@ impl OutgoingFlow {
     ) -> Result<(), FlowError> {
         let entry = self.entry(id)?;
         match entry.stage {
-            Stage::Qos2Published(_) => {
+            Stage::Qos2Published(..) => {
+                self.note(|| FlowEvent::Acknowledged {
+                    packet_id: id,
+                    ack: Acknowledgement::Pubcomp,
+                });
                 self.complete(id);
                 self.release_queued(out);
                 Ok(())
@@ -269,6 +491,10 @@ impl OutgoingFlow {
     /// delivered [MQTT-3.1.2-25]; releases queued messages into the window.
     pub fn discard(&mut self, id: PacketId, out: &mut Vec<FlowAction>) {
         if self.inflight.contains_key(&id) {
+            self.note(|| FlowEvent::Acknowledged {
+                packet_id: id,
+                ack: Acknowledgement::Pubcomp,
+            });
             self.complete(id);
             self.release_queued(out);
         }
@@ -291,7 +517,7 @@ impl OutgoingFlow {
                 continue;
             };
             out.push(match &entry.stage {
-                Stage::Qos1Published(message) | Stage::Qos2Published(message) => {
+                Stage::Qos1Published(message, _) | Stage::Qos2Published(message, _) => {
                     FlowAction::Publish {
                         packet_id,
                         message: message.clone(),
@@ -332,7 +558,7 @@ impl OutgoingFlow {
         self.inflight = SessionMap::default();
         self.send_order = VecDeque::new();
         self.queue = VecDeque::new();
-        self.queued_bytes = 0;
+        self.remove_queued(self.queued_bytes);
         self.next_packet_id = 1;
         discarded
     }
@@ -365,8 +591,17 @@ impl OutgoingFlow {
         {
             return Err(QueueFull::Bytes);
         }
-        self.queued_bytes += size;
-        self.queue.push_back(message);
+        if !self.budget.admits(self.queued_bytes, size) {
+            return Err(QueueFull::Budget);
+        }
+        self.add_queued(size);
+        let message_id = self.take_message_id();
+        self.note(|| FlowEvent::Queued {
+            message_id,
+            packet_id: None,
+            message: message.clone(),
+        });
+        self.queue.push_back((message_id, message));
         Ok(())
     }
 
@@ -375,20 +610,25 @@ impl OutgoingFlow {
     /// [MQTT-3.3.2-5].
     fn release_queued(&mut self, out: &mut Vec<FlowAction>) {
         while self.window_has_room() {
-            let Some(message) = self.queue.pop_front() else {
+            let Some((message_id, message)) = self.queue.pop_front() else {
                 break;
             };
             // `queued_bytes` is the sum over `queue`, which held this message: no underflow.
-            self.queued_bytes -= message.queued_size();
+            self.remove_queued(message.queued_size());
             if message.is_expired() {
+                self.note(|| FlowEvent::Dropped { message_id });
                 continue;
             }
             let Some(packet_id) = self.allocate_packet_id() else {
-                self.queued_bytes += message.queued_size();
-                self.queue.push_front(message);
+                self.add_queued(message.queued_size());
+                self.queue.push_front((message_id, message));
                 return;
             };
-            self.send_new(packet_id, message, out);
+            self.note(|| FlowEvent::Sent {
+                message_id,
+                packet_id,
+            });
+            self.send_new(packet_id, message_id, message, out);
         }
         if self.queue.is_empty() && self.queue.capacity() > SHRINK_THRESHOLD {
             self.queue = VecDeque::new();
@@ -396,16 +636,14 @@ impl OutgoingFlow {
     }
 
     /// Puts a message in flight under `packet_id` and asks the caller to send it.
-    fn send_new(&mut self, packet_id: PacketId, message: Message, out: &mut Vec<FlowAction>) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let stage = match message.qos {
-            QoS::ExactlyOnce => Stage::Qos2Published(message.clone()),
-            QoS::AtLeastOnce | QoS::AtMostOnce => Stage::Qos1Published(message.clone()),
-        };
-        self.inflight
-            .insert(packet_id, InflightEntry { seq, stage });
-        self.send_order.push_back((seq, packet_id));
+    fn send_new(
+        &mut self,
+        packet_id: PacketId,
+        message_id: u64,
+        message: Message,
+        out: &mut Vec<FlowAction>,
+    ) {
+        self.put_in_flight(packet_id, publish_stage(message.clone(), message_id));
         out.push(FlowAction::Publish {
             packet_id,
             message,
@@ -507,6 +745,43 @@ mod tests {
 
     fn take(out: &mut Vec<FlowAction>) -> Vec<FlowAction> {
         std::mem::take(out)
+    }
+
+    #[test]
+    fn queued_bytes_are_charged_to_the_core_budget_and_given_back() {
+        use crate::queue_budget::{QueueBudget, QUEUE_FLOOR};
+        // Offline: every message queues. 10 KiB messages: the floor is passed after 7.
+        let budget = QueueBudget::new(QUEUE_FLOOR + 20_000);
+        let mut flow = OutgoingFlow::new(limits(2, 1_000, 0));
+        flow.set_budget(budget.clone());
+        let mut out = Vec::new();
+        let mut accepted = 0;
+        let refused = loop {
+            match flow.offer(msg(1, 10_240, QoS::AtLeastOnce), false, &mut out) {
+                Ok(()) => accepted += 1,
+                Err(full) => break full,
+            }
+        };
+        assert_eq!(refused, QueueFull::Budget);
+        assert_eq!(budget.used(), flow.queued_bytes());
+        assert_eq!(flow.queued_bytes(), accepted * (3 + 10_240));
+        assert!(flow.queued_bytes() >= QUEUE_FLOOR);
+
+        // Another session of the core with a short queue still takes messages.
+        let mut other = OutgoingFlow::new(limits(2, 1_000, 0));
+        other.set_budget(budget.clone());
+        assert!(other
+            .offer(msg(2, 10_240, QoS::AtLeastOnce), false, &mut out)
+            .is_ok());
+
+        // Messages moving into the window leave the account; so do cleared and dropped ones.
+        flow.resume(&mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(budget.used(), flow.queued_bytes() + other.queued_bytes());
+        other.clear();
+        assert_eq!(budget.used(), flow.queued_bytes());
+        drop(flow);
+        assert_eq!(budget.used(), 0);
     }
 
     #[test]
@@ -1036,6 +1311,98 @@ mod tests {
         flow.offer(msg(6, 1, QoS::AtLeastOnce), true, &mut out)
             .unwrap();
         assert_eq!(out, vec![publish(1, msg(6, 1, QoS::AtLeastOnce), false)]);
+    }
+
+    #[test]
+    fn a_journal_records_every_change_and_restore_rebuilds_the_flow() {
+        let mut flow = OutgoingFlow::new(limits(1, 10, 0));
+        flow.set_journaling(true);
+        let mut out = Vec::new();
+        flow.offer(msg(1, 1, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        flow.offer(msg(2, 1, QoS::ExactlyOnce), true, &mut out)
+            .unwrap();
+        flow.on_puback(id(1), &mut out).unwrap();
+        flow.on_pubrec(id(2), &mut out).unwrap();
+        flow.on_pubrec(id(2), &mut out).unwrap();
+        let acknowledged = |packet_id: u16, ack| FlowEvent::Acknowledged {
+            packet_id: id(packet_id),
+            ack,
+        };
+        assert_eq!(
+            flow.take_journal(),
+            vec![
+                FlowEvent::Queued {
+                    message_id: 1,
+                    packet_id: Some(id(1)),
+                    message: msg(1, 1, QoS::AtLeastOnce),
+                },
+                FlowEvent::Queued {
+                    message_id: 2,
+                    packet_id: None,
+                    message: msg(2, 1, QoS::ExactlyOnce),
+                },
+                acknowledged(1, Acknowledgement::Puback),
+                FlowEvent::Sent {
+                    message_id: 2,
+                    packet_id: id(2),
+                },
+                acknowledged(2, Acknowledgement::Pubrec),
+            ]
+        );
+        assert!(flow.take_journal().is_empty());
+        let (released, messages) = flow.held();
+        assert_eq!(released, vec![id(2)]);
+        assert!(messages.is_empty());
+
+        let mut back = OutgoingFlow::new(limits(2, 10, 0));
+        back.restore(
+            [id(2)],
+            vec![
+                RestoredMessage {
+                    message_id: 5,
+                    packet_id: Some(id(3)),
+                    message: msg(5, 1, QoS::AtLeastOnce),
+                },
+                RestoredMessage {
+                    message_id: 6,
+                    packet_id: None,
+                    message: msg(6, 1, QoS::AtLeastOnce),
+                },
+            ],
+            6,
+            Some(id(3)),
+        );
+        assert!(!back.has_journal_events(), "a restore journals nothing");
+        out.clear();
+        back.resume(&mut out);
+        assert_eq!(
+            take(&mut out),
+            vec![
+                FlowAction::PubRel(id(2)),
+                publish(3, msg(5, 1, QoS::AtLeastOnce), true),
+            ]
+        );
+        assert_eq!(back.queued_len(), 1, "the window of 2 is full");
+        back.set_journaling(true);
+        back.on_pubcomp(id(2), &mut out).unwrap();
+        back.offer(msg(7, 1, QoS::AtLeastOnce), false, &mut out)
+            .unwrap();
+        assert_eq!(
+            back.take_journal(),
+            vec![
+                acknowledged(2, Acknowledgement::Pubcomp),
+                FlowEvent::Sent {
+                    message_id: 6,
+                    packet_id: id(4),
+                },
+                FlowEvent::Queued {
+                    message_id: 7,
+                    packet_id: None,
+                    message: msg(7, 1, QoS::AtLeastOnce),
+                },
+            ]
+        );
     }
 
     #[test]

@@ -43,6 +43,11 @@ impl IncomingQos2 {
         known
     }
 
+    /// The ids awaiting PUBREL, in no particular order.
+    pub fn ids(&self) -> impl Iterator<Item = PacketId> + '_ {
+        self.pending.iter().copied()
+    }
+
     /// Number of ids awaiting PUBREL.
     pub fn len(&self) -> usize {
         self.pending.len()

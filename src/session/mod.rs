@@ -6,14 +6,19 @@
 mod flow;
 mod hasher;
 mod incoming;
+mod persisted;
 mod state;
 mod subscription;
 mod takeover;
 mod will;
 
-pub use flow::{FlowAction, FlowError, FlowLimits, OutgoingFlow, QueueFull};
+pub use flow::{
+    FlowAction, FlowError, FlowEvent, FlowLimits, HeldMessage, OutgoingFlow, QueueFull,
+    RestoredMessage,
+};
 pub use hasher::{SessionHasher, SessionMap, SessionSet};
 pub use incoming::IncomingQos2;
+pub use persisted::RestoredSessions;
 pub use state::{SessionState, NEVER_EXPIRES};
 pub use subscription::Subscription;
 pub use takeover::Directory;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::{DelayedWill, FlowLimits, IncomingQos2, OutgoingFlow, SessionMap, Subscription};
+use crate::queue_budget::QueueBudget;
 use crate::topic::TopicFilter;
 
 /// The session expiry interval of a session kept until `persistent_client_expiration` (MQTT 5's
@@ -26,6 +27,15 @@ pub struct SessionState {
     pub incoming: IncomingQos2,
     /// The will of the last connection, waiting for its delay (MQTT 5; boxed: rare).
     pub pending_will: Option<Box<DelayedWill>>,
+    /// Whether the session's changes are written to its core's log (persistence is on and
+    /// the session outlives its connection): its records start with a `SessionCreated`.
+    pub persisted: bool,
+    /// Whether the last record of its will is a `WillStored` (so a `WillCleared` must follow
+    /// when the will goes).
+    pub will_stored: bool,
+    /// The will of the connection bound now, as written to the log (persistent sessions with
+    /// persistence on only; boxed: rare): a compaction writes it again.
+    pub connected_will: Option<Box<DelayedWill>>,
 }
 
 impl SessionState {
@@ -38,7 +48,17 @@ impl SessionState {
             outgoing: OutgoingFlow::new(limits),
             incoming: IncomingQos2::new(),
             pending_will: None,
+            persisted: false,
+            will_stored: false,
+            connected_will: None,
         }
+    }
+
+    /// This session, its queue charged to its core's `budget` (`max_queued_bytes_total`).
+    #[must_use]
+    pub fn with_queue_budget(mut self, budget: QueueBudget) -> Self {
+        self.outgoing.set_budget(budget);
+        self
     }
 
     /// Whether the session ends when its connection does.

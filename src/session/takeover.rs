@@ -178,8 +178,35 @@ impl Shard {
                     state.directory.entries.remove(&client_id);
                 }
             }
+            ShardMsg::Restored { client_id, conn } => self.on_restored(client_id, conn),
             other => tracing::error!(?other, "not a session message"),
         }
+    }
+
+    /// Owner: a session restored at start-up is held by `conn.shard()`. Should a claim or
+    /// another restored session have come first, the restored one is ended there (an eager
+    /// eviction, whose `Settled` the owner then ignores).
+    fn on_restored(&self, client_id: Arc<str>, conn: ConnId) {
+        let mut state = self.state.borrow_mut();
+        let entry = state
+            .directory
+            .entries
+            .entry(client_id.clone())
+            .or_default();
+        if entry.holder.is_none() && entry.busy.is_none() {
+            entry.holder = Some((conn.shard(), conn));
+            return;
+        }
+        drop(state);
+        self.route_session_message(
+            conn.shard(),
+            ShardMsg::Evict {
+                client_id,
+                to: conn,
+                clean_session: true,
+                eager_over: Some(conn),
+            },
+        );
     }
 
     /// Owner: a connection wants the session; start its claim or queue it behind the one under way.
@@ -447,7 +474,8 @@ impl Shard {
                 }
                 let key = state.new_session_key();
                 let session =
-                    SessionState::new(conn.client_id.clone(), expiry_interval, self.flow_limits());
+                    SessionState::new(conn.client_id.clone(), expiry_interval, self.flow_limits())
+                        .with_queue_budget(self.queue_budget.clone());
                 state.sessions.insert(
                     key,
                     Box::new(SessionSlot {
@@ -463,6 +491,7 @@ impl Shard {
             }
         };
         drop(state);
+        self.persist_bound(key, present);
         if present {
             self.enforce_acl(key);
         }
@@ -494,6 +523,7 @@ impl Shard {
         slot.state.outgoing.set_max_inflight(max_inflight);
         slot.state.outgoing.resume(&mut actions);
         let sent = conn.send_flow_actions(&mut slot.state.outgoing, &mut actions, None);
+        self.persist_flow(&mut slot.state);
         Counters::add(&self.counters.publish_dropped, sent.dropped);
     }
 
@@ -536,6 +566,7 @@ impl Shard {
             }
         }
         drop(state);
+        self.persist_offline(key);
         for (client_id, last_conn) in evicted {
             tracing::warn!(%client_id, "offline session dropped: max_offline_sessions reached");
             self.release(client_id, last_conn);
@@ -636,6 +667,7 @@ impl Shard {
     fn remove_session(&self, state: &mut ShardState, key: SessionKey) -> Option<Box<SessionSlot>> {
         self.detach_subscriptions(state, key);
         let mut slot = state.sessions.remove(&key)?;
+        self.persist_ended(&slot);
         if slot.disconnected_at.is_some() {
             state.offline_count -= 1;
         }

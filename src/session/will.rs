@@ -73,7 +73,13 @@ impl Shard {
                     .sessions
                     .get_mut(&key)
                     .filter(|slot| slot.disconnected_at == Some(since))
-                    .and_then(|slot| slot.state.pending_will.take());
+                    .and_then(|slot| {
+                        let will = slot.state.pending_will.take();
+                        if will.is_some() {
+                            self.persist_will_gone(&mut slot.state);
+                        }
+                        will
+                    });
                 if let Some(will) = will {
                     due.push((key, will.message));
                 }

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::BytesMut;
 
@@ -44,7 +45,17 @@ impl ConnId {
 pub enum ShardMsg {
     /// A publish for the receiving shard's local subscribers. Sent only to shards that declared
     /// interest in a matching filter; per (publisher, topic) order is the channel's FIFO order.
-    Publish(Message),
+    Publish {
+        /// The message.
+        message: Message,
+        /// When the publishing core read it, for a fan-out it times: the receiving core's
+        /// publish-to-delivery samples then include the hop between cores.
+        received: Option<Instant>,
+        /// With persistence, for a QoS 1/2 message: answer `Ack { token }` once the records
+        /// of the persistent sessions it was queued for here are durable (its publisher's
+        /// PUBACK waits for them).
+        durable: Option<u64>,
+    },
     /// The sender now has (`present`) or no longer has local subscribers for `filter`.
     Interest {
         /// The filter whose local subscriber count crossed zero.
@@ -148,6 +159,14 @@ pub enum ShardMsg {
         /// The client id whose session ended.
         client_id: Arc<str>,
         /// The connection that last held it.
+        conn: ConnId,
+    },
+    /// To the owner of `client_id`: a persistent session read back from the sender's files at
+    /// start-up waits offline on the sender, last bound to `conn`.
+    Restored {
+        /// The client id of the session.
+        client_id: Arc<str>,
+        /// The connection id the sender gave the restored session.
         conn: ConnId,
     },
     /// To the aggregating core (`metrics::AGGREGATOR_CORE`), once per snapshot period: the

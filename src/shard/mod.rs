@@ -26,6 +26,7 @@ use ahash::AHashMap;
 pub use message::{Adoption, ConnId, Grant, ShardId, ShardMsg};
 pub use observe::{Aggregation, DropWatches, DROP_WATCH_TICKS};
 pub use peers::Peers;
+pub(crate) use persistence::{queued_record, recovered_queued, recovered_will, will_record};
 pub use persistence::{Durable, Persistence};
 
 use crate::config::Config;
@@ -33,6 +34,7 @@ use crate::connection::{CloseReason, ConnHandle, KeepAlive, Notify};
 use crate::listener::{ClientAccess, ListenerState, ReloadSource};
 use crate::message::Message;
 use crate::metrics::{CoreMetrics, AGGREGATOR_CORE, PUBLISH_LATENCY_SAMPLE_EVERY};
+use crate::queue_budget::QueueBudget;
 use crate::router::{Interest, RetainedStore, SharedGroups, Target};
 use crate::session::{Directory, FlowAction, FlowLimits, SessionState, Subscription};
 use crate::topic::SubscriptionTrie;
@@ -206,6 +208,8 @@ pub struct Shard {
     access_generation: Cell<u64>,
     /// This core's log of the state it owns, while persistence runs (see `persistence.rs`).
     pub persistence: RefCell<Option<Rc<Persistence>>>,
+    /// This core's share of `max_queued_bytes_total`, charged by every queue of the core.
+    pub queue_budget: QueueBudget,
 }
 
 /// A request waiting for acknowledgements from other cores (a SUBSCRIBE's barrier, a retained
@@ -235,6 +239,7 @@ impl Shard {
         };
         let aggregation = (snapshots && id == AGGREGATOR_CORE)
             .then(|| Aggregation::new(count, config.metrics.slow_clients_top));
+        let queue_budget = QueueBudget::new(config.limits.queued_bytes_per_core(count));
         Self {
             id,
             count,
@@ -254,6 +259,7 @@ impl Shard {
             reload: None,
             access_generation: Cell::new(0),
             persistence: RefCell::new(None),
+            queue_budget,
         }
     }
 

@@ -131,7 +131,38 @@ def test_scrape_parses_and_counts_the_traffic_exactly(broker_factory, clients):
     lag = "hydrant_event_loop_lag_seconds"
     assert total(families, lag, lag + "_count") > 0
     persistence = "hydrant_persistence_sync_duration_seconds"
-    assert total(families, persistence, persistence + "_count") == 0, "not wired yet"
+    assert total(families, persistence, persistence + "_count") == 0, "persistence is off"
+
+
+def test_persistence_syncs_are_timed(broker_factory, clients, tmp_path):
+    """With `sync = "always"` every retained QoS 1 publish is on disk before its PUBACK, so
+    each acknowledged one costs at least one timed `fdatasync` (group commit may share one
+    between publishes that arrive together, never more than one per publish here: the
+    publisher waits for each PUBACK)."""
+    store = tmp_path / "store"
+    broker = broker_factory(
+        METRICS_CONFIG
+        + f"""
+[persistence]
+persistence = true
+persistence_location = "{store}"
+sync = "always"
+"""
+    )
+    http = broker.port_of("http")
+    publisher = clients.connect(broker.port, "sync-pub")
+    for n in range(5):
+        publisher.publish(f"kept/{n}", b"state", qos=1, retain=True)
+    histogram = "hydrant_persistence_sync_duration_seconds"
+    families = scrape_until(
+        http,
+        lambda f: total(f, histogram, histogram + "_count") >= 5,
+        "five timed syncs",
+    )
+    count = total(families, histogram, histogram + "_count")
+    assert total(families, histogram, histogram + "_sum") < count * 10.0
+    buckets = [s for s in families[histogram].samples if s.name == histogram + "_bucket"]
+    assert buckets, "the histogram has buckets"
 
 
 def test_credentials_guard_metrics_but_not_health(broker_factory):
@@ -190,7 +221,17 @@ def test_a_paused_reader_is_listed_with_its_queue_and_drops(broker_factory, clie
                        client_id="slow-reader")
         return dropped > 0 and queued > 0
 
-    families = scrape_until(http, slow_listed, "the paused reader among the slow clients")
+    # The kernel keeps growing the stalled socket's buffers for a while (several MiB on
+    # loopback), so the first drops may come before they are full: go on flooding until the
+    # broker's own queue for the reader stays full and its drops show.
+    deadline = time.monotonic() + ROUND_WAIT * 2
+    while True:
+        families = scrape(http)
+        if slow_listed(families):
+            break
+        assert time.monotonic() < deadline, "the paused reader not listed among the slow clients"
+        publisher.publish_many("firehose/t", [payload] * 250, qos=0)
+        time.sleep(0.3)
     queued = total(families, "hydrant_slow_client_queued_messages", client_id="slow-reader")
     assert queued >= 20, "its outgoing queue is full"
     listed = {s.labels["client_id"]

@@ -9,7 +9,7 @@ import time
 from paho.mqtt.packettypes import PacketTypes
 
 from hydrant_process import Broker, broker_binary
-from paho_client import MQTT_3_1_1, MQTT_5, properties
+from paho_client import MQTT_3_1_1, MQTT_5, Will, properties
 
 STOP_TIMEOUT = 10.0
 
@@ -106,3 +106,75 @@ def test_mqtt5_properties_survive_and_expired_messages_do_not(clients, tmp_path)
         restored = retained_messages(clients, broker, "p5-sub-2", "p5/#", protocol=MQTT_5,
                                      count=2)
         assert set(restored) == {"p5/kept", "p5/plain"}
+
+
+# Persistent sessions (issue 6, phase 2).
+
+def test_session_expiry_counts_the_time_the_broker_was_down(clients, tmp_path):
+    """A session with a 2 s expiry interval is gone after a restart 3 s later; one with an
+    hour is still there, with its subscription and the message queued for it."""
+    data_dir = tmp_path / "data"
+    with running_broker(tmp_path, data_dir, name="first.toml") as broker:
+        for client_id, expiry in (("exp-short", 2), ("exp-long", 3600)):
+            client = clients.connect(broker.port, client_id, protocol=MQTT_5,
+                                     clean_session=False, session_expiry=expiry)
+            client.subscribe("exp/#", qos=1)
+            client.disconnect()
+        publisher = clients.connect(broker.port, "exp-pub")
+        # Its PUBACK waits until the copies queued for both sessions are on disk.
+        publisher.publish("exp/x", "queued", qos=1)
+        publisher.drop()
+    time.sleep(3.0)
+    with running_broker(tmp_path, data_dir, name="second.toml") as broker:
+        broker.wait_for_log("persistent sessions restored")
+        short = clients.connect(broker.port, "exp-short", protocol=MQTT_5,
+                                clean_session=False, session_expiry=2)
+        assert not short.session_present, "the 2 s session expired while the broker was down"
+        short.expect_no_message()
+        long = clients.connect(broker.port, "exp-long", protocol=MQTT_5,
+                               clean_session=False, session_expiry=3600)
+        assert long.session_present
+        assert long.expect_message().payload == b"queued"
+
+
+def will_properties(delay):
+    return properties(PacketTypes.WILLMESSAGE, WillDelayInterval=delay)
+
+
+def test_delayed_wills_survive_kill_9_and_a_normal_disconnect_clears_them(clients, tmp_path):
+    """Three MQTT 5 clients with a will delayed 2 s and sessions of an hour: one whose
+    connection dropped just before `kill -9`, one still connected at the kill, one that sent
+    DISCONNECT. After the restart the first two wills are published, the third never."""
+    data_dir = tmp_path / "data"
+    will_of = {name: Will(f"wills/{name}", f"{name} gone".encode(), qos=1)
+               for name in ("dropped", "alive", "quiet")}
+    with running_broker(tmp_path, data_dir, name="first.toml") as broker:
+        # A persistent watcher: the wills are queued for it even before it is back.
+        watcher = clients.connect(broker.port, "will-watch", clean_session=False)
+        watcher.subscribe("wills/#", qos=1)
+        watcher.disconnect()
+        connected = {}
+        for name, will in will_of.items():
+            connected[name] = clients.connect(
+                broker.port, f"will-{name}", protocol=MQTT_5, clean_session=False,
+                session_expiry=3600, will=will, will_properties=will_properties(2))
+            # Each subscribes to its own topic: its SUBACK waits until its session's records
+            # (its will included) are on disk.
+            connected[name].subscribe(f"own/{name}", qos=1)
+        connected["dropped"].drop()
+        broker.wait_for_disconnect("will-dropped")
+        connected["quiet"].disconnect()
+        broker.wait_for_disconnect("will-quiet")
+        publisher = clients.connect(broker.port, "will-pub")
+        # Each PUBACK waits for the queued copy in the offline session's log, written after
+        # what became of its will.
+        publisher.publish("own/dropped", "sync", qos=1)
+        publisher.publish("own/quiet", "sync", qos=1)
+        publisher.drop()
+    with running_broker(tmp_path, data_dir, name="second.toml") as broker:
+        watcher = clients.connect(broker.port, "will-watch", clean_session=False)
+        assert watcher.session_present
+        received = {message.topic: message.payload
+                    for message in watcher.expect_messages(2, timeout=20.0)}
+        assert received == {"wills/dropped": b"dropped gone", "wills/alive": b"alive gone"}
+        watcher.expect_no_message(timeout=3.0)

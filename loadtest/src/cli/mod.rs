@@ -95,6 +95,11 @@ pub struct TargetArgs {
     /// Keep-alive in seconds every client announces (0 = off; runs never idle that long).
     #[arg(long, default_value_t = 0)]
     pub keepalive: u16,
+    /// Subscribers connect with a persistent session (MQTT 3.1.1 clean session 0), which the
+    /// broker keeps (and, with persistence, writes) for them: to measure QoS 1/2 publishing to
+    /// persistent sessions. The sessions outlive the run; start the broker afresh for the next.
+    #[arg(long)]
+    pub persistent_subscribers: bool,
     /// Longest wait for a TCP connect, TLS handshake, WebSocket upgrade, CONNACK, SUBACK or
     /// acknowledgement.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]

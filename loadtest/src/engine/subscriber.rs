@@ -23,8 +23,12 @@ pub async fn run(executor: Rc<Executor>, local: usize, global: usize, permit: St
     let plan = &executor.plan.subscribers[global];
     let options = &executor.plan.target.connect;
     let setup = async {
-        let (mut connection, took) =
-            Connection::open(options, executor.client_id("s", global)).await?;
+        let (mut connection, took) = Connection::open_session(
+            options,
+            executor.client_id("s", global),
+            !options.persistent_subscribers,
+        )
+        .await?;
         executor.record_connect(took);
         let granted = connection
             .subscribe(&plan.filter, plan.qos, options.timeout)

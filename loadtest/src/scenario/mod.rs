@@ -105,6 +105,7 @@ fn base_plan(
                 password: Plan::password_bytes(args.password.as_deref()),
                 keep_alive: args.keepalive,
                 timeout: args.connect_timeout,
+                persistent_subscribers: args.persistent_subscribers,
                 transport,
             },
             client_id_prefix: prefix,
