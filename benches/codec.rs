@@ -1,11 +1,19 @@
 //! Decoding and encoding PUBLISH packets: the per-message cost of the codec.
+//!
+//! With `CODEC_FIXED_RUN` set in the environment the binary skips criterion and runs each
+//! step of the fan-in path a fixed number of times instead, one `measure_*` function per step,
+//! so that `valgrind --tool=callgrind` counts exact instructions per message (the inclusive
+//! cost of a `measure_*` function divided by [`FIXED_RUN_MESSAGES`]): see BENCHMARKS.md.
 
 use std::hint::black_box;
 
 use bytes::{Bytes, BytesMut};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use hydrant::protocol::{self, EncodedPublish, Packet, PacketId, Publish, QoS};
-use hydrant::topic::TopicName;
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use hydrant::protocol::{
+    self, DeliveryProperties, EncodedPublish, MessageProperties, Packet, PacketId, ProtocolVersion,
+    Publish, PublishTopic, QoS,
+};
+use hydrant::topic::{SubscriptionTrie, TopicFilter, TopicName};
 
 /// Payload sizes of the firehose: tiny worker events up to large review comments.
 const SIZES: [usize; 3] = [64, 1024, 10 * 1024];
@@ -76,4 +84,147 @@ fn encode(c: &mut Criterion) {
 }
 
 criterion_group!(benches, decode, encode);
-criterion_main!(benches);
+
+/// Messages each step of a fixed run handles.
+const FIXED_RUN_MESSAGES: usize = 100_000;
+
+/// Payload size of the fan-in goal of issue 3.
+const FAN_IN_PAYLOAD: usize = 64;
+
+/// Publishers of the fan-in scenario, each on its own topic (`loadtest/fanin/<i>`).
+const FAN_IN_PUBLISHERS: usize = 100;
+
+/// The properties of a message published without any, as the broker keeps them.
+static NO_PROPERTIES: MessageProperties = MessageProperties {
+    payload_format: None,
+    message_expiry_interval: None,
+    content_type: None,
+    response_topic: None,
+    correlation_data: None,
+    user_properties: Vec::new(),
+};
+
+/// The fan-in topics, one per publisher, as the load generator names them.
+fn fan_in_topics() -> Vec<TopicName> {
+    (0..FAN_IN_PUBLISHERS)
+        .map(|i| TopicName::try_from(format!("loadtest/fanin/{i}").as_str()).expect("valid topic"))
+        .collect()
+}
+
+/// A read buffer holding `FIXED_RUN_MESSAGES` QoS 0 publishes of the fan-in topics in turn.
+fn fan_in_wire(version: ProtocolVersion) -> BytesMut {
+    let payload = Bytes::from(vec![b'x'; FAN_IN_PAYLOAD]);
+    let topics = fan_in_topics();
+    let mut wire = BytesMut::new();
+    for topic in topics.iter().cycle().take(FIXED_RUN_MESSAGES) {
+        let encoded = encode_for(version, topic, &payload);
+        encoded.write_to(&mut wire, None, false);
+    }
+    wire
+}
+
+/// The shared encoding of a QoS 0 message for a subscriber speaking `version`.
+fn encode_for(version: ProtocolVersion, topic: &TopicName, payload: &Bytes) -> EncodedPublish {
+    match version {
+        ProtocolVersion::V5 => EncodedPublish::new_v5(
+            &PublishTopic::Name(topic.clone()),
+            payload,
+            QoS::AtMostOnce,
+            false,
+            DeliveryProperties {
+                message: &NO_PROPERTIES,
+                message_expiry_interval: None,
+                subscription_ids: &[],
+            },
+        ),
+        ProtocolVersion::V3_1 | ProtocolVersion::V3_1_1 => {
+            EncodedPublish::new(topic, payload, QoS::AtMostOnce, false)
+        }
+    }
+}
+
+/// Decodes (and drops) every packet of `wire`, as a connection's reader does.
+#[inline(always)]
+fn decode_all(wire: &mut BytesMut, version: ProtocolVersion) -> usize {
+    let mut count = 0;
+    while let Ok(Some(packet)) = protocol::decode_with(wire, 1 << 20, Some(version)) {
+        black_box(&packet);
+        count += 1;
+    }
+    count
+}
+
+/// Encodes each message for its subscriber, queues a copy of the encoding (a frame) and
+/// writes it to the connection's write buffer, as the fan-in's subscriber core does.
+#[inline(always)]
+fn encode_all(topics: &[TopicName], payload: &Bytes, version: ProtocolVersion, out: &mut BytesMut) {
+    for topic in topics.iter().cycle().take(FIXED_RUN_MESSAGES) {
+        let shared = encode_for(version, topic, payload);
+        let frame = black_box(shared.clone());
+        drop(shared);
+        if out.len() > (1 << 16) {
+            out.clear();
+        }
+        frame.write_to(out, None, false);
+    }
+}
+
+/// [`decode_all`] of MQTT 3.1.1 publishes.
+#[inline(never)]
+fn measure_decode_v3(wire: &mut BytesMut) -> usize {
+    decode_all(wire, ProtocolVersion::V3_1_1)
+}
+
+/// [`decode_all`] of MQTT 5 publishes.
+#[inline(never)]
+fn measure_decode_v5(wire: &mut BytesMut) -> usize {
+    decode_all(wire, ProtocolVersion::V5)
+}
+
+/// [`encode_all`] for an MQTT 3.1.1 subscriber.
+#[inline(never)]
+fn measure_encode_v3(topics: &[TopicName], payload: &Bytes, out: &mut BytesMut) {
+    encode_all(topics, payload, ProtocolVersion::V3_1_1, out);
+}
+
+/// [`encode_all`] for an MQTT 5 subscriber.
+#[inline(never)]
+fn measure_encode_v5(topics: &[TopicName], payload: &Bytes, out: &mut BytesMut) {
+    encode_all(topics, payload, ProtocolVersion::V5, out);
+}
+
+/// Matches each fan-in topic against the subscriber's `loadtest/fanin/+`.
+#[inline(never)]
+fn measure_match(topics: &[TopicName], trie: &SubscriptionTrie<u64, QoS>) -> usize {
+    let mut matched = 0;
+    for topic in topics.iter().cycle().take(FIXED_RUN_MESSAGES) {
+        trie.for_each_match(black_box(topic), |_, _| matched += 1);
+    }
+    matched
+}
+
+/// Runs each step of the fan-in path `FIXED_RUN_MESSAGES` times, for callgrind.
+fn fixed_run() {
+    let mut wire = fan_in_wire(ProtocolVersion::V3_1_1);
+    assert_eq!(measure_decode_v3(&mut wire), FIXED_RUN_MESSAGES);
+    let mut wire = fan_in_wire(ProtocolVersion::V5);
+    assert_eq!(measure_decode_v5(&mut wire), FIXED_RUN_MESSAGES);
+    let topics = fan_in_topics();
+    let payload = Bytes::from(vec![b'x'; FAN_IN_PAYLOAD]);
+    let mut out = BytesMut::with_capacity(1 << 17);
+    measure_encode_v3(&topics, &payload, &mut out);
+    measure_encode_v5(&topics, &payload, &mut out);
+    let mut trie = SubscriptionTrie::new();
+    let filter = TopicFilter::try_from("loadtest/fanin/+").expect("valid filter");
+    trie.insert(&filter, 1, QoS::AtMostOnce);
+    assert_eq!(measure_match(&topics, &trie), FIXED_RUN_MESSAGES);
+}
+
+fn main() {
+    if std::env::var_os("CODEC_FIXED_RUN").is_some() {
+        fixed_run();
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -26,6 +26,15 @@ subscribers, whose every message is written), once unpaced (throughput) and once
 
     scripts/bench-persistence.py --sessions --subscribers 50 --publishers 4
 
+With `--stall-sessions N --queued M` it measures instead the longest stall of a compaction
+holding persistent sessions: N clean-session-0 subscribers of one topic go offline, M QoS 1
+messages are published to it (each queued, and written, for every session: N x M queued
+messages), then retained filler publishes grow the log until a compaction runs with every
+session in memory; it prints the compactions' `longest_slice_us` (the session copy made when
+a compaction starts included, also reported alone as `session_copy_us`).
+
+    scripts/bench-persistence.py --stall-sessions 10000 --queued 10 --cores 1
+
 Only the Python standard library is needed; the broker is built with `cargo build --release`.
 """
 
@@ -71,8 +80,9 @@ def string(text: bytes) -> bytes:
     return struct.pack("!H", len(text)) + text
 
 
-def connect_packet(client_id: str) -> bytes:
-    body = string(b"MQTT") + bytes([4, 0x02]) + struct.pack("!H", 600) + string(client_id.encode())
+def connect_packet(client_id: str, clean: bool = True) -> bytes:
+    flags = 0x02 if clean else 0x00
+    body = string(b"MQTT") + bytes([4, flags]) + struct.pack("!H", 600) + string(client_id.encode())
     return packet(0x10, body)
 
 
@@ -89,11 +99,11 @@ def subscribe_packet(topic_filter: bytes, qos: int = 0, packet_id: int = 1) -> b
 class Connection:
     """A raw MQTT 3.1.1 connection that reads whole packets."""
 
-    def __init__(self, port: int, client_id: str):
+    def __init__(self, port: int, client_id: str, clean: bool = True):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=SOCKET_TIMEOUT)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buffer = bytearray()
-        self.sock.sendall(connect_packet(client_id))
+        self.sock.sendall(connect_packet(client_id, clean))
         first, body = self.read_packet()
         if first != 0x20 or body[1] != 0:
             raise RuntimeError(f"{client_id}: CONNACK refused: {first:#x} {body!r}")
@@ -320,6 +330,100 @@ def sessions_benchmark(args, binary: Path, loadtest: Path) -> int:
     return 0
 
 
+def leave_sessions(port: int, first: int, last: int, results) -> None:
+    """Persistent subscribers `first..last` of `stall/all` at QoS 1, each then gone offline."""
+    for n in range(first, last):
+        conn = Connection(port, f"stall-sub-{n}", clean=False)
+        conn.sock.sendall(subscribe_packet(b"stall/all", qos=1))
+        first_byte, _ = conn.read_packet()
+        if first_byte != 0x90:
+            raise RuntimeError(f"stall-sub-{n}: no SUBACK")
+        conn.close()
+    results.put(last - first)
+
+
+def publish_acknowledged(conn: Connection, topic: bytes, payload: bytes, qos: int,
+                         retain: bool, packet_id: int) -> None:
+    """One PUBLISH, then its PUBACK (QoS 1)."""
+    conn.sock.sendall(publish_packet(topic, payload, qos=qos, retain=retain, packet_id=packet_id))
+    while qos:
+        first, _ = conn.read_packet()
+        if first == 0x40:
+            return
+
+
+def stall_benchmark(args, binary: Path) -> int:
+    """The longest compaction stall with persistent sessions holding queued messages."""
+    sessions, queued = args.stall_sessions, args.queued
+    work = Path(tempfile.mkdtemp(prefix="hydrant-bench-stall-"))
+    config = work / "hydrant.toml"
+    config.write_text(
+        "[limits]\n"
+        f"max_queued_messages = {queued + 10}\n"
+        "[session]\n"
+        f"max_offline_sessions = {sessions + 10}\n"
+        "[persistence]\n"
+        "persistence = true\n"
+        f"persistence_location = \"{work / 'data'}\"\n"
+        f"sync = \"{args.sync}\"\n"
+        f"autosave_log_bytes = {args.autosave}\n")
+    try:
+        broker = BrokerProcess(binary, config, args.cores)
+        started = time.monotonic()
+        results = multiprocessing.Queue()
+        share = sessions // args.connections
+        workers = []
+        for c in range(args.connections):
+            last = sessions if c == args.connections - 1 else (c + 1) * share
+            worker = multiprocessing.Process(target=leave_sessions,
+                                             args=(broker.port, c * share, last, results))
+            worker.start()
+            workers.append(worker)
+        left = sum(results.get(timeout=READY_TIMEOUT) for _ in workers)
+        for worker in workers:
+            worker.join()
+        publisher = Connection(broker.port, "stall-pub")
+        for n in range(queued):
+            publish_acknowledged(publisher, b"stall/all", payload_of(n, args.payload), 1, False,
+                                 n % 60000 + 1)
+        filled = time.monotonic() - started
+        # Every session now holds its queue: once a compaction started during the fill has
+        # ended, grow the log until each core compacts again.
+        time.sleep(2.0)
+        before = len(broker.events("persistence compacted"))
+        filler = payload_of(0, 16 * 1024)
+        deadline = time.monotonic() + READY_TIMEOUT
+        n = 0
+        while len(broker.events("persistence compacted")) < before + args.cores:
+            if time.monotonic() > deadline:
+                raise RuntimeError("no compaction after the fill")
+            publish_acknowledged(publisher, f"stall/filler/{n % 64}".encode(), filler, 1, True,
+                                 n % 60000 + 1)
+            n += 1
+        time.sleep(0.5)
+        publisher.close()
+        compactions = broker.events("persistence compacted")
+        broker.kill()
+    finally:
+        for process in BrokerProcess.started_processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\n## Compaction stall with {left:,} persistent sessions x {queued} queued messages "
+          f"({args.payload}-byte payloads, {args.cores} cores, sync = \"{args.sync}\")\n")
+    print(f"- machine: {machine()}; load average {os.getloadavg()[0]:.2f}")
+    print(f"- sessions made and filled in {filled:.1f} s; {n} retained fillers to trigger")
+    for when, fields in compactions[before:]:
+        print(f"  - core {fields['core']}: {fields['records']} records, "
+              f"{fields['snapshot_bytes']} bytes, {fields['elapsed_ms']} ms, longest slice "
+              f"{fields['longest_slice_us']} us (session copy {fields.get('session_copy_us', '?')}"
+              f" us), {fields['slices']} slices")
+    print(f"- longest compaction slice with the sessions: "
+          f"{max(int(f['longest_slice_us']) for _, f in compactions[before:])} us")
+    return 0
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -351,6 +455,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--paced-rate", type=int, default=200,
                         help="messages per second per publisher of the paced runs")
+    parser.add_argument("--stall-sessions", type=int, default=0,
+                        help="measure the compaction stall with this many persistent sessions")
+    parser.add_argument("--queued", type=int, default=10,
+                        help="messages queued for each of --stall-sessions")
     args = parser.parse_args()
 
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
@@ -364,6 +472,8 @@ def main() -> int:
                            cwd=ROOT, check=True)
     if args.sessions:
         return sessions_benchmark(args, binary, target / "release" / "hydrant-loadtest")
+    if args.stall_sessions:
+        return stall_benchmark(args, binary)
     work = Path(tempfile.mkdtemp(prefix="hydrant-bench-persistence-"))
     data = args.dir or work / "data"
     config = work / "hydrant.toml"

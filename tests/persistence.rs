@@ -970,10 +970,15 @@ async fn publish_unique_until_gone(
 /// `sync = "always"`, restart: every acknowledged message reaches every subscriber (before
 /// or after the restart), and at QoS 2 none twice.
 async fn online_subscribers_kill_mid_load(tag: &str, qos: u8) {
+    online_subscribers_kill_mid_load_with(tag, qos, "").await;
+}
+
+/// [`online_subscribers_kill_mid_load`] with `extra` `[persistence]` lines.
+async fn online_subscribers_kill_mid_load_with(tag: &str, qos: u8, extra: &str) {
     const PUBLISHERS: usize = 2;
     const KILL_AFTER: usize = 300;
     let dir = DataDir::new(tag);
-    let mut broker = start(&dir, "always", 2);
+    let mut broker = start_with(&dir, "always", 2, extra);
     let ids: Vec<String> = ["keeps-up", "withholds", "acks-nothing"]
         .iter()
         .map(|kind| format!("{tag}-{kind}"))
@@ -1011,13 +1016,21 @@ async fn online_subscribers_kill_mid_load(tag: &str, qos: u8) {
         assert!(started.elapsed() < LOAD_TIMEOUT, "publishing too slow");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    if !extra.is_empty() {
+        assert!(
+            broker
+                .wait_for_log("persistence compacted", LOG_TIMEOUT)
+                .is_some(),
+            "{tag}: no compaction under load"
+        );
+    }
     kill_9(&mut broker);
     for publisher in publishers {
         publisher.await.expect("publisher task");
     }
     let acked = std::mem::take(&mut *acked.lock().unwrap_or_else(|p| p.into_inner()));
 
-    let broker = start(&dir, "always", 2);
+    let broker = start_with(&dir, "always", 2, extra);
     for (id, reader) in ids.iter().zip(readers) {
         let mut received = reader.await.expect("reader task");
         let before = received.delivered.len();
@@ -1055,6 +1068,14 @@ async fn online_qos1_subscribers_get_every_acknowledged_message_across_kill_9() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn online_qos2_subscribers_get_every_acknowledged_message_once_across_kill_9() {
     online_subscribers_kill_mid_load("online-q2", 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_qos2_subscribers_lose_nothing_when_compactions_run_under_load_and_kill_9() {
+    // A small trigger: compactions copy the sessions while their messages flow, packet ids
+    // are used and freed and their records keep coming (see `PersistedSessions`).
+    let tag = "online-compacting";
+    online_subscribers_kill_mid_load_with(tag, 2, "autosave_log_bytes = 65536\n").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1155,5 +1176,136 @@ async fn sessions_survive_a_change_of_the_number_of_cores() {
     for id in &ids[3..] {
         let received = reconnect_and_drain(broker.port, id).await;
         assert_eq!(received.len(), 5, "{id}: its queue after two restarts");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_shared_subscription_members_on_both_cores_get_every_acknowledged_message_across_kill_9(
+) {
+    const KILL_AFTER: usize = 300;
+    const MAX_MEMBERS: usize = 40;
+    let tag = "shared-kill";
+    let dir = DataDir::new(tag);
+    let mut broker = start(&dir, "always", 2);
+    let publisher_id = format!("{tag}-pub");
+    let publisher = client::connect(broker.port, &publisher_id).await;
+    let publisher_core = broker.core_of(&publisher_id, LOG_TIMEOUT);
+    // Members join until each core holds one: the publisher's core then hands part of the
+    // messages to a member on the other core, whose copies its PUBACKs must wait for.
+    let filter = format!("$share/g/{tag}/#");
+    let mut ids = Vec::new();
+    let mut cores = [false; 2];
+    for n in 0..MAX_MEMBERS {
+        if cores.iter().all(|&held| held) {
+            break;
+        }
+        let id = format!("{tag}-member-{n}");
+        let (mut sub, _) = client::connect_persistent(broker.port, &id, false).await;
+        let core = broker.core_of(&id, LOG_TIMEOUT);
+        sub.subscribe(&filter, 1).await;
+        sub.disconnect().await;
+        cores[core] = true;
+        ids.push(id);
+    }
+    assert!(
+        cores[1 - publisher_core],
+        "no member's session on the core other than the publisher's (core {publisher_core}) \
+         in {MAX_MEMBERS} client ids"
+    );
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let publishing = tokio::spawn(publish_unique_until_gone(
+        publisher,
+        tag.to_owned(),
+        format!("{tag}/x"),
+        1,
+        Arc::clone(&acked),
+    ));
+    let started = Instant::now();
+    while acked.lock().unwrap_or_else(|p| p.into_inner()).len() < KILL_AFTER {
+        assert!(started.elapsed() < LOAD_TIMEOUT, "publishing too slow");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    kill_9(&mut broker);
+    publishing.await.expect("publisher task");
+    let acked = std::mem::take(&mut *acked.lock().unwrap_or_else(|p| p.into_inner()));
+
+    let broker = start(&dir, "always", 2);
+    wait_sessions_restored(&broker);
+    let mut delivered = std::collections::HashSet::new();
+    for id in &ids {
+        let received = reconnect_and_drain(broker.port, id).await;
+        println!("{tag} {id}: {} messages after the restart", received.len());
+        delivered.extend(
+            received
+                .iter()
+                .map(|publish| String::from_utf8_lossy(&publish.payload).into_owned()),
+        );
+    }
+    println!(
+        "{tag}: {} acknowledged, {} distinct delivered to {} members",
+        acked.len(),
+        delivered.len(),
+        ids.len()
+    );
+    let lost: Vec<&String> = acked
+        .iter()
+        .filter(|payload| !delivered.contains(*payload))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged messages delivered to no member: {lost:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_no_more_offline_sessions_than_max_offline_sessions_the_newest() {
+    const SESSIONS: usize = 5;
+    const LIMIT: usize = 2;
+    let dir = DataDir::new("offline-limit");
+    let mut broker = start(&dir, "always", 1);
+    let ids: Vec<String> = (0..SESSIONS)
+        .map(|n| format!("offline-limit-{n}"))
+        .collect();
+    for id in &ids {
+        leave_persistent_subscribers(broker.port, std::slice::from_ref(id), "limit/#", 1).await;
+        // Offline times are recorded in milliseconds: keep them apart.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut publisher = client::connect(broker.port, "offline-limit-pub").await;
+    publisher.publish("limit/x", 1, false, "queued").await;
+    kill_9(&mut broker);
+
+    let limited = format!("[session]\nmax_offline_sessions = {LIMIT}\n");
+    let mut broker = start_with(&dir, "always", 1, &limited);
+    let line = broker
+        .wait_for_log("persistent sessions restored", LOG_TIMEOUT)
+        .expect("a start-up line about persistent sessions");
+    assert!(
+        line.contains(&format!("restored={LIMIT}"))
+            && line.contains(&format!("over_limit={}", SESSIONS - LIMIT)),
+        "{line}"
+    );
+    // The newest offline sessions are kept, with their queues.
+    for id in &ids[SESSIONS - LIMIT..] {
+        let received = reconnect_and_drain(broker.port, id).await;
+        let payloads: Vec<&[u8]> = received.iter().map(|p| &p.payload[..]).collect();
+        assert_eq!(payloads, vec![&b"queued"[..]], "{id}: its queue");
+    }
+    kill_9(&mut broker);
+    // The oldest were ended for good: without the limit they do not come back.
+    let broker = start(&dir, "always", 1);
+    wait_sessions_restored(&broker);
+    for id in &ids[..SESSIONS - LIMIT] {
+        let (sub, present) = client::connect_persistent(broker.port, id, false).await;
+        assert!(
+            !present,
+            "{id}: one of the oldest offline sessions was dropped"
+        );
+        sub.disconnect().await;
+    }
+    for id in &ids[SESSIONS - LIMIT..] {
+        let (sub, present) = client::connect_persistent(broker.port, id, false).await;
+        assert!(present, "{id}: kept");
+        sub.disconnect().await;
     }
 }

@@ -578,6 +578,14 @@ impl StateLog {
         self.shared.borrow().stats
     }
 
+    /// Counts a stretch of compaction work its caller did without yielding, outside
+    /// [`StateLog::compact`] (preparing the live state it passes), in
+    /// `longest_compaction_slice`.
+    pub fn note_compaction_stall(&self, stall: Duration) {
+        let mut state = self.shared.borrow_mut();
+        state.stats.longest_compaction_slice = state.stats.longest_compaction_slice.max(stall);
+    }
+
     /// The error that stopped the log, if it has stopped.
     pub fn failure(&self) -> Option<LogError> {
         self.shared.borrow().failure.clone()

@@ -6,6 +6,14 @@
 //! not above the largest the session has seen is skipped (message ids only grow within a
 //! session), and a record naming a message, a packet id or a session that is not there is
 //! ignored. A `SessionCreated` starts the image afresh: the log holds everything after it.
+//!
+//! A compaction copies each session when it reaches it, not all at once (see
+//! `session::persisted`), so a snapshot may already hold changes that the log after it repeats.
+//! Each such record folds to the same state again, with one exception: a packet id the session
+//! used and freed before the copy, and used again for a later message. Replaying the first
+//! exchange's acknowledgement must not remove the later message, so a `MessageSent` naming a
+//! message no longer here makes its packet id a "ghost": the acknowledgements that follow, up
+//! to the `MessageSent` of a message that is here, are that gone message's.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -56,6 +64,10 @@ pub struct SessionImage {
     pub own: bool,
     /// Message id of each sent message, by packet id.
     by_packet: AHashMap<PacketId, u64>,
+    /// Packet ids a `MessageSent` gave to a message that is not here (done with before the
+    /// snapshot was taken): the acknowledgements that follow belong to that message, not to a
+    /// later one sent with the same id (see the module documentation).
+    ghosts: BTreeSet<PacketId>,
 }
 
 impl SessionImage {
@@ -73,6 +85,7 @@ impl SessionImage {
             last_packet_id: None,
             own,
             by_packet: AHashMap::new(),
+            ghosts: BTreeSet::new(),
         }
     }
 
@@ -82,6 +95,7 @@ impl SessionImage {
         }
         self.highest_message_id = message.message_id;
         if let Some(packet_id) = message.packet_id {
+            self.ghosts.remove(&packet_id);
             self.forget_packet(packet_id);
             self.by_packet.insert(packet_id, message.message_id);
             self.last_packet_id = Some(packet_id);
@@ -91,9 +105,14 @@ impl SessionImage {
 
     fn sent(&mut self, message_id: u64, packet_id: PacketId) {
         if !self.messages.contains_key(&message_id) {
+            self.ghosts.insert(packet_id);
             return;
         }
-        self.forget_packet(packet_id);
+        self.ghosts.remove(&packet_id);
+        // A repeated `MessageSent` of the same message and id changes nothing.
+        if self.by_packet.get(&packet_id) != Some(&message_id) {
+            self.forget_packet(packet_id);
+        }
         self.last_packet_id = Some(packet_id);
         if let Some(message) = self.messages.get_mut(&message_id) {
             if let Some(old) = message.packet_id.replace(packet_id) {
@@ -104,6 +123,14 @@ impl SessionImage {
     }
 
     fn acknowledged(&mut self, packet_id: PacketId, ack: Acknowledgement) {
+        if self.ghosts.contains(&packet_id) {
+            // The exchange of a message already done with: a PUBREC leaves it waiting for its
+            // PUBCOMP, which ends it.
+            if ack != Acknowledgement::Pubrec {
+                self.ghosts.remove(&packet_id);
+            }
+            return;
+        }
         match ack {
             Acknowledgement::Puback | Acknowledgement::Pubcomp => {
                 self.forget_packet(packet_id);
@@ -412,6 +439,58 @@ mod tests {
         ])
         .expect("a session");
         assert!(done.messages.is_empty() && done.released.is_empty());
+    }
+
+    fn sent(message_id: u64, packet_id: u16) -> Record {
+        Record::MessageSent {
+            client_id: client(),
+            message_id,
+            packet_id: id(packet_id),
+        }
+    }
+
+    #[test]
+    fn a_packet_id_reused_after_the_copy_keeps_the_later_message() {
+        // The log after the seal: message 1 sent with id 7 and acknowledged, message 2 sent
+        // with id 7 again (still unacknowledged), message 3 sent with id 8, PUBREC'd and
+        // completed, message 4 sent with id 8 and PUBREC'd.
+        let log = vec![
+            queued(1, None),
+            sent(1, 7),
+            ack(7, Acknowledgement::Puback),
+            queued(2, None),
+            sent(2, 7),
+            queued(3, None),
+            sent(3, 8),
+            ack(8, Acknowledgement::Pubrec),
+            ack(8, Acknowledgement::Pubcomp),
+            queued(4, None),
+            sent(4, 8),
+            ack(8, Acknowledgement::Pubrec),
+        ];
+        // The session as a compaction copied it after all of that.
+        let mut copied = vec![
+            created(60),
+            queued(2, Some(7)),
+            ack(8, Acknowledgement::Pubrec),
+        ];
+        let expected = fold(copied.clone()).expect("a session");
+        copied.extend(log.clone());
+        let image = fold(copied).expect("a session");
+        assert_eq!(
+            image.messages, expected.messages,
+            "message 2 stays in flight"
+        );
+        assert_eq!(
+            image.released, expected.released,
+            "id 8 still awaits PUBCOMP"
+        );
+        // And the log alone, after a copy made before any of it, gives the same.
+        let mut whole = vec![created(60)];
+        whole.extend(log);
+        let from_start = fold(whole).expect("a session");
+        assert_eq!(from_start.messages, expected.messages);
+        assert_eq!(from_start.released, expected.released);
     }
 
     #[test]

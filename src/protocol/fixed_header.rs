@@ -246,23 +246,33 @@ pub(crate) fn write(out: &mut BytesMut, first_byte: u8, remaining_len: usize) {
 
 /// Appends the remaining-length varint alone.
 pub(crate) fn write_remaining_len(out: &mut BytesMut, remaining_len: usize) {
+    let (bytes, len) = remaining_len_bytes(remaining_len);
+    out.put_slice(&bytes[..len]);
+}
+
+/// The remaining-length varint: its bytes (the first `len` are used) and `len`, 1 to 4.
+/// `remaining_len` must not exceed [`MAX_REMAINING_LEN`].
+pub(crate) fn remaining_len_bytes(remaining_len: usize) -> ([u8; MAX_REMAINING_LEN_BYTES], usize) {
     debug_assert!(
         remaining_len <= MAX_REMAINING_LEN,
         "packet too large to encode"
     );
+    let mut bytes = [0u8; MAX_REMAINING_LEN_BYTES];
     let mut rest = remaining_len;
-    loop {
+    let mut len = 0;
+    // Four 7-bit groups hold every valid length; a larger one (a caller bug) is cut short
+    // rather than overrunning the array.
+    for byte in &mut bytes {
         // The mask keeps 7 bits, so the cast cannot truncate.
-        let mut byte = (rest & 0x7F) as u8;
+        *byte = (rest & 0x7F) as u8;
         rest >>= 7;
-        if rest > 0 {
-            byte |= 0x80;
-        }
-        out.put_u8(byte);
+        len += 1;
         if rest == 0 {
             break;
         }
+        *byte |= 0x80;
     }
+    (bytes, len)
 }
 
 #[cfg(test)]

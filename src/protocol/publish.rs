@@ -5,13 +5,13 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::DecodeError;
-use super::fields::{field_len, put_binary, put_var_int, var_int_len, FieldReader};
+use super::fields::{field_len, put_binary, put_var_int, var_int_len, FieldReader, MAX_FIELD_LEN};
 use super::fixed_header::{
     self, PacketType, MAX_REMAINING_LEN, PUBLISH_DUP, PUBLISH_QOS_SHIFT, PUBLISH_RETAIN,
 };
 use super::properties::{
-    block_len, read_properties, write_block, DecodedPublishBlock, DeliveryProperties, Place,
-    PropertyId, PublishBlock, PublishProperties, TopicAlias,
+    block_len, content_len, read_properties, write_block, DecodedPublishBlock, DeliveryProperties,
+    Place, PropertyId, PublishBlock, PublishProperties, TopicAlias, WriteProperties,
 };
 use super::qos::{PacketId, QoS};
 use crate::topic::TopicName;
@@ -267,73 +267,78 @@ pub enum OutgoingAlias {
     Use(TopicAlias),
 }
 
-/// Where an MQTT 5 header that carries its topic name and no alias keeps its parts, so that
-/// a writer can send it with a topic alias instead without encoding it again.
-#[derive(Clone, Copy, Debug)]
-struct NamedV5Layout {
-    /// Offset of the topic name field (its two-byte length first) in the header.
-    topic_at: u32,
-    /// Length of that field, length prefix included.
-    topic_field_len: u32,
-    /// Offset of the first property (after the property length) in the header.
-    properties_at: u32,
-}
+/// Longest part of a PUBLISH before its topic name: byte 1, four remaining-length bytes and
+/// the topic name's two-byte length.
+const PREFIX_CAPACITY: usize = 1 + 4 + 2;
 
-impl NamedV5Layout {
-    /// The layout from these offsets; `None` if one does not fit a `u32` (no header that
-    /// fits a packet is that large, and without a layout a packet is simply sent unaliased).
-    fn new(topic_at: usize, topic_field_len: usize, properties_at: usize) -> Option<Self> {
-        Some(Self {
-            topic_at: u32::try_from(topic_at).ok()?,
-            topic_field_len: u32::try_from(topic_field_len).ok()?,
-            properties_at: u32::try_from(properties_at).ok()?,
-        })
-    }
-}
+/// The property block of an MQTT 5 PUBLISH without properties: its length, zero.
+static NO_PROPERTIES: [u8; 1] = [0];
 
 /// A PUBLISH encoded once per wire layout (protocol family × QoS × retain, and for MQTT 5 the
 /// properties, which may differ per subscriber) and shared by every subscriber with that
-/// layout: each delivery copies the prepared header, patches DUP and the packet id, and
-/// appends the publisher's payload, with no per-subscriber encoding work. An MQTT 5 one
-/// encoded with its topic name may also be written with a per-connection topic alias
-/// ([`EncodedPublish::write_aliased_to`]), still from the shared header.
+/// layout: each delivery copies the prepared parts, sets DUP and the packet id, and appends
+/// the publisher's payload, with no per-subscriber encoding work. An MQTT 5 one encoded with
+/// its topic name may also be written with a per-connection topic alias
+/// ([`EncodedPublish::write_aliased_to`]), still from the shared parts.
+///
+/// Preparing one allocates nothing unless it has MQTT 5 properties: the few bytes before the
+/// topic are kept inline, and the topic name and payload are the message's own, shared.
 #[derive(Clone, Debug)]
 pub struct EncodedPublish {
-    /// Fixed header, topic and (QoS > 0) a zero packet-id placeholder.
-    header: Bytes,
+    /// Byte 1 (DUP clear), the remaining length and the topic name's length prefix.
+    prefix: [u8; PREFIX_CAPACITY],
+    /// How many bytes of `prefix` are used.
+    prefix_len: u8,
+    /// The topic name, shared with the message (empty when only a topic alias is sent).
+    topic: Bytes,
+    /// MQTT 5: the property block, its length first (a static single zero when there are no
+    /// properties); empty for MQTT 3.1/3.1.1. It follows the packet id, which is written
+    /// per delivery.
+    properties: Bytes,
+    /// Bytes the property block's length takes at the start of `properties` (0 for MQTT 3).
+    properties_at: u8,
     /// The publisher's payload, shared, never copied into this value.
     payload: Bytes,
-    /// Offset of the packet-id placeholder in `header`, present iff QoS > 0.
-    packet_id_at: Option<usize>,
-    /// The QoS this layout is for.
+    /// The QoS this layout is for: a packet id follows the topic iff it is above 0.
     qos: QoS,
-    /// For an MQTT 5 header with a topic name and no alias: where its parts are, for
-    /// [`EncodedPublish::write_aliased_to`].
-    named_v5: Option<NamedV5Layout>,
+    /// An MQTT 5 encoding with a topic name and no alias, which
+    /// [`EncodedPublish::write_aliased_to`] can send with an alias instead.
+    aliasable: bool,
+}
+
+/// The bytes of a PUBLISH up to its topic name, given its first byte, remaining length and
+/// topic name length.
+fn prefix(first: u8, remaining: usize, topic_len: usize) -> ([u8; PREFIX_CAPACITY], u8) {
+    let (length, length_len) = fixed_header::remaining_len_bytes(remaining);
+    debug_assert!(topic_len <= MAX_FIELD_LEN, "topic longer than 65535 bytes");
+    // A topic name is validated to at most 65535 bytes, so the cast is lossless.
+    let [hi, lo] = (topic_len as u16).to_be_bytes();
+    let mut bytes = [0u8; PREFIX_CAPACITY];
+    // The indices are in bounds: the varint takes bytes 1 to 4 and `length_len` is 1 to 4,
+    // so the topic length ends at byte 6 at the latest, the last of `PREFIX_CAPACITY`.
+    bytes[0] = first;
+    bytes[1..5].copy_from_slice(&length);
+    bytes[1 + length_len] = hi;
+    bytes[2 + length_len] = lo;
+    // At most 1 + 4 + 2 bytes: the cast cannot truncate.
+    (bytes, (3 + length_len) as u8)
 }
 
 impl EncodedPublish {
     /// Prepares the header of a PUBLISH of `payload` to `topic` with this QoS and retain flag.
     pub fn new(topic: &TopicName, payload: &Bytes, qos: QoS, retain: bool) -> Self {
         let remaining = body_len(topic, payload, qos);
-        let header_len = fixed_header::packet_len(remaining) - payload.len();
-        let mut header = BytesMut::with_capacity(header_len);
-        header.put_u8(first_byte(false, qos, retain));
-        fixed_header::write_remaining_len(&mut header, remaining);
-        put_binary(&mut header, topic.as_bytes());
-        let packet_id_at = if qos == QoS::AtMostOnce {
-            None
-        } else {
-            let at = header.len();
-            header.put_u16(0);
-            Some(at)
-        };
+        let topic = topic.as_bytes();
+        let (prefix, prefix_len) = prefix(first_byte(false, qos, retain), remaining, topic.len());
         Self {
-            header: header.freeze(),
+            prefix,
+            prefix_len,
+            topic: topic.clone(),
+            properties: Bytes::new(),
+            properties_at: 0,
             payload: payload.clone(),
-            packet_id_at,
             qos,
-            named_v5: None,
+            aliasable: false,
         }
     }
 
@@ -352,33 +357,34 @@ impl EncodedPublish {
             topic_alias: topic.alias(),
             delivery: properties,
         };
-        let remaining = body_len_v5(topic, &block, payload, qos);
-        let header_len = fixed_header::packet_len(remaining) - payload.len();
-        let mut header = BytesMut::with_capacity(header_len);
-        header.put_u8(first_byte(false, qos, retain));
-        fixed_header::write_remaining_len(&mut header, remaining);
-        let topic_at = header.len();
-        put_binary(&mut header, topic.wire_name());
-        let topic_field_len = header.len() - topic_at;
-        let packet_id_at = if qos == QoS::AtMostOnce {
-            None
+        let content_len = content_len(&block);
+        let (properties, properties_at) = if content_len == 0 {
+            (Bytes::from_static(&NO_PROPERTIES), NO_PROPERTIES.len())
         } else {
-            let at = header.len();
-            header.put_u16(0);
-            Some(at)
+            let properties_at = var_int_len(content_len);
+            let mut encoded = BytesMut::with_capacity(properties_at + content_len);
+            put_var_int(&mut encoded, content_len);
+            block.write_to(&mut encoded);
+            (encoded.freeze(), properties_at)
         };
-        write_block(&block, &mut header);
-        let properties_at = header.len() - super::properties::content_len(&block);
-        let named_v5 = match topic {
-            PublishTopic::Name(_) => NamedV5Layout::new(topic_at, topic_field_len, properties_at),
-            PublishTopic::NameWithAlias(..) | PublishTopic::Alias(_) => None,
-        };
+        let topic_name = topic
+            .name()
+            .map_or_else(Bytes::new, |name| name.as_bytes().clone());
+        let packet_id_len = if qos == QoS::AtMostOnce { 0 } else { 2 };
+        let remaining =
+            field_len(topic_name.len()) + packet_id_len + properties.len() + payload.len();
+        let first = first_byte(false, qos, retain);
+        let (prefix, prefix_len) = prefix(first, remaining, topic_name.len());
         Self {
-            header: header.freeze(),
+            prefix,
+            prefix_len,
+            topic: topic_name,
+            properties,
+            // At most four bytes: the cast cannot truncate.
+            properties_at: properties_at as u8,
             payload: payload.clone(),
-            packet_id_at,
             qos,
-            named_v5,
+            aliasable: matches!(topic, PublishTopic::Name(_)),
         }
     }
 
@@ -386,39 +392,72 @@ impl EncodedPublish {
     /// which a connection may send it with a topic alias instead. `None` for MQTT 3.1/3.1.1
     /// encodings and for those that already carry an alias.
     pub fn aliasable_topic(&self) -> Option<&[u8]> {
-        let layout = self.named_v5?;
-        let (at, len) = (layout.topic_at as usize, layout.topic_field_len as usize);
-        self.header.get(at + 2..at + len)
+        self.aliasable.then_some(&self.topic[..])
     }
 
     /// The size of this PUBLISH written with `alias` ([`EncodedPublish::write_aliased_to`]);
     /// `None` when it cannot be sent with an alias (not an [aliasable
     /// topic](EncodedPublish::aliasable_topic), or too large for MQTT with the alias).
     pub fn aliased_len(&self, alias: OutgoingAlias) -> Option<usize> {
-        let remaining = self.aliased_remaining_len(self.named_v5?, alias);
+        if !self.aliasable {
+            return None;
+        }
+        let remaining = self.aliased_remaining_len(alias);
         (remaining <= MAX_REMAINING_LEN).then(|| fixed_header::packet_len(remaining))
+    }
+
+    /// The properties of an MQTT 5 encoding, without the block's length.
+    fn property_content(&self) -> &[u8] {
+        self.properties
+            .get(usize::from(self.properties_at)..)
+            .unwrap_or_default()
+    }
+
+    /// Bytes the packet id takes: two for QoS 1 and 2.
+    fn packet_id_len(&self) -> usize {
+        if self.qos == QoS::AtMostOnce {
+            0
+        } else {
+            2
+        }
     }
 
     /// Remaining length of the packet with `alias`: topic field, packet id, properties with
     /// the alias added, payload.
-    fn aliased_remaining_len(&self, layout: NamedV5Layout, alias: OutgoingAlias) -> usize {
+    fn aliased_remaining_len(&self, alias: OutgoingAlias) -> usize {
         let topic_field_len = match alias {
-            OutgoingAlias::Define(_) => layout.topic_field_len as usize,
+            OutgoingAlias::Define(_) => field_len(self.topic.len()),
             OutgoingAlias::Use(_) => field_len(0),
         };
-        let packet_id_len = if self.packet_id_at.is_some() { 2 } else { 0 };
-        let properties_len = self.header.len() - layout.properties_at as usize;
-        let content_len = TOPIC_ALIAS_PROPERTY_LEN + properties_len;
+        let content_len = TOPIC_ALIAS_PROPERTY_LEN + self.property_content().len();
         topic_field_len
-            + packet_id_len
+            + self.packet_id_len()
             + var_int_len(content_len)
             + content_len
             + self.payload.len()
     }
 
+    /// Byte 1 as written: DUP only exists for QoS > 0 [MQTT-3.3.1-2].
+    fn first_byte(&self, dup: bool) -> u8 {
+        if dup && self.qos != QoS::AtMostOnce {
+            self.prefix[0] | PUBLISH_DUP
+        } else {
+            self.prefix[0]
+        }
+    }
+
+    /// Appends the packet id of a QoS 1/2 layout (a missing one is a caller bug, written as 0
+    /// and asserted in debug builds); nothing for QoS 0.
+    fn put_packet_id(&self, out: &mut BytesMut, packet_id: Option<PacketId>) {
+        if self.qos != QoS::AtMostOnce {
+            debug_assert!(packet_id.is_some(), "QoS > 0 PUBLISH without packet id");
+            out.put_u16(packet_id.map_or(0, PacketId::get));
+        }
+    }
+
     /// Appends the packet to `out` with a topic alias, as [`EncodedPublish::write_to`] does
     /// without: the Topic Alias property is put first in the property block, and with
-    /// [`OutgoingAlias::Use`] the topic name is left empty. The shared header is only read.
+    /// [`OutgoingAlias::Use`] the topic name is left empty. The shared parts are only read.
     /// A packet for which [`EncodedPublish::aliased_len`] is `None` is written without alias.
     pub fn write_aliased_to(
         &self,
@@ -427,24 +466,14 @@ impl EncodedPublish {
         dup: bool,
         alias: OutgoingAlias,
     ) {
-        let Some(layout) = self.named_v5 else {
+        let remaining = self.aliased_remaining_len(alias);
+        if !self.aliasable || remaining > MAX_REMAINING_LEN {
             return self.write_to(out, packet_id, dup);
-        };
-        let remaining = self.aliased_remaining_len(layout, alias);
-        let (Some(&first), true) = (self.header.first(), remaining <= MAX_REMAINING_LEN) else {
-            return self.write_to(out, packet_id, dup);
-        };
-        let properties = &self.header[layout.properties_at as usize..];
-        let first = if dup && self.packet_id_at.is_some() {
-            first | PUBLISH_DUP
-        } else {
-            first
-        };
-        fixed_header::write(out, first, remaining);
+        }
+        fixed_header::write(out, self.first_byte(dup), remaining);
         let alias = match alias {
             OutgoingAlias::Define(alias) => {
-                let at = layout.topic_at as usize;
-                out.extend_from_slice(&self.header[at..at + layout.topic_field_len as usize]);
+                put_binary(out, &self.topic);
                 alias
             }
             OutgoingAlias::Use(alias) => {
@@ -452,10 +481,8 @@ impl EncodedPublish {
                 alias
             }
         };
-        if self.packet_id_at.is_some() {
-            debug_assert!(packet_id.is_some(), "QoS > 0 PUBLISH without packet id");
-            out.put_u16(packet_id.map_or(0, PacketId::get));
-        }
+        self.put_packet_id(out, packet_id);
+        let properties = self.property_content();
         put_var_int(out, TOPIC_ALIAS_PROPERTY_LEN + properties.len());
         out.put_u8(PropertyId::TopicAlias.id());
         out.put_u16(alias.get());
@@ -469,14 +496,14 @@ impl EncodedPublish {
     pub fn write_to(&self, out: &mut BytesMut, packet_id: Option<PacketId>, dup: bool) {
         out.reserve(self.len());
         let start = out.len();
-        out.extend_from_slice(&self.header);
-        if let Some(at) = self.packet_id_at {
-            debug_assert!(packet_id.is_some(), "QoS > 0 PUBLISH without packet id");
-            let id = packet_id.map_or(0, PacketId::get).to_be_bytes();
-            out[start + at..start + at + 2].copy_from_slice(&id);
-            if dup {
-                out[start] |= PUBLISH_DUP;
-            }
+        out.extend_from_slice(&self.prefix[..usize::from(self.prefix_len)]);
+        if let Some(first) = out.get_mut(start) {
+            *first = self.first_byte(dup);
+        }
+        out.extend_from_slice(&self.topic);
+        self.put_packet_id(out, packet_id);
+        if !self.properties.is_empty() {
+            out.extend_from_slice(&self.properties);
         }
         out.extend_from_slice(&self.payload);
     }
@@ -484,7 +511,11 @@ impl EncodedPublish {
     /// Total encoded size in bytes.
     #[allow(clippy::len_without_is_empty)] // a packet is never empty
     pub fn len(&self) -> usize {
-        self.header.len() + self.payload.len()
+        usize::from(self.prefix_len)
+            + self.topic.len()
+            + self.packet_id_len()
+            + self.properties.len()
+            + self.payload.len()
     }
 
     /// The QoS of this layout.
@@ -608,6 +639,36 @@ mod tests {
     }
 
     #[test]
+    fn publish_topics_follow_the_string_rules_on_the_wire() {
+        // A surrogate (U+D800) encoded in bytes is not UTF-8 [MQTT-1.5.4-1].
+        assert_eq!(
+            decode_error(b"\x30\x06\x00\x04a\xed\xa0\x80"),
+            DecodeError::InvalidTopic(TopicError::InvalidUtf8)
+        );
+        assert_eq!(
+            decode_error(b"\x30\x06\x00\x04ab\x00c"),
+            DecodeError::InvalidTopic(TopicError::NullCharacter)
+        );
+        assert_eq!(
+            decode_error(b"\x30\x06\x00\x04\xc2\xab+b"),
+            DecodeError::InvalidTopic(TopicError::WildcardInName)
+        );
+        // Multi-byte characters whose bytes look like `#` and `+` with the high bit set.
+        let Packet::Publish(p) = decode_one(b"\x30\x08\x00\x04\xc2\xa3\xc2\xabhi") else {
+            panic!("not a PUBLISH");
+        };
+        assert_eq!(p.topic.as_str(), "\u{a3}\u{ab}");
+        // The longest topic the length prefix can announce: 65535 bytes.
+        let mut wire = vec![0x30, 0x81, 0x80, 0x04, 0xFF, 0xFF];
+        wire.extend(std::iter::repeat(b'a').take(usize::from(u16::MAX)));
+        let Packet::Publish(p) = decode_one(&wire) else {
+            panic!("not a PUBLISH");
+        };
+        assert_eq!(p.topic.as_bytes().len(), MAX_FIELD_LEN);
+        assert!(p.payload.is_empty());
+    }
+
+    #[test]
     fn encoded_publish_matches_the_plain_encoder_for_every_layout() {
         let topic = TopicName::try_from("sensors/1/temp").unwrap();
         let payload = Bytes::from(vec![7u8; 300]);
@@ -648,6 +709,42 @@ mod tests {
         let mut out = BytesMut::new();
         encoded.write_to(&mut out, PacketId::new(5), true);
         assert_eq!(&out[..], b"\x30\x04\x00\x01tx");
+    }
+
+    #[test]
+    fn encoded_publish_shares_the_topic_and_payload_at_every_remaining_length_size() {
+        let topic = TopicName::try_from("sensors/é/1").unwrap();
+        let topic_field = field_len(topic.as_bytes().len());
+        // Remaining lengths on both sides of each varint size: 1, 2, 3 and 4 bytes.
+        for remaining in [127, 128, 16_383, 16_384, 2_097_151, 2_097_152] {
+            for qos in [QoS::AtMostOnce, QoS::AtLeastOnce] {
+                let id_len = if qos == QoS::AtMostOnce { 0 } else { 2 };
+                let payload = Bytes::from(vec![0x5A; remaining - topic_field - id_len]);
+                let encoded = EncodedPublish::new(&topic, &payload, qos, true);
+                assert_eq!(encoded.topic.as_ptr(), topic.as_bytes().as_ptr());
+                assert_eq!(encoded.payload().as_ptr(), payload.as_ptr());
+                let packet_id = PacketId::new(3).filter(|_| qos != QoS::AtMostOnce);
+                let mut out = BytesMut::new();
+                encoded.write_to(&mut out, packet_id, true);
+                let mut plain = BytesMut::new();
+                Publish {
+                    dup: qos != QoS::AtMostOnce,
+                    qos,
+                    retain: true,
+                    topic: topic.clone(),
+                    packet_id,
+                    payload: payload.clone(),
+                }
+                .encode(&mut plain);
+                assert_eq!(out.len(), encoded.len(), "{remaining} {qos:?}");
+                assert!(out[..] == plain[..], "{remaining} {qos:?}");
+                assert_eq!(
+                    out.len(),
+                    fixed_header::packet_len(remaining),
+                    "{remaining} {qos:?}"
+                );
+            }
+        }
     }
 }
 
@@ -877,6 +974,32 @@ mod v5_tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_v5_encoding_without_properties_shares_its_parts() {
+        let none = DeliveryProperties {
+            message: &MessageProperties::default(),
+            message_expiry_interval: None,
+            subscription_ids: &[],
+        };
+        let payload = Bytes::from(vec![1u8; 200]);
+        let name = topic();
+        let encoded = EncodedPublish::new_v5(
+            &PublishTopic::Name(name.clone()),
+            &payload,
+            QoS::AtMostOnce,
+            false,
+            none,
+        );
+        assert_eq!(encoded.topic.as_ptr(), name.as_bytes().as_ptr());
+        assert_eq!(encoded.properties.as_ptr(), NO_PROPERTIES.as_ptr());
+        assert_eq!(encoded.payload().as_ptr(), payload.as_ptr());
+        let mut out = BytesMut::new();
+        encoded.write_to(&mut out, None, true);
+        let mut expected = b"\x30\xce\x01\x00\x03a/b\x00".to_vec();
+        expected.extend_from_slice(&payload);
+        assert_eq!(&out[..], &expected[..]);
     }
 
     #[test]

@@ -75,12 +75,16 @@ impl Shard {
                 .await;
         }
         let matched_local = self.deliver_local_timed(&message, origin, received).await;
-        let matched_shared = self.route_shared(&message).await;
+        let shared = self.route_shared(&message, mark.is_some()).await;
         self.wait_for_queued_since(mark).await;
         if let Some((token, wait)) = remote_acks {
             self.wait_for_acks(token, wait, "persistent copies").await;
         }
-        matched_remote || matched_local || matched_shared
+        if let Some((token, wait)) = shared.acks {
+            self.wait_for_acks(token, wait, "persistent shared copies")
+                .await;
+        }
+        matched_remote || matched_local || shared.matched
     }
 
     /// Hands a retained publish to its topic's owner core, which orders and replicates it
@@ -235,7 +239,7 @@ impl Shard {
                 .borrow_mut()
                 .shared
                 .set_member(&filter, from, key, state),
-            ShardMsg::SharedPublish(delivery) => self.deliver_shared(&delivery),
+            ShardMsg::SharedPublish(delivery) => self.on_shared_publish(from, &delivery),
             ShardMsg::Metrics(snapshot) => self.accept_snapshot(*snapshot),
             other => self.on_session_message(other),
         }

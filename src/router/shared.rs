@@ -19,12 +19,19 @@
 //! specification requires for QoS 2 and allows for QoS 1). While every member is offline,
 //! messages still go to them in turn: QoS 1/2 ones wait in their sessions, QoS 0 ones are
 //! dropped.
+//!
+//! Durability. With persistence, a QoS 1/2 message handed to a member on another core carries
+//! a token (`SharedDelivery::durable`), as a plain publish to another core does: the member's
+//! core answers `Ack { token }` once the copy it queued for a persistent session is as durable
+//! as `sync` promises, and the publisher's PUBACK/PUBREC waits for every such answer.
+
+use std::rc::Rc;
 
 use ahash::AHashMap;
 use smallvec::SmallVec;
 
 use crate::message::Message;
-use crate::shard::{SessionKey, Shard, ShardId, ShardMsg, ShardState};
+use crate::shard::{AckWait, SessionKey, Shard, ShardId, ShardMsg, ShardState};
 use crate::topic::{SubscriptionTrie, TopicFilter, TopicName};
 
 use super::delivery::EncodingCache;
@@ -220,19 +227,40 @@ pub struct SharedDelivery {
     pub key: SessionKey,
     /// The group's whole `$share/...` filter (the member's subscription to it says how).
     pub filter: TopicFilter,
+    /// With persistence, for a QoS 1/2 message: answer `Ack { token }` once the record of the
+    /// copy queued for the member's persistent session is durable (the publisher's
+    /// acknowledgement waits for it).
+    pub durable: Option<u64>,
+}
+
+/// What a publish handed to shared subscription groups must still wait for.
+pub(super) struct SharedRouting {
+    /// Whether any group matched.
+    pub matched: bool,
+    /// The acknowledgements owed by the cores of the members chosen on other cores, when the
+    /// publisher's acknowledgement depends on their durable copies.
+    pub acks: Option<(u64, Rc<AckWait>)>,
 }
 
 impl Shard {
-    /// Hands `message` to one member of each shared subscription group it matches; returns
-    /// whether any group matched.
-    pub(super) async fn route_shared(&self, message: &Message) -> bool {
+    /// Hands `message` to one member of each shared subscription group it matches. With
+    /// `durable` (the publisher's acknowledgement waits for persistent copies), each member
+    /// chosen on another core is asked to acknowledge its durable copy.
+    pub(super) async fn route_shared(&self, message: &Message, durable: bool) -> SharedRouting {
         let picks = self.state.borrow_mut().shared.pick(&message.topic);
+        let remote = picks
+            .iter()
+            .filter(|(_, shard, _)| *shard != self.id)
+            .count();
+        let acks = (durable && remote > 0).then(|| self.expect_acks(remote));
+        let token = acks.as_ref().map(|(token, _)| *token);
         let matched = !picks.is_empty();
         for (filter, shard, key) in picks {
             let delivery = SharedDelivery {
                 message: message.clone(),
                 key,
                 filter,
+                durable: token.filter(|_| shard != self.id),
             };
             if shard == self.id {
                 self.deliver_shared(&delivery);
@@ -242,7 +270,19 @@ impl Shard {
                     .await;
             }
         }
-        matched
+        SharedRouting { matched, acks }
+    }
+
+    /// Delivers a shared subscription's message sent by core `from` to its member here, then
+    /// answers its durability token, if it has one, once the copy queued here is durable.
+    pub(super) fn on_shared_publish(&self, from: ShardId, delivery: &SharedDelivery) {
+        let mark = delivery
+            .durable
+            .and_then(|_| self.queued_mark(delivery.message.qos));
+        self.deliver_shared(delivery);
+        if let Some(token) = delivery.durable {
+            self.ack_when_queued(from, token, mark);
+        }
     }
 
     /// Delivers a shared subscription's message to its chosen member on this core, through

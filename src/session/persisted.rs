@@ -6,7 +6,7 @@
 //! `SessionCreated` when it is made, a `SessionExpiry` each time its client comes or goes (the
 //! wall-clock time it went away, so that offline time counts across a restart), its
 //! subscriptions as they are granted and removed, and a `SessionEnded` when it ends. A compaction
-//! writes each one's whole state instead ([`Shard::persisted_sessions`]).
+//! writes each one's whole state instead, one session at a time ([`PersistedSessions`]).
 //!
 //! At start-up each core rebuilds the sessions its files (and those of cores that no longer
 //! run, which fall to it) describe, offline, on itself: sessions never move between cores, so
@@ -57,6 +57,9 @@ pub struct RestoredSessions {
     pub wills: u64,
     /// Sessions read from the files of a core that no longer runs, written to this core's log.
     pub adopted: u64,
+    /// Sessions ended because restoring them would have kept more offline sessions than
+    /// `max_offline_sessions` (the oldest offline first, as when a client goes away).
+    pub over_limit: u64,
 }
 
 /// How long after its connection ended a will with `delay` of a session with
@@ -121,6 +124,45 @@ fn session_records(slot: &SessionSlot) -> Vec<Record> {
         records.push(queued_record(client_id, message_id, packet_id, message));
     }
     records
+}
+
+/// A compaction's walk over the persistent sessions of a core, one session at a time: the
+/// records of each are made when the walk reaches it, so no copy of every session and every
+/// queued message is made at once, and the core's other tasks run between two sessions.
+///
+/// A session reached late may already hold changes made after the log was sealed, which the
+/// log after the snapshot repeats. Folding repeats each such change to the same state (message
+/// ids only grow, subscriptions, wills, expiry and QoS 2 ids are set to their last value, a
+/// record naming what is gone is ignored, and a packet id freed and used again is told apart:
+/// see `persist::sessions`), so the snapshot and the log still replay to the live state. A
+/// session that ended meanwhile is left out (its end is in the log), one made meanwhile is in
+/// the log from its creation.
+pub(crate) struct PersistedSessions {
+    shard: Rc<Shard>,
+    /// The persistent sessions when the walk began (a key reused meanwhile names a session
+    /// made after the seal, whose whole history is in the log: copying it repeats that).
+    keys: std::vec::IntoIter<SessionKey>,
+    /// The records of the session being written.
+    records: std::vec::IntoIter<Record>,
+}
+
+impl Iterator for PersistedSessions {
+    type Item = Record;
+
+    fn next(&mut self) -> Option<Record> {
+        loop {
+            if let Some(record) = self.records.next() {
+                return Some(record);
+            }
+            let key = self.keys.next()?;
+            let state = self.shard.state.borrow();
+            if let Some(slot) = state.sessions.get(&key) {
+                if slot.state.persisted {
+                    self.records = session_records(slot).into_iter();
+                }
+            }
+        }
+    }
 }
 
 fn subscription_record(
@@ -439,19 +481,24 @@ impl Shard {
         }
     }
 
-    /// The records of every persistent session this core holds, as of now: what a compaction
-    /// writes of them. Built at once (a point-in-time copy: payloads are shared, not copied),
-    /// because a session's records, unlike a retained topic's, do not simply replace each
-    /// other.
-    pub(crate) fn persisted_sessions(&self) -> Vec<Record> {
-        let state = self.state.borrow();
-        let mut records = Vec::new();
-        for slot in state.sessions.values() {
-            if slot.state.persisted {
-                records.extend(session_records(slot));
-            }
+    /// The records of every persistent session this core holds: what a compaction writes of
+    /// them. Only the sessions' keys are taken now; each session's records are made when the
+    /// walk reaches it, between the compaction's yields (see [`PersistedSessions`]).
+    pub(crate) fn persisted_sessions(self: &Rc<Self>) -> PersistedSessions {
+        let keys = {
+            let state = self.state.borrow();
+            state
+                .sessions
+                .iter()
+                .filter(|(_, slot)| slot.state.persisted)
+                .map(|(key, _)| *key)
+                .collect()
+        };
+        PersistedSessions {
+            shard: Rc::clone(self),
+            keys: Vec::into_iter(keys),
+            records: Vec::new().into_iter(),
         }
-        records
     }
 
     /// Rebuilds the sessions `images` describe on this core, offline, and tells their owner
@@ -466,6 +513,7 @@ impl Shard {
         images.sort_by_key(|image| Reverse(offline_for(image, wall_now)));
         let mut adopted_last = None;
         let mut ended_wills = Vec::new();
+        let mut kept = Vec::with_capacity(images.len());
         for image in images {
             let offline = offline_for(&image, wall_now);
             let lifetime = (image.expiry_interval != NEVER_EXPIRES)
@@ -474,18 +522,29 @@ impl Shard {
                 || (expiration != 0 && offline.as_secs() >= expiration);
             if image.expiry_interval == 0 || outlived {
                 report.expired += 1;
-                // A session that ends publishes the will it still holds [MQTT-3.1.3-9].
-                if let Some(will) = image.will.as_ref().and_then(recovered_will) {
-                    report.wills += 1;
-                    ended_wills.push(will);
-                }
-                if image.own {
-                    self.persist_session_record(&Record::SessionEnded {
-                        client_id: image.client_id.clone(),
-                    });
-                }
-                continue;
+                self.end_restored(&image, &mut report, &mut ended_wills);
+            } else {
+                kept.push((image, offline, lifetime));
             }
+        }
+        // `max_offline_sessions` holds at start-up as when a client goes away: the oldest
+        // offline sessions (first in `kept`) end until the rest fit.
+        let room = self
+            .config
+            .session
+            .max_offline_sessions
+            .saturating_sub(self.state.borrow().offline_count);
+        let over_limit = kept.len().saturating_sub(room);
+        let mut kept = kept.into_iter();
+        for (image, _, _) in kept.by_ref().take(over_limit) {
+            tracing::warn!(
+                client_id = %image.client_id,
+                "offline session dropped at start-up: max_offline_sessions reached"
+            );
+            report.over_limit += 1;
+            self.end_restored(&image, &mut report, &mut ended_wills);
+        }
+        for (image, offline, lifetime) in kept {
             let own = image.own;
             let was_connected = image.offline_since.is_none();
             let Some(key) = self
@@ -526,6 +585,26 @@ impl Shard {
                 .extend(ended_wills.into_iter().map(|will| (0, will)));
         }
         report
+    }
+
+    /// Ends a recovered session instead of restoring it: its will, if it holds one, is
+    /// published [MQTT-3.1.3-9], and its end written (a session read from another core's
+    /// files is simply not copied here).
+    fn end_restored(
+        &self,
+        image: &SessionImage,
+        report: &mut RestoredSessions,
+        ended_wills: &mut Vec<Message>,
+    ) {
+        if let Some(will) = image.will.as_ref().and_then(recovered_will) {
+            report.wills += 1;
+            ended_wills.push(will);
+        }
+        if image.own {
+            self.persist_session_record(&Record::SessionEnded {
+                client_id: image.client_id.clone(),
+            });
+        }
     }
 
     /// Installs one recovered session offline on this core, away for `offline` already, with

@@ -70,7 +70,7 @@ pub enum ShardMsg {
         /// Identifies the waiting request.
         token: u64,
     },
-    /// Acknowledges a `Barrier` or a `RetainRequest`.
+    /// Acknowledges a `Barrier`, a `RetainRequest`, or a durable `Publish` or `SharedPublish`.
     Ack {
         /// The token of the acknowledged request.
         token: u64,
@@ -97,7 +97,8 @@ pub enum ShardMsg {
         state: MemberState,
     },
     /// A message for the member of a shared subscription group the sender chose, on the
-    /// receiving core (boxed: rare, and larger than the other messages).
+    /// receiving core (boxed: rare, and larger than the other messages). With a `durable`
+    /// token, answered like a `Publish`'s once the member's persistent copy is durable.
     SharedPublish(Box<SharedDelivery>),
     /// To the owner of `client_id` (by hash): a connection on `conn.shard()` wants the session.
     Claim {

@@ -38,6 +38,8 @@
 //! made, and the core's other tasks wait at most about [`crate::persist::SLICE_BUDGET`] at a
 //! time. A topic changed during the walk is seen with either value, and the change is in the
 //! log after the snapshot anyway, so the snapshot and the log replay to the right state.
+//! Persistent sessions are walked the same way, one session at a time, before the retained
+//! messages (`session::persisted::PersistedSessions`); only their keys are taken at once.
 
 use std::cell::Cell;
 use std::collections::hash_map::Entry;
@@ -772,6 +774,7 @@ pub async fn restore(shard: &Rc<Shard>, restore: Restore) {
         restored = sessions.restored,
         expired = sessions.expired,
         adopted = sessions.adopted,
+        over_limit = sessions.over_limit,
         messages = sessions.messages,
         dropped_messages = sessions.dropped_messages,
         wills = sessions.wills,
@@ -924,14 +927,20 @@ pub fn housekeeping(shard: &Rc<Shard>) {
     .detach();
 }
 
-/// Compacts this core's log into a snapshot of its persistent sessions (a copy taken at the
-/// call) and the retained messages it owns (walked); returns whether it completed (a failure
-/// is logged, and the log goes on as it was).
+/// Compacts this core's log into a snapshot of its persistent sessions and the retained
+/// messages it owns (both walked); returns whether it completed (a failure is logged, and the
+/// log goes on as it was).
 async fn compact(shard: &Rc<Shard>, persistence: &Persistence) -> bool {
     persistence.compacting.set(true);
     persistence.compaction_wanted.set(false);
-    // Taken with no await before the log is sealed: exactly the state the later log follows.
-    let live = shard.persisted_sessions().into_iter().chain(OwnedRetained {
+    // The sessions' keys are taken with no await before the log is sealed; each session is
+    // copied when the walk reaches it (see `PersistedSessions`). Taking the keys is done
+    // without yielding: it counts as a slice of the compaction.
+    let copy_started = Instant::now();
+    let sessions = shard.persisted_sessions();
+    let session_copy = copy_started.elapsed();
+    persistence.log.note_compaction_stall(session_copy);
+    let live = sessions.chain(OwnedRetained {
         shard: Rc::clone(shard),
         next_slot: 0,
     });
@@ -945,7 +954,8 @@ async fn compact(shard: &Rc<Shard>, persistence: &Persistence) -> bool {
                 snapshot_bytes = report.snapshot_bytes,
                 logs_removed = report.logs_removed,
                 elapsed_ms = report.elapsed.as_millis(),
-                longest_slice_us = report.longest_slice.as_micros(),
+                longest_slice_us = report.longest_slice.max(session_copy).as_micros(),
+                session_copy_us = session_copy.as_micros(),
                 slices = report.slices,
                 over_bound = report.over_bound,
                 "persistence compacted"

@@ -4,6 +4,6 @@ mod name;
 mod retained;
 mod trie;
 
-pub use name::{TopicError, TopicFilter, TopicName, MAX_TOPIC_LEN};
+pub use name::{Levels, TopicError, TopicFilter, TopicName, MAX_TOPIC_LEN};
 pub use retained::RetainedTree;
 pub use trie::SubscriptionTrie;

@@ -12,7 +12,8 @@ use std::mem;
 use ahash::AHashMap;
 use smallvec::SmallVec;
 
-use super::trie::{shrink_map, split_first_level};
+use super::name::split_first_level;
+use super::trie::shrink_map;
 use super::{TopicFilter, TopicName};
 
 /// Walks of ordinary depth keep their pending branches on the stack, not the heap.

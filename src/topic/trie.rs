@@ -17,6 +17,7 @@ use std::mem;
 use ahash::AHashMap;
 use smallvec::SmallVec;
 
+use super::name::split_first_level;
 use super::{TopicFilter, TopicName};
 
 /// Walks of ordinary depth keep their pending branches on the stack, not the heap.
@@ -87,13 +88,13 @@ impl<K: Copy + Eq + Hash, V> SubscriptionTrie<K, V> {
     /// subscribed through two overlapping filters is visited twice: the caller dedupes).
     pub fn for_each_match(&self, topic: &TopicName, mut visit: impl FnMut(K, &V)) {
         let mut pending: Pending<'_, '_, K, V> = SmallVec::new();
-        pending.push((self.realm(topic.is_dollar()), Some(topic.as_str())));
-        while let Some((node, rest)) = pending.pop() {
+        let mut step = Some((self.realm(topic.is_dollar()), Some(topic.as_str())));
+        while let Some((node, rest)) = step.take().or_else(|| pending.pop()) {
             // `#` matches the level it hangs under and every level below it.
             node.multi.visit(&mut visit);
             match rest {
                 None => node.exact.visit(&mut visit),
-                Some(rest) => node.push_next(rest, &mut pending),
+                Some(rest) => step = node.descend(rest, &mut pending),
             }
         }
     }
@@ -102,15 +103,15 @@ impl<K: Copy + Eq + Hash, V> SubscriptionTrie<K, V> {
     /// a publish to a core).
     pub fn has_match(&self, topic: &TopicName) -> bool {
         let mut pending: Pending<'_, '_, K, V> = SmallVec::new();
-        pending.push((self.realm(topic.is_dollar()), Some(topic.as_str())));
-        while let Some((node, rest)) = pending.pop() {
+        let mut step = Some((self.realm(topic.is_dollar()), Some(topic.as_str())));
+        while let Some((node, rest)) = step.take().or_else(|| pending.pop()) {
             if !node.multi.is_empty() {
                 return true;
             }
             match rest {
                 None if !node.exact.is_empty() => return true,
                 None => {}
-                Some(rest) => node.push_next(rest, &mut pending),
+                Some(rest) => step = node.descend(rest, &mut pending),
             }
         }
         false
@@ -265,16 +266,28 @@ impl<K, V> Node<K, V> {
 }
 
 impl<K: Copy + Eq + Hash, V> Node<K, V> {
-    /// Queues the nodes that the first level of `rest` leads to, with what remains after it.
-    fn push_next<'t, 's>(&'t self, rest: &'s str, pending: &mut Pending<'t, 's, K, V>) {
+    /// The next step of a walk down the first level of `rest`: the literal child of that
+    /// level, else the `+` level, with what remains after it. When both exist the `+` level
+    /// is queued in `pending`, so a walk that does not branch never touches the queue.
+    fn descend<'t, 's>(
+        &'t self,
+        rest: &'s str,
+        pending: &mut Pending<'t, 's, K, V>,
+    ) -> Option<(&'t Self, Option<&'s str>)> {
         let (level, next) = split_first_level(rest);
-        if let Some(single) = &self.single {
-            pending.push((single, next));
-        }
-        if !self.children.is_empty() {
-            if let Some(child) = self.children.get(level) {
-                pending.push((child, next));
+        let single = self.single.as_deref();
+        let literal = if self.children.is_empty() {
+            None
+        } else {
+            self.children.get(level)
+        };
+        match (literal, single) {
+            (Some(literal), Some(single)) => {
+                pending.push((single, next));
+                Some((literal, next))
             }
+            (Some(node), None) | (None, Some(node)) => Some((node, next)),
+            (None, None) => None,
         }
     }
 
@@ -426,15 +439,6 @@ pub(super) fn shrink_map<Q: Eq + Hash, T>(map: &mut AHashMap<Q, T>) {
     let len = map.len();
     if len * 4 <= map.capacity() {
         map.shrink_to(len * 2);
-    }
-}
-
-/// Splits off the first level of a topic: `("a", Some("b/c"))` for `a/b/c`, `("c", None)`
-/// for `c`, `("", Some(""))` for `/`.
-pub(super) fn split_first_level(rest: &str) -> (&str, Option<&str>) {
-    match rest.split_once('/') {
-        Some((level, next)) => (level, Some(next)),
-        None => (rest, None),
     }
 }
 
