@@ -22,7 +22,10 @@ With `--sessions` it measures instead QoS 1 publishing to persistent sessions un
 durability policy (persistence off, `sync = "never"`, `"interval"`, `"always"`): for each, a
 fresh broker and `hydrant-loadtest fanout --qos 1 --persistent-subscribers` (clean session 0
 subscribers, whose every message is written), once unpaced (throughput) and once paced
-(latency at a moderate rate); it prints a Markdown table of the loadtest's JSON figures.
+(latency at a moderate rate), then the same two runs against Debian's Mosquitto with
+persistence off and on (`persistence true`, its default `autosave_interval` of 1800 s: a
+snapshot every half hour, nothing written per message); it prints a Markdown table of the
+loadtest's JSON figures.
 
     scripts/bench-persistence.py --sessions --subscribers 50 --publishers 4
 
@@ -288,6 +291,42 @@ def loadtest_run(loadtest: Path, port: int, args, rate: int, out: Path) -> dict:
     return json.loads(out.read_text())
 
 
+class MosquittoProcess:
+    """Mosquitto on a free loopback port, with persistence in `work` or without."""
+
+    def __init__(self, work: Path, persistence: bool):
+        with socket.socket() as probe_socket:
+            probe_socket.bind(("127.0.0.1", 0))
+            self.port = probe_socket.getsockname()[1]
+        store = work / "mosquitto"
+        store.mkdir(parents=True, exist_ok=True)
+        # Mosquitto started as root drops to its own user, which must reach the store.
+        store.chmod(0o777)
+        work.chmod(0o755)
+        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true"]
+        if persistence:
+            lines += ["persistence true", f"persistence_location {store}/"]
+        config = work / "mosquitto.conf"
+        config.write_text("\n".join(lines) + "\n")
+        config.chmod(0o644)
+        self.process = subprocess.Popen(["mosquitto", "-c", str(config)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        BrokerProcess.started_processes.append(self.process)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError("mosquitto did not start")
+                time.sleep(0.1)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=30)
+
+
 def sessions_benchmark(args, binary: Path, loadtest: Path) -> int:
     """QoS 1 to persistent sessions under each durability policy (see the module doc)."""
     rows = []
@@ -316,6 +355,26 @@ def sessions_benchmark(args, binary: Path, loadtest: Path) -> int:
                     process.kill()
                     process.wait(timeout=30)
             shutil.rmtree(work, ignore_errors=True)
+    if shutil.which("mosquitto") is None:
+        print("mosquitto not found: its rows are left out (scripts/install-test-deps.sh "
+              "installs it)", file=sys.stderr)
+    else:
+        for persistence in (False, True):
+            work = Path(tempfile.mkdtemp(prefix="hydrant-bench-mosquitto-"))
+            try:
+                for pace in (0, args.paced_rate):
+                    broker = MosquittoProcess(work, persistence)
+                    load = f"{os.getloadavg()[0]:.2f}"
+                    report = loadtest_run(loadtest, broker.port, args, pace, work / "run.json")
+                    usage = directory_bytes(work / "mosquitto")
+                    broker.kill()
+                    messages, latency = report["messages"], report["latency"]
+                    name = "Mosquitto, persistence " + ("on" if persistence else "off")
+                    rows.append((name, pace, messages["sent_per_s"], messages["delivered_per_s"],
+                                 latency["p50_ms"], latency["p99_ms"], messages["lost"],
+                                 messages["duplicated"], usage, load))
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
     print(f"\n## QoS 1 to persistent sessions ({args.publishers} publishers, "
           f"{args.subscribers} subscribers with clean session 0, {args.payload}-byte payloads, "
           f"{args.cores} cores, {args.seconds} s measured)\n")

@@ -705,10 +705,14 @@ impl Connection {
             }
             Packet::PubRel(id) | Packet::PubRelV5(Ack { packet_id: id, .. }) => self.on_pubrel(id),
             Packet::Unsubscribe(unsubscribe) => {
-                self.on_unsubscribe(unsubscribe.packet_id, &unsubscribe.filters)
+                return Ok(Some(Box::pin(
+                    self.on_unsubscribe(unsubscribe.packet_id, unsubscribe.filters),
+                )));
             }
             Packet::UnsubscribeV5(unsubscribe) => {
-                self.on_unsubscribe(unsubscribe.packet_id, &unsubscribe.filters)
+                return Ok(Some(Box::pin(
+                    self.on_unsubscribe(unsubscribe.packet_id, unsubscribe.filters),
+                )));
             }
             Packet::PingReq => {
                 self.conn.send(Frame::ping_response());
@@ -807,14 +811,7 @@ impl Connection {
                 self.conn.send(self.denied_ack(0x50, id));
             }
             (QoS::ExactlyOnce, Some(id)) => {
-                let shard = &self.shard;
-                let (new, durable) = self.with_session(|session| {
-                    let new = session.incoming.on_publish(id);
-                    (
-                        new,
-                        new.then(|| shard.persist_incoming_qos2(session, id, true)),
-                    )
-                })?;
+                let new = self.with_session(|session| session.incoming.on_publish(id))?;
                 let matched = if new {
                     self.check_receive_maximum(0)?;
                     let matched = if allowed {
@@ -823,7 +820,14 @@ impl Connection {
                         // MQTT 3.1.1 has no way to say "denied": acknowledged, not delivered.
                         true
                     };
-                    if let Some(durable) = durable.flatten() {
+                    // The id is written after the copies it stands for (this core's log is
+                    // sequential; other cores' copies were awaited by `publish`): on disk it
+                    // never precedes them, so after a restart a re-sent PUBLISH is taken for
+                    // a delivered one only when it was delivered.
+                    let shard = &self.shard;
+                    let durable = self
+                        .with_session(|session| shard.persist_incoming_qos2(session, id, true))?;
+                    if let Some(durable) = durable {
                         durable.wait().await;
                     }
                     matched
@@ -1040,10 +1044,13 @@ impl Connection {
         Ok(())
     }
 
-    fn on_unsubscribe(
+    /// An UNSUBSCRIBE; for a persistent session its UNSUBACK waits until the removals are as
+    /// durable as `sync` promises (as a SUBACK does for its subscriptions), so that a restart
+    /// never brings back a filter the client was told is gone.
+    async fn on_unsubscribe(
         &mut self,
         packet_id: PacketId,
-        filters: &[TopicFilter],
+        filters: SmallVec<[TopicFilter; 4]>,
     ) -> Result<(), CloseReason> {
         self.with_session(|_| ())?;
         let reasons: SmallVec<[ReasonCode; 4]> = filters
@@ -1056,7 +1063,7 @@ impl Connection {
                 }
             })
             .collect();
-        self.shard.persist_unsubscriptions(self.key, filters);
+        self.shard.persist_unsubscriptions(self.key, &filters).await;
         if self.protocol == ProtocolVersion::V5 {
             self.conn.send_packet(Packet::UnsubAckV5(UnsubAck {
                 packet_id,

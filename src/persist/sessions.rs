@@ -91,6 +91,13 @@ impl SessionImage {
 
     fn queue(&mut self, message: QueuedMessage) {
         if message.message_id <= self.highest_message_id {
+            // Already folded (from the snapshot) or already done with. When its packet id now
+            // belongs to another message, the acknowledgements that follow are this one's.
+            if let Some(packet_id) = message.packet_id {
+                if self.by_packet.get(&packet_id) != Some(&message.message_id) {
+                    self.ghosts.insert(packet_id);
+                }
+            }
             return;
         }
         self.highest_message_id = message.message_id;
@@ -128,6 +135,7 @@ impl SessionImage {
             // PUBCOMP, which ends it.
             if ack != Acknowledgement::Pubrec {
                 self.ghosts.remove(&packet_id);
+                self.released.remove(&packet_id);
             }
             return;
         }
@@ -491,6 +499,53 @@ mod tests {
         let from_start = fold(whole).expect("a session");
         assert_eq!(from_start.messages, expected.messages);
         assert_eq!(from_start.released, expected.released);
+    }
+
+    #[test]
+    fn a_message_sent_at_once_whose_id_was_reused_before_the_copy_keeps_the_later_one() {
+        // After the seal: message 1 sent at once with id 7 and acknowledged, then message 2
+        // sent at once with id 7 too (unacknowledged). The copy holds message 2 only.
+        let log = vec![
+            queued(1, Some(7)),
+            ack(7, Acknowledgement::Puback),
+            queued(2, Some(7)),
+        ];
+        let mut copied = vec![created(60), queued(2, Some(7))];
+        let expected = fold(copied.clone()).expect("a session");
+        copied.extend(log);
+        let image = fold(copied).expect("a session");
+        assert_eq!(
+            image.messages, expected.messages,
+            "message 2 stays in flight"
+        );
+    }
+
+    #[test]
+    fn a_completed_exchange_replayed_after_the_copy_leaves_no_id_awaiting_pubcomp() {
+        // After the seal: message 3 sent with id 8, message 4 queued, id 8 PUBREC'd; the copy
+        // is taken then (id 8 awaiting PUBCOMP, message 4 queued); the PUBCOMP follows.
+        let log = vec![
+            queued(3, None),
+            sent(3, 8),
+            queued(4, None),
+            ack(8, Acknowledgement::Pubrec),
+            ack(8, Acknowledgement::Pubcomp),
+        ];
+        let mut copied = vec![
+            created(60),
+            ack(8, Acknowledgement::Pubrec),
+            queued(4, None),
+        ];
+        copied.extend(log.clone());
+        let image = fold(copied).expect("a session");
+        assert!(image.released.is_empty(), "{:?}", image.released);
+        let mut whole = vec![created(60)];
+        whole.extend(log);
+        let from_start = fold(whole).expect("a session");
+        assert_eq!(
+            image.messages, from_start.messages,
+            "message 4 waits, alone"
+        );
     }
 
     #[test]

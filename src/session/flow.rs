@@ -322,7 +322,9 @@ impl OutgoingFlow {
                 }
             }
         }
-        self.next_message_id = self.next_message_id.max(highest_message_id + 1);
+        self.next_message_id = self
+            .next_message_id
+            .max(highest_message_id.saturating_add(1));
     }
 
     fn put_in_flight(&mut self, packet_id: PacketId, stage: Stage) {

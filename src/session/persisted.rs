@@ -464,8 +464,9 @@ impl Shard {
     }
 
     /// Writes that session `key` no longer subscribes to `filters` (those it did not hold
-    /// change nothing when read back).
-    pub fn persist_unsubscriptions(&self, key: SessionKey, filters: &[TopicFilter]) {
+    /// change nothing when read back) and waits until that is as durable as `sync` promises
+    /// (before the UNSUBACK goes out).
+    pub async fn persist_unsubscriptions(&self, key: SessionKey, filters: &[TopicFilter]) {
         let client_id = {
             let state = self.state.borrow();
             match state.sessions.get(&key) {
@@ -473,11 +474,16 @@ impl Shard {
                 _ => return,
             }
         };
+        let mut last = None;
         for filter in filters {
-            self.persist_session_record(&Record::SubscriptionRemoved {
+            let record = Record::SubscriptionRemoved {
                 client_id: client_id.clone(),
                 filter: filter.as_bytes().clone(),
-            });
+            };
+            last = self.persist_session_record(&record).or(last);
+        }
+        if let Some(durable) = last {
+            durable.wait().await;
         }
     }
 

@@ -409,7 +409,7 @@ pub(crate) fn queued_record(
 }
 
 /// The message a recovered `MessageQueued` describes; `None` when it is invalid (not QoS 1/2,
-/// a bad topic or properties) or expired while the broker was down.
+/// a bad topic or properties) or, not yet sent, expired while the broker was down.
 pub(crate) fn recovered_queued(queued: &QueuedMessage) -> Option<Message> {
     if queued.qos == QoS::AtMostOnce {
         return None;
@@ -419,6 +419,9 @@ pub(crate) fn recovered_queued(queued: &QueuedMessage) -> Option<Message> {
         None => None,
         Some(at) => match at.duration_since(SystemTime::now()) {
             Ok(left) if !left.is_zero() => Instant::now().checked_add(left),
+            // A message already sent has started its delivery: it is sent again even late
+            // (as a live re-delivery is), and its packet id stays taken until then.
+            _ if queued.packet_id.is_some() => Some(Instant::now()),
             _ => return None,
         },
     };
@@ -1092,6 +1095,15 @@ mod tests {
         assert_eq!(back_extras.properties, properties);
         assert_eq!(back_extras.subscription_ids, subscription_ids);
         assert!(extras.expires_at.is_some());
+
+        // Expired while the broker was down: dropped while queued, kept once sent (its
+        // delivery has started, and its packet id is the client's).
+        let mut expired = queued;
+        expired.expires_at = Some(SystemTime::now() - Duration::from_secs(1));
+        assert!(recovered_queued(&expired).is_none());
+        expired.packet_id = PacketId::new(7);
+        let resent = recovered_queued(&expired).expect("an expired message in flight is kept");
+        assert!(resent.is_expired());
     }
 
     #[test]
