@@ -224,6 +224,14 @@ class BrokerProcess:
             raise RuntimeError(f"the broker exited before ready:\n{self.log_text()}")
         threading.Thread(target=lambda: [None for _ in self.process.stdout], daemon=True).start()
 
+    @staticmethod
+    def kill_all_started() -> None:
+        """Kills every broker the script started that still runs."""
+        for process in BrokerProcess.started_processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
+
     def _read_stderr(self) -> None:
         for line in self.process.stderr:
             self.lines.append(re.sub(r"\x1b\[[0-9;]*m", "", line.rstrip("\n")))
@@ -350,10 +358,7 @@ def sessions_benchmark(args, binary: Path, loadtest: Path) -> int:
                              latency["p50_ms"], latency["p99_ms"], messages["lost"],
                              messages["duplicated"], usage, load))
         finally:
-            for process in BrokerProcess.started_processes:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait(timeout=30)
+            BrokerProcess.kill_all_started()
             shutil.rmtree(work, ignore_errors=True)
     if shutil.which("mosquitto") is None:
         print("mosquitto not found: its rows are left out (scripts/install-test-deps.sh "
@@ -374,6 +379,7 @@ def sessions_benchmark(args, binary: Path, loadtest: Path) -> int:
                                  latency["p50_ms"], latency["p99_ms"], messages["lost"],
                                  messages["duplicated"], usage, load))
             finally:
+                BrokerProcess.kill_all_started()
                 shutil.rmtree(work, ignore_errors=True)
     print(f"\n## QoS 1 to persistent sessions ({args.publishers} publishers, "
           f"{args.subscribers} subscribers with clean session 0, {args.payload}-byte payloads, "
@@ -464,10 +470,7 @@ def stall_benchmark(args, binary: Path) -> int:
         compactions = broker.events("persistence compacted")
         broker.kill()
     finally:
-        for process in BrokerProcess.started_processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=30)
+        BrokerProcess.kill_all_started()
         shutil.rmtree(work, ignore_errors=True)
     print(f"\n## Compaction stall with {left:,} persistent sessions x {queued} queued messages "
           f"({args.payload}-byte payloads, {args.cores} cores, sync = \"{args.sync}\")\n")
@@ -605,10 +608,7 @@ def main() -> int:
         files_compacted = directory_bytes(data)
         third.stop()
     finally:
-        for process in BrokerProcess.started_processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=30)
+        BrokerProcess.kill_all_started()
         shutil.rmtree(work, ignore_errors=True)
 
     def ms(seconds: float) -> str:
