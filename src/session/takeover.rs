@@ -88,16 +88,7 @@ impl Shard {
             .borrow_mut()
             .pending
             .insert(conn, pending.clone());
-        let owner = self.owner_of(client_id.as_bytes());
-        self.route_session_message(
-            owner,
-            ShardMsg::Claim {
-                client_id,
-                conn,
-                clean_session,
-                eager: false,
-            },
-        );
+        self.send_claim(client_id, conn, clean_session, false);
         futures_lite::future::or(pending.ready.notified(), async {
             glommio::timer::sleep(CLAIM_TIMEOUT).await;
         })
@@ -111,16 +102,19 @@ impl Shard {
     /// waiting: the caller installs a new session at once (`install_session` with `eager`),
     /// and the owner ends the old session, if any, on its own time.
     pub fn claim_session_eagerly(&self, client_id: Arc<str>, conn: ConnId) {
+        self.send_claim(client_id, conn, true, true);
+    }
+
+    /// Sends connection `conn`'s claim on `client_id` to the id's owner core.
+    fn send_claim(&self, client_id: Arc<str>, conn: ConnId, clean_session: bool, eager: bool) {
         let owner = self.owner_of(client_id.as_bytes());
-        self.route_session_message(
-            owner,
-            ShardMsg::Claim {
-                client_id,
-                conn,
-                clean_session: true,
-                eager: true,
-            },
-        );
+        let claim = ShardMsg::Claim {
+            client_id,
+            conn,
+            clean_session,
+            eager,
+        };
+        self.route_session_message(owner, claim);
     }
 
     fn route_session_message(&self, to: ShardId, msg: ShardMsg) {
