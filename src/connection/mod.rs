@@ -13,6 +13,7 @@
 //! topic aliases resolved by `topic_alias`), and what a client is sent is encoded for it (with
 //! the topic aliases an MQTT 5 client accepts, chosen by `outgoing_alias` as it is written).
 
+mod ack_order;
 mod handle;
 mod handshake;
 mod notify;
@@ -58,6 +59,7 @@ use crate::session::{FlowAction, FlowError, OutgoingFlow, Subscription};
 use crate::shard::{Adoption, Counters, Grant, SessionKey, Shard, ShardMsg};
 use crate::topic::TopicName;
 use crate::transport::Transport;
+use ack_order::AckOrder;
 use handshake::{accepting_connack, check_connect, read_connect, refuse, ConnectFailure, Terms};
 use stream::{ReadHalf, WriteHalf};
 use topic_alias::TopicAliases;
@@ -482,12 +484,23 @@ fn establish(shard: Rc<Shard>, established: Established) -> Connection {
         max_packet_size,
         will: will.map(|will| Box::new(PendingWill { will, properties })),
         topic_aliases: TopicAliases::default(),
+        acks: AckOrder::default(),
         addr,
         reader,
         buf,
         writer_task,
         access,
         _ticket: ticket,
+    }
+}
+
+/// The PUBACK (0x40) or PUBREC (0x50) of `id`; an MQTT 5 client learns when no subscriber
+/// matched.
+fn publish_ack(protocol: ProtocolVersion, first_byte: u8, id: PacketId, matched: bool) -> Frame {
+    if protocol == ProtocolVersion::V5 && !matched {
+        Frame::ack_with_reason(first_byte, id, ReasonCode::NoMatchingSubscribers)
+    } else {
+        Frame::ack(first_byte, id)
     }
 }
 
@@ -579,6 +592,9 @@ struct Connection {
     will: Option<Box<PendingWill>>,
     /// The topic aliases the client defined (MQTT 5; empty otherwise).
     topic_aliases: TopicAliases,
+    /// Acknowledgements of the client's publishes waiting for durable copies, and those
+    /// behind them.
+    acks: AckOrder,
     addr: SocketAddr,
     reader: ReadHalf,
     /// Received bytes not yet decoded.
@@ -797,18 +813,31 @@ impl Connection {
                 }
             }
             (QoS::AtLeastOnce, Some(id)) => {
-                self.check_receive_maximum(1)?;
-                let ack = if allowed {
-                    let matched = self.shard.publish(message, self.key).await;
-                    self.publish_ack(0x40, id, matched)
+                // A publish whose PUBACK has not left yet is unacknowledged for the client.
+                self.check_receive_maximum(1 + self.acks.len())?;
+                if !allowed {
+                    self.acks.send(&self.conn, self.denied_ack(0x40, id));
+                    return Ok(());
+                }
+                let routed = self.shard.publish_unsettled(message, self.key).await;
+                if routed.is_settled() {
+                    let ack = publish_ack(self.protocol, 0x40, id, routed.is_matched());
+                    self.acks.send(&self.conn, ack);
                 } else {
-                    self.denied_ack(0x40, id)
-                };
-                self.conn.send(ack);
+                    // The next packets are read and routed meanwhile; the line keeps the
+                    // PUBACKs in order.
+                    let (shard, protocol) = (self.shard.clone(), self.protocol);
+                    let limit = usize::from(handshake::receive_maximum(&shard.config));
+                    let ack = async move {
+                        let matched = routed.settled(&shard).await;
+                        publish_ack(protocol, 0x40, id, matched)
+                    };
+                    self.acks.send_when_ready(&self.conn, limit, ack).await;
+                }
             }
             (QoS::ExactlyOnce, Some(id)) if !allowed && self.protocol == ProtocolVersion::V5 => {
                 // A PUBREC with an error code ends the exchange: nothing awaits a PUBREL.
-                self.conn.send(self.denied_ack(0x50, id));
+                self.acks.send(&self.conn, self.denied_ack(0x50, id));
             }
             (QoS::ExactlyOnce, Some(id)) => {
                 let new = self.with_session(|session| session.incoming.on_publish(id))?;
@@ -835,7 +864,8 @@ impl Connection {
                     // A re-sent PUBLISH not yet released: acknowledged again, not delivered.
                     true
                 };
-                self.conn.send(self.publish_ack(0x50, id, matched));
+                let ack = publish_ack(self.protocol, 0x50, id, matched);
+                self.acks.send(&self.conn, ack);
             }
             (_, None) => {
                 return Err(CloseReason::protocol_error(
@@ -893,16 +923,6 @@ impl Connection {
             ));
         }
         Ok(())
-    }
-
-    /// The PUBACK (0x40) or PUBREC (0x50) of `id`; an MQTT 5 client learns when no
-    /// subscriber matched.
-    fn publish_ack(&self, first_byte: u8, id: PacketId, matched: bool) -> Frame {
-        if self.protocol == ProtocolVersion::V5 && !matched {
-            Frame::ack_with_reason(first_byte, id, ReasonCode::NoMatchingSubscribers)
-        } else {
-            Frame::ack(first_byte, id)
-        }
     }
 
     /// PUBREL: the QoS 2 exchange of `id` ends with PUBCOMP (with "Packet Identifier not

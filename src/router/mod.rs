@@ -22,16 +22,59 @@ pub use retained::{RetainOutcome, RetainedStore};
 pub use shared::{shared_filter, InvalidSharedFilter, MemberState, SharedDelivery, SharedGroups};
 pub use target::{Target, TargetIds};
 
+use std::rc::Rc;
 use std::time::Instant;
 
 use crate::message::Message;
 use crate::session::Subscription;
-use crate::shard::{Durable, SessionKey, Shard, ShardId, ShardMsg};
+use crate::shard::{AckWait, Durable, SessionKey, Shard, ShardId, ShardMsg};
 use crate::topic::TopicFilter;
 use delivery::EncodingCache;
 
 /// Subscribers served between two chances for other tasks of the core to run.
 const FANOUT_CHUNK: usize = 256;
+
+/// A publish handed to every subscriber whose publisher's acknowledgement may still have to
+/// wait for durable copies of it (persistent sessions, with persistence on).
+#[must_use = "the acknowledgement waits for `settled`"]
+pub struct Routed {
+    /// Whether any subscriber, on any core, matched.
+    matched: bool,
+    /// The copies this core queued for its persistent sessions.
+    local_copies: Option<Durable>,
+    /// The other cores' acknowledgements of their durable copies.
+    remote_copies: Option<(u64, Rc<AckWait>)>,
+    /// The same, from the cores of shared subscription members.
+    shared_copies: Option<(u64, Rc<AckWait>)>,
+}
+
+impl Routed {
+    /// Whether any subscriber, on any core, matched.
+    pub fn is_matched(&self) -> bool {
+        self.matched
+    }
+
+    /// Whether the acknowledgement needs no wait at all.
+    pub fn is_settled(&self) -> bool {
+        self.local_copies.is_none() && self.remote_copies.is_none() && self.shared_copies.is_none()
+    }
+
+    /// Waits until every copy is durable; returns whether any subscriber matched.
+    pub async fn settled(self, shard: &Shard) -> bool {
+        if let Some(durable) = self.local_copies {
+            durable.wait().await;
+        }
+        if let Some((token, wait)) = self.remote_copies {
+            shard.wait_for_acks(token, wait, "persistent copies").await;
+        }
+        if let Some((token, wait)) = self.shared_copies {
+            shard
+                .wait_for_acks(token, wait, "persistent shared copies")
+                .await;
+        }
+        self.matched
+    }
+}
 
 impl Shard {
     /// Routes a PUBLISH received from session `origin` of this core (its client's will
@@ -39,19 +82,26 @@ impl Shard {
     /// is told when none did). The message keeps its RETAIN flag on its way: each delivery
     /// decides whether to show it (see `EncodingCache::retain`).
     pub async fn publish(&self, message: Message, origin: SessionKey) -> bool {
+        self.route(message, Some(origin)).await.settled(self).await
+    }
+
+    /// [`Shard::publish`] up to the waits for persistent copies: the message has reached
+    /// every subscriber (in order with the publisher's other messages) when this returns,
+    /// and what is left to wait for before the publisher's acknowledgement comes with it.
+    pub async fn publish_unsettled(&self, message: Message, origin: SessionKey) -> Routed {
         self.route(message, Some(origin)).await
     }
 
     /// Routes a message the broker publishes itself (the `$SYS` tree): as a client's publish,
     /// but no session published it, so every matching subscription gets it.
     pub async fn publish_from_broker(&self, message: Message) -> bool {
-        self.route(message, None).await
+        self.route(message, None).await.settled(self).await
     }
 
     /// The path of [`Shard::publish`]; `origin` is the publishing session, if one did. One
     /// fan-out in `PUBLISH_LATENCY_SAMPLE_EVERY` is timed from here, when the message has just
     /// been read.
-    async fn route(&self, message: Message, origin: Option<SessionKey>) -> bool {
+    async fn route(&self, message: Message, origin: Option<SessionKey>) -> Routed {
         let received = self.metrics.latency_sample();
         if message.retain {
             self.retain(message.clone()).await;
@@ -76,15 +126,12 @@ impl Shard {
         }
         let matched_local = self.deliver_local_timed(&message, origin, received).await;
         let shared = self.route_shared(&message, mark.is_some()).await;
-        self.wait_for_queued_since(mark).await;
-        if let Some((token, wait)) = remote_acks {
-            self.wait_for_acks(token, wait, "persistent copies").await;
+        Routed {
+            matched: matched_remote || matched_local || shared.matched,
+            local_copies: self.queued_since(mark),
+            remote_copies: remote_acks,
+            shared_copies: shared.acks,
         }
-        if let Some((token, wait)) = shared.acks {
-            self.wait_for_acks(token, wait, "persistent shared copies")
-                .await;
-        }
-        matched_remote || matched_local || shared.matched
     }
 
     /// Hands a retained publish to its topic's owner core, which orders and replicates it

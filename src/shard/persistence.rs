@@ -171,7 +171,7 @@ impl Shard {
     }
 
     /// Appends the `MessageQueued` record of a message given to a persistent session here (its
-    /// publisher's acknowledgement waits for it: see [`Shard::wait_for_queued_since`]).
+    /// publisher's acknowledgement waits for it: see [`Shard::queued_since`]).
     pub(crate) fn persist_queued_record(&self, record: &Record) {
         let Some(persistence) = self.active_persistence() else {
             return;
@@ -197,26 +197,21 @@ impl Shard {
         Some(self.active_persistence()?.queued_records.get())
     }
 
-    /// Waits until the `MessageQueued` records appended since `mark` are as durable as `sync`
-    /// promises (at once when there are none). Waiting for everything appended so far covers
-    /// them: the log is one sequence, and other records appended meanwhile share its sync.
-    pub(crate) async fn wait_for_queued_since(&self, mark: Option<u64>) {
-        let Some(mark) = mark else {
-            return;
-        };
-        let Some(persistence) = self.active_persistence() else {
-            return;
-        };
+    /// What the `MessageQueued` records appended since `mark` must wait for to be as durable
+    /// as `sync` promises (`None` when there are none). Waiting for everything appended so far
+    /// covers them: the log is one sequence, and other records appended meanwhile share its
+    /// sync.
+    pub(crate) fn queued_since(&self, mark: Option<u64>) -> Option<Durable> {
+        let mark = mark?;
+        let persistence = self.active_persistence()?;
         if persistence.queued_records.get() == mark {
-            return;
+            return None;
         }
         let ticket = persistence.log.ticket_now();
-        Durable {
+        Some(Durable {
             ticket,
             persistence,
-        }
-        .wait()
-        .await;
+        })
     }
 
     /// Answers core `from`'s publish `token` once the `MessageQueued` records this core wrote

@@ -153,6 +153,8 @@ class MqttClient:
         self._answered = False
         self._acks: dict[int, list[int]] = {}
         self._publish_reasons: dict[int, int] = {}
+        # Message ids of the PUBACKs/PUBCOMPs received, in arrival order.
+        self.acknowledged: list[int] = []
         self._client = _PromptClient(
             callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -255,6 +257,7 @@ class MqttClient:
     def _on_publish(self, _client, _userdata, mid, reason_code, _properties) -> None:
         with self._state:
             self._publish_reasons[mid] = reason_code.value
+            self.acknowledged.append(mid)
             self._state.notify_all()
 
     def _on_subscribe(self, _client, _userdata, mid, reason_codes, _properties) -> None:

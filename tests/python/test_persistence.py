@@ -178,3 +178,24 @@ def test_delayed_wills_survive_kill_9_and_a_normal_disconnect_clears_them(client
                     for message in watcher.expect_messages(2, timeout=20.0)}
         assert received == {"wills/dropped": b"dropped gone", "wills/alive": b"alive gone"}
         watcher.expect_no_message(timeout=3.0)
+
+
+def test_pubacks_waiting_for_disk_leave_in_publish_order(clients, tmp_path):
+    """With `sync = "always"` each PUBACK waits until the copies queued for the persistent
+    sessions (on both cores) are on disk, while the broker goes on reading the publisher's next
+    messages: the PUBACKs must still leave in the order the PUBLISHes came [MQTT-4.6.0-2], and
+    every subscriber gets every message once, in order."""
+    data_dir = tmp_path / "data"
+    with running_broker(tmp_path, data_dir) as broker:
+        subscribers = clients.connect_on_each_core(broker, "order-sub", clean_session=False)
+        for subscriber in subscribers.values():
+            assert subscriber.subscribe("order/t", qos=1) == 1
+        publisher = clients.connect(broker.port, "order-pub")
+        payloads = [f"m{n}".encode() for n in range(300)]
+        publisher.publish_many("order/t", payloads, qos=1)
+        assert publisher.acknowledged == sorted(publisher.acknowledged)
+        assert len(publisher.acknowledged) == len(payloads)
+        for subscriber in subscribers.values():
+            received = subscriber.expect_messages(len(payloads))
+            assert [message.payload for message in received] == payloads
+            subscriber.expect_no_message()

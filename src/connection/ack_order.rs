@@ -1,0 +1,111 @@
+//! A client's acknowledgements in the order its publishes arrived, while some of them wait
+//! for durable copies [MQTT-4.6.0-2, MQTT-4.6.0-3].
+//!
+//! With persistence, the PUBACK of a QoS 1 message waits until the copy queued for every
+//! persistent session it reached is as durable as `sync` promises. The connection does not
+//! wait with it: it goes on reading and routing the client's next publishes, whose
+//! acknowledgements line up here behind the one still waiting. A publisher with many messages
+//! in flight is then paced by group commits, not held to one disk round trip per message.
+//! The line is bounded (the caller waits for room), and each entry is a frame or a slot for
+//! one.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+use super::handle::ConnHandle;
+use super::outbound::Frame;
+
+/// The acknowledgements of one connection not yet handed to its queue, oldest first.
+///
+/// Empty and unallocated for a connection none of whose acknowledgements ever waited.
+#[derive(Default)]
+pub struct AckOrder {
+    line: Option<Rc<RefCell<Line>>>,
+}
+
+/// The shared state of an [`AckOrder`]: the connection and the tasks that wait for
+/// durability both reach it.
+#[derive(Default)]
+struct Line {
+    /// The sequence number of the front entry.
+    front: u64,
+    /// `None`: an acknowledgement still waiting.
+    entries: VecDeque<Option<Frame>>,
+    /// The connection, waiting for room in the line.
+    room: Option<Waker>,
+}
+
+impl AckOrder {
+    /// Acknowledgements in the line, waiting or queued behind one that waits.
+    pub fn len(&self) -> usize {
+        self.line
+            .as_ref()
+            .map_or(0, |line| line.borrow().entries.len())
+    }
+
+    /// Sends `frame` now when nothing waits ahead of it, or puts it behind what does.
+    pub fn send(&self, conn: &ConnHandle, frame: Frame) {
+        match &self.line {
+            Some(line) if !line.borrow().entries.is_empty() => {
+                line.borrow_mut().entries.push_back(Some(frame));
+            }
+            _ => conn.send(frame),
+        }
+    }
+
+    /// Sends the frame `ack` resolves to once it does, after every acknowledgement ahead of
+    /// it; first waits while `limit` acknowledgements are in the line.
+    pub async fn send_when_ready(
+        &mut self,
+        conn: &Rc<ConnHandle>,
+        limit: usize,
+        ack: impl Future<Output = Frame> + 'static,
+    ) {
+        let line = self.line.get_or_insert_with(Rc::default).clone();
+        futures_lite::future::poll_fn(|cx| {
+            let mut line = line.borrow_mut();
+            if line.entries.len() < limit.max(1) {
+                Poll::Ready(())
+            } else {
+                line.room = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
+        let sequence = {
+            let mut state = line.borrow_mut();
+            state.entries.push_back(None);
+            state.front + state.entries.len() as u64 - 1
+        };
+        let conn = Rc::clone(conn);
+        glommio::spawn_local(async move {
+            let frame = ack.await;
+            line.borrow_mut().settle(sequence, frame, &conn);
+        })
+        .detach();
+    }
+}
+
+impl Line {
+    /// Fills slot `sequence` with `frame`, then sends every filled entry at the front.
+    fn settle(&mut self, sequence: u64, frame: Frame, conn: &ConnHandle) {
+        // The slot exists: entries leave only from the front, and only once filled, so a slot
+        // not yet filled is still in the line.
+        let index = (sequence - self.front) as usize;
+        if let Some(slot) = self.entries.get_mut(index) {
+            *slot = Some(frame);
+        }
+        while let Some(Some(_)) = self.entries.front() {
+            if let Some(Some(frame)) = self.entries.pop_front() {
+                conn.send(frame);
+            }
+            self.front += 1;
+        }
+        if let Some(waker) = self.room.take() {
+            waker.wake();
+        }
+    }
+}
