@@ -2,9 +2,10 @@
 //! for durable copies [MQTT-4.6.0-2, MQTT-4.6.0-3].
 //!
 //! With persistence, the PUBACK of a QoS 1 message waits until the copy queued for every
-//! persistent session it reached is as durable as `sync` promises. The connection does not
-//! wait with it: it goes on reading and routing the client's next publishes, whose
-//! acknowledgements line up here behind the one still waiting. A publisher with many messages
+//! persistent session it reached is as durable as `sync` promises (a PUBREC also for the
+//! record of its packet id). The connection does not wait with it: it goes on reading and
+//! routing the client's next publishes, whose acknowledgements line up here behind the one
+//! still waiting. A publisher with many messages
 //! in flight is then paced by group commits, not held to one disk round trip per message.
 //! The line is bounded (the caller waits for room), and each entry is a frame or a slot for
 //! one.
@@ -26,31 +27,47 @@ pub struct AckOrder {
     line: Option<Rc<RefCell<Line>>>,
 }
 
+/// What an acknowledgement answers: the client counts its QoS 1 publishes as unacknowledged
+/// until their PUBACK, and the broker counts its QoS 2 ones by their packet ids.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Answers {
+    /// A PUBACK.
+    Qos1,
+    /// Anything else (PUBREC).
+    Other,
+}
+
+/// One acknowledgement in the line.
+struct Entry {
+    /// `None`: still waiting.
+    frame: Option<Frame>,
+    answers: Answers,
+}
+
 /// The shared state of an [`AckOrder`]: the connection and the tasks that wait for
 /// durability both reach it.
 #[derive(Default)]
 struct Line {
     /// The sequence number of the front entry.
     front: u64,
-    /// `None`: an acknowledgement still waiting.
-    entries: VecDeque<Option<Frame>>,
+    entries: VecDeque<Entry>,
+    /// Entries that are PUBACKs.
+    pubacks: usize,
     /// The connection, waiting for room in the line.
     room: Option<Waker>,
 }
 
 impl AckOrder {
-    /// Acknowledgements in the line, waiting or queued behind one that waits.
-    pub fn len(&self) -> usize {
-        self.line
-            .as_ref()
-            .map_or(0, |line| line.borrow().entries.len())
+    /// PUBACKs in the line: QoS 1 publishes the client still counts as unacknowledged.
+    pub fn pubacks(&self) -> usize {
+        self.line.as_ref().map_or(0, |line| line.borrow().pubacks)
     }
 
     /// Sends `frame` now when nothing waits ahead of it, or puts it behind what does.
-    pub fn send(&self, conn: &ConnHandle, frame: Frame) {
+    pub fn send(&self, conn: &ConnHandle, frame: Frame, answers: Answers) {
         match &self.line {
             Some(line) if !line.borrow().entries.is_empty() => {
-                line.borrow_mut().entries.push_back(Some(frame));
+                line.borrow_mut().push(Some(frame), answers);
             }
             _ => conn.send(frame),
         }
@@ -63,6 +80,7 @@ impl AckOrder {
         conn: &Rc<ConnHandle>,
         limit: usize,
         ack: impl Future<Output = Frame> + 'static,
+        answers: Answers,
     ) {
         let line = self.line.get_or_insert_with(Rc::default).clone();
         futures_lite::future::poll_fn(|cx| {
@@ -77,7 +95,7 @@ impl AckOrder {
         .await;
         let sequence = {
             let mut state = line.borrow_mut();
-            state.entries.push_back(None);
+            state.push(None, answers);
             state.front + state.entries.len() as u64 - 1
         };
         let conn = Rc::clone(conn);
@@ -90,16 +108,30 @@ impl AckOrder {
 }
 
 impl Line {
+    fn push(&mut self, frame: Option<Frame>, answers: Answers) {
+        self.pubacks += usize::from(answers == Answers::Qos1);
+        self.entries.push_back(Entry { frame, answers });
+    }
+
     /// Fills slot `sequence` with `frame`, then sends every filled entry at the front.
     fn settle(&mut self, sequence: u64, frame: Frame, conn: &ConnHandle) {
         // The slot exists: entries leave only from the front, and only once filled, so a slot
         // not yet filled is still in the line.
         let index = (sequence - self.front) as usize;
-        if let Some(slot) = self.entries.get_mut(index) {
-            *slot = Some(frame);
+        if let Some(entry) = self.entries.get_mut(index) {
+            entry.frame = Some(frame);
         }
-        while let Some(Some(_)) = self.entries.front() {
-            if let Some(Some(frame)) = self.entries.pop_front() {
+        while self
+            .entries
+            .front()
+            .is_some_and(|entry| entry.frame.is_some())
+        {
+            if let Some(Entry {
+                frame: Some(frame),
+                answers,
+            }) = self.entries.pop_front()
+            {
+                self.pubacks -= usize::from(answers == Answers::Qos1);
                 conn.send(frame);
             }
             self.front += 1;

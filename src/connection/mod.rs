@@ -54,12 +54,12 @@ use crate::protocol::{
     SubAckReturnCode, SubAckV5, SubscriptionId, SubscriptionOptions, TopicFilter, UnsubAck,
     WillProperties,
 };
-use crate::router::shared_filter;
+use crate::router::{shared_filter, Routed};
 use crate::session::{FlowAction, FlowError, OutgoingFlow, Subscription};
 use crate::shard::{Adoption, Counters, Grant, SessionKey, Shard, ShardMsg};
 use crate::topic::TopicName;
 use crate::transport::Transport;
-use ack_order::AckOrder;
+use ack_order::{AckOrder, Answers};
 use handshake::{accepting_connack, check_connect, read_connect, refuse, ConnectFailure, Terms};
 use stream::{ReadHalf, WriteHalf};
 use topic_alias::TopicAliases;
@@ -814,58 +814,75 @@ impl Connection {
             }
             (QoS::AtLeastOnce, Some(id)) => {
                 // A publish whose PUBACK has not left yet is unacknowledged for the client.
-                self.check_receive_maximum(1 + self.acks.len())?;
+                self.check_receive_maximum(1 + self.acks.pubacks())?;
                 if !allowed {
-                    self.acks.send(&self.conn, self.denied_ack(0x40, id));
+                    let ack = self.denied_ack(0x40, id);
+                    self.acks.send(&self.conn, ack, Answers::Qos1);
                     return Ok(());
                 }
                 let routed = self.shard.publish_unsettled(message, self.key).await;
                 if routed.is_settled() {
                     let ack = publish_ack(self.protocol, 0x40, id, routed.is_matched());
-                    self.acks.send(&self.conn, ack);
-                } else {
-                    // The next packets are read and routed meanwhile; the line keeps the
-                    // PUBACKs in order.
-                    let (shard, protocol) = (self.shard.clone(), self.protocol);
-                    let limit = usize::from(handshake::receive_maximum(&shard.config));
-                    let ack = async move {
-                        let matched = routed.settled(&shard).await;
-                        publish_ack(protocol, 0x40, id, matched)
-                    };
-                    self.acks.send_when_ready(&self.conn, limit, ack).await;
+                    self.acks.send(&self.conn, ack, Answers::Qos1);
+                    return Ok(());
                 }
+                // The next packets are read and routed meanwhile; the line keeps the
+                // acknowledgements in order.
+                let (shard, protocol) = (self.shard.clone(), self.protocol);
+                let ack = async move {
+                    let matched = routed.settled(&shard).await;
+                    publish_ack(protocol, 0x40, id, matched)
+                };
+                self.send_when_ready(ack, Answers::Qos1).await;
             }
             (QoS::ExactlyOnce, Some(id)) if !allowed && self.protocol == ProtocolVersion::V5 => {
                 // A PUBREC with an error code ends the exchange: nothing awaits a PUBREL.
-                self.acks.send(&self.conn, self.denied_ack(0x50, id));
+                let ack = self.denied_ack(0x50, id);
+                self.acks.send(&self.conn, ack, Answers::Other);
             }
             (QoS::ExactlyOnce, Some(id)) => {
                 let new = self.with_session(|session| session.incoming.on_publish(id))?;
-                let matched = if new {
-                    self.check_receive_maximum(0)?;
-                    let matched = if allowed {
-                        self.shard.publish(message, self.key).await
-                    } else {
-                        // MQTT 3.1.1 has no way to say "denied": acknowledged, not delivered.
-                        true
-                    };
-                    // The id is written after the copies it stands for (this core's log is
-                    // sequential; other cores' copies were awaited by `publish`): on disk it
-                    // never precedes them, so after a restart a re-sent PUBLISH is taken for
-                    // a delivered one only when it was delivered.
-                    let shard = &self.shard;
-                    let durable = self
-                        .with_session(|session| shard.persist_incoming_qos2(session, id, true))?;
-                    if let Some(durable) = durable {
-                        durable.wait().await;
-                    }
-                    matched
-                } else {
+                if !new {
                     // A re-sent PUBLISH not yet released: acknowledged again, not delivered.
-                    true
+                    let ack = publish_ack(self.protocol, 0x50, id, true);
+                    self.acks.send(&self.conn, ack, Answers::Other);
+                    return Ok(());
+                }
+                self.check_receive_maximum(self.acks.pubacks())?;
+                // MQTT 3.1.1 has no way to say "denied": acknowledged, not delivered.
+                let routed = match allowed {
+                    true => Some(self.shard.publish_unsettled(message, self.key).await),
+                    false => None,
                 };
-                let ack = publish_ack(self.protocol, 0x50, id, matched);
-                self.acks.send(&self.conn, ack);
+                let persisted = self.with_session(|session| session.persisted)?;
+                if !persisted && routed.as_ref().map_or(true, Routed::is_settled) {
+                    let matched = routed.as_ref().map_or(true, Routed::is_matched);
+                    let ack = publish_ack(self.protocol, 0x50, id, matched);
+                    self.acks.send(&self.conn, ack, Answers::Other);
+                    return Ok(());
+                }
+                let (shard, protocol, key) = (self.shard.clone(), self.protocol, self.key);
+                let ack =
+                    async move {
+                        let matched = match routed {
+                            Some(routed) => routed.settled(&shard).await,
+                            None => true,
+                        };
+                        // The id is written after the copies it stands for (this core's log is
+                        // sequential; other cores' copies were awaited above): on disk it never
+                        // precedes them, so after a restart a re-sent PUBLISH is taken for a
+                        // delivered one only when it was delivered. The session is the client's
+                        // even if another connection took it over meanwhile.
+                        let durable =
+                            shard.state.borrow().sessions.get(&key).and_then(|slot| {
+                                shard.persist_incoming_qos2(&slot.state, id, true)
+                            });
+                        if let Some(durable) = durable {
+                            durable.wait().await;
+                        }
+                        publish_ack(protocol, 0x50, id, matched)
+                    };
+                self.send_when_ready(ack, Answers::Other).await;
             }
             (_, None) => {
                 return Err(CloseReason::protocol_error(
@@ -875,6 +892,19 @@ impl Connection {
             }
         }
         Ok(())
+    }
+
+    /// Puts the acknowledgement `ack` resolves to in the line, waiting first while the line
+    /// holds as many as the receive maximum the broker announces.
+    async fn send_when_ready(
+        &mut self,
+        ack: impl Future<Output = Frame> + 'static,
+        answers: Answers,
+    ) {
+        let limit = usize::from(handshake::receive_maximum(&self.shard.config));
+        self.acks
+            .send_when_ready(&self.conn, limit, ack, answers)
+            .await;
     }
 
     /// Whether the listener's ACL lets this client publish on `topic`; a denied publish is

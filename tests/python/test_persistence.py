@@ -6,6 +6,8 @@ whose expiry interval ran out while the broker was down, which is not restored."
 import contextlib
 import time
 
+import pytest
+
 from paho.mqtt.packettypes import PacketTypes
 
 from hydrant_process import Broker, broker_binary
@@ -180,22 +182,25 @@ def test_delayed_wills_survive_kill_9_and_a_normal_disconnect_clears_them(client
         watcher.expect_no_message(timeout=3.0)
 
 
-def test_pubacks_waiting_for_disk_leave_in_publish_order(clients, tmp_path):
-    """With `sync = "always"` each PUBACK waits until the copies queued for the persistent
-    sessions (on both cores) are on disk, while the broker goes on reading the publisher's next
-    messages: the PUBACKs must still leave in the order the PUBLISHes came [MQTT-4.6.0-2], and
-    every subscriber gets every message once, in order."""
+@pytest.mark.parametrize("qos", [1, 2])
+def test_acknowledgements_waiting_for_disk_leave_in_publish_order(clients, tmp_path, qos):
+    """With `sync = "always"` each PUBACK (PUBREC) waits until the copies queued for the
+    persistent sessions (on both cores) are on disk, while the broker goes on reading the
+    publisher's next messages: the acknowledgements must still leave in the order the PUBLISHes
+    came [MQTT-4.6.0-2, MQTT-4.6.0-3], and every subscriber gets every message once, in order.
+    The publisher's own session is persistent too (its QoS 2 packet ids are written)."""
     data_dir = tmp_path / "data"
     with running_broker(tmp_path, data_dir) as broker:
         subscribers = clients.connect_on_each_core(broker, "order-sub", clean_session=False)
         for subscriber in subscribers.values():
-            assert subscriber.subscribe("order/t", qos=1) == 1
-        publisher = clients.connect(broker.port, "order-pub")
+            assert subscriber.subscribe("order/t", qos=qos) == qos
+        publisher = clients.connect(broker.port, "order-pub", clean_session=False)
         payloads = [f"m{n}".encode() for n in range(300)]
-        publisher.publish_many("order/t", payloads, qos=1)
+        publisher.publish_many("order/t", payloads, qos=qos)
         assert publisher.acknowledged == sorted(publisher.acknowledged)
         assert len(publisher.acknowledged) == len(payloads)
         for subscriber in subscribers.values():
             received = subscriber.expect_messages(len(payloads))
             assert [message.payload for message in received] == payloads
+            assert all(message.qos == qos for message in received)
             subscriber.expect_no_message()
