@@ -45,6 +45,8 @@ pub(super) async fn read_connect(
     max_packet_size: usize,
 ) -> Result<Box<ConnectV5>, ConnectFailure> {
     let deadline = Instant::now() + CONNECT_TIMEOUT;
+    // The CONNECT is usually in already (see `ReadHalf::read_now`).
+    let mut read_now = buf.is_empty();
     loop {
         // Known before decoding, which consumes what it refuses: a CONNECT that fails is
         // answered in its own version when it names one.
@@ -81,12 +83,22 @@ pub(super) async fn read_connect(
             }
             Err(error) => return Err(ConnectFailure::Close(error.to_string())),
         }
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let read = futures_lite::future::or(async { Some(read_more(reader, buf).await) }, async {
-            Timer::new(remaining).await;
+        let ready = if std::mem::take(&mut read_now) {
+            reader.read_now(buf)
+        } else {
             None
-        })
-        .await;
+        };
+        let read = match ready {
+            Some(read) => Some(read),
+            None => {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                futures_lite::future::or(async { Some(read_more(reader, buf).await) }, async {
+                    Timer::new(remaining).await;
+                    None
+                })
+                .await
+            }
+        };
         match read {
             Some(Ok(0)) => return Err(ConnectFailure::Close("closed before CONNECT".into())),
             Some(Ok(_)) => {}

@@ -157,9 +157,6 @@ async fn handshake(
             return None;
         }
     };
-    if let Err(error) = stream.set_nodelay(true) {
-        tracing::debug!(%addr, %error, "cannot set TCP_NODELAY");
-    }
     let ticket = listener.admit(addr.ip());
     let accepted = open_transport(&listener, stream, addr).await?;
     let certificate_name = accepted.client_certificate_cn;

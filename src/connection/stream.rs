@@ -76,6 +76,42 @@ impl ReadHalf {
         })
         .await
     }
+
+    /// Appends to `buf` what the socket of a plain TCP connection holds already, without
+    /// waiting: `None` when nothing is there yet (or the transport is not plain TCP).
+    ///
+    /// For the first read of a connection: glommio arms a readiness poll for each new socket
+    /// and waits for that poll's completion before it reads, even when the bytes are there
+    /// already, which costs a turn of the core's event loop where this costs one `recv`; and
+    /// a new connection's first bytes are there when it is accepted (see `listener::bind`).
+    pub fn read_now(&mut self, buf: &mut BytesMut) -> Option<io::Result<usize>> {
+        let transport = self.0.try_borrow().ok()?;
+        let fd = transport.as_tcp()?.as_raw_fd();
+        let mut chunk = [0u8; STACK_READ];
+        // SAFETY: `fd` belongs to the stream borrowed for this whole call, and `chunk` is
+        // writable for the length passed.
+        let read = unsafe {
+            libc::recv(
+                fd,
+                chunk.as_mut_ptr().cast(),
+                chunk.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        match usize::try_from(read) {
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                Some(Ok(n))
+            }
+            Err(_) => {
+                let error = io::Error::last_os_error();
+                match error.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => None,
+                    _ => Some(Err(error)),
+                }
+            }
+        }
+    }
 }
 
 /// The sending half.
@@ -187,6 +223,44 @@ mod tests {
                 error.map(|e| e.to_string()),
                 Some("a ws connection cannot be handed to another core".to_owned())
             );
+        });
+    }
+
+    /// A connection accepted from `listener::bind` has TCP_NODELAY, and its first bytes are
+    /// there at once; `read_now` takes them without waiting, says `None` once nothing is left,
+    /// and sees the peer's close.
+    #[test]
+    fn read_now_takes_what_a_new_connection_sent() {
+        run(|| async {
+            let listener =
+                crate::listener::bind("127.0.0.1:0".parse().expect("address")).expect("bind");
+            let addr = listener.local_addr().expect("address");
+            let mut client = TcpStream::connect(addr).await.expect("connect");
+            client.write_all(b"\x10\x0c").await.expect("send");
+            let stream = within(listener.accept()).await.expect("accept");
+            assert!(stream.nodelay().expect("TCP_NODELAY"));
+            let (mut reader, _writer) = split(Transport::Tcp(stream));
+            let mut buf = BytesMut::new();
+            assert_eq!(
+                reader.read_now(&mut buf).map(|read| read.ok()),
+                Some(Some(2))
+            );
+            assert_eq!(&buf[..], b"\x10\x0c");
+            assert!(reader.read_now(&mut buf).is_none());
+            drop(client);
+            let mut closed = None;
+            for _ in 0..100 {
+                closed = reader.read_now(&mut buf);
+                if closed.is_some() {
+                    break;
+                }
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(closed.map(|read| read.ok()), Some(Some(0)));
+
+            let (_client, transport) = websocket_pair().await;
+            let (mut reader, _writer) = split(transport);
+            assert!(reader.read_now(&mut buf).is_none());
         });
     }
 

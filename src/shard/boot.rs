@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use futures_lite::StreamExt;
 use glommio::channels::channel_mesh::MeshBuilder;
-use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use thiserror::Error;
 
@@ -456,12 +455,12 @@ async fn run_shard(
             }
         };
         shard.listeners.borrow_mut().push(state.clone());
-        match TcpListener::bind(listener.bind) {
+        match crate::listener::bind(listener.bind) {
             Ok(bound) => listeners.push((bound, state)),
-            Err(error) => {
+            Err(source) => {
                 let _ = ready.send(Err(BootError::Bind {
                     addr: listener.bind,
-                    source: std::io::Error::other(error.to_string()),
+                    source,
                 }));
                 return;
             }
