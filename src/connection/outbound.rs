@@ -1,9 +1,8 @@
 //! The bounded queue of packets waiting to be written to one client.
 //!
 //! Fan-out appends already-encoded frames here (a PUBLISH's header is encoded once per wire
-//! layout and its payload is the publisher's `Bytes`), and the connection's writer task drains
-//! everything gathered during one turn of the event loop into a single buffer and a single
-//! write. Nothing here grows without bound: QoS 0 publishes past the limits are dropped and
+//! layout and its payload is the publisher's `Bytes`), and the connection's task drains
+//! everything gathered since its last write into a single buffer and a single write. Nothing here grows without bound: QoS 0 publishes past the limits are dropped and
 //! counted, and a client that stops reading while it keeps sending is disconnected. An MQTT 5
 //! client's topic aliases are decided here, as frames are written, in wire order
 //! (`OutgoingAliases`).
@@ -277,7 +276,7 @@ impl OutboundQueue {
     }
 
     /// Moves queued frames into `out` until it holds about `MAX_WRITE_BATCH` bytes; says what
-    /// it moved.
+    /// it moved. An emptied queue gives its storage back: an idle connection keeps none.
     pub fn drain_into(&mut self, out: &mut BytesMut) -> Drained {
         let mut drained = Drained::default();
         while out.len() < MAX_WRITE_BATCH {
@@ -296,6 +295,9 @@ impl OutboundQueue {
             }
             out.reserve(frame.len());
             frame.write_to(out, &mut self.aliases);
+        }
+        if self.frames.is_empty() && self.frames.capacity() != 0 {
+            self.frames = VecDeque::new();
         }
         drained
     }
@@ -472,6 +474,34 @@ mod tests {
         queue.drain_into(&mut out);
         assert_eq!(queue.oldest_tick(), None);
         assert_eq!(queue.bytes(), 0);
+    }
+
+    #[test]
+    fn an_emptied_queue_keeps_no_storage() {
+        let mut queue = OutboundQueue::new(10, 0);
+        queue
+            .push(Frame::ping_response(), QueuedAt::tick(0))
+            .expect("room");
+        assert!(queue.frames.capacity() > 0);
+        let mut out = BytesMut::new();
+        queue.drain_into(&mut out);
+        assert_eq!(queue.frames.capacity(), 0);
+
+        // A queue drained only in part keeps what it holds.
+        let payload = Bytes::from(vec![0u8; MAX_WRITE_BATCH]);
+        let topic = TopicName::try_from("t").expect("valid topic");
+        for _ in 0..2 {
+            let frame = Frame::Publish {
+                packet: EncodedPublish::new(&topic, &payload, QoS::AtMostOnce, false),
+                packet_id: None,
+                dup: false,
+            };
+            queue.push(frame, QueuedAt::tick(0)).expect("room");
+        }
+        let mut out = BytesMut::new();
+        queue.drain_into(&mut out);
+        assert_eq!(queue.len(), 1);
+        assert!(queue.frames.capacity() > 0);
     }
 
     #[test]
