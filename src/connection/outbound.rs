@@ -23,6 +23,11 @@ use crate::queue_budget::QueueBudget;
 /// Largest batch the writer gathers into one write.
 pub const MAX_WRITE_BATCH: usize = 64 * 1024;
 
+/// Most frames an emptied queue's storage may hold for it to be given back: a connection that
+/// only ever had a few packets at a time (an idle one: its CONNACK, a PINGRESP) keeps none,
+/// while a busy one keeps its larger storage instead of growing it again for every batch.
+const RELEASED_CAPACITY: usize = 16;
+
 /// Frames beyond the droppable limit that acknowledgements and windowed publishes may add
 /// before the client is judged not to be reading (65,535 packet ids plus slack).
 const RELIABLE_FRAME_SLACK: usize = 65_535 + 1_024;
@@ -276,7 +281,8 @@ impl OutboundQueue {
     }
 
     /// Moves queued frames into `out` until it holds about `MAX_WRITE_BATCH` bytes; says what
-    /// it moved. An emptied queue gives its storage back: an idle connection keeps none.
+    /// it moved. An emptied queue that never held many frames gives its storage back (see
+    /// [`RELEASED_CAPACITY`]).
     pub fn drain_into(&mut self, out: &mut BytesMut) -> Drained {
         let mut drained = Drained::default();
         while out.len() < MAX_WRITE_BATCH {
@@ -296,7 +302,8 @@ impl OutboundQueue {
             out.reserve(frame.len());
             frame.write_to(out, &mut self.aliases);
         }
-        if self.frames.is_empty() && self.frames.capacity() != 0 {
+        let capacity = self.frames.capacity();
+        if self.frames.is_empty() && capacity != 0 && capacity <= RELEASED_CAPACITY {
             self.frames = VecDeque::new();
         }
         drained
@@ -477,7 +484,7 @@ mod tests {
     }
 
     #[test]
-    fn an_emptied_queue_keeps_no_storage() {
+    fn an_emptied_queue_keeps_no_small_storage() {
         let mut queue = OutboundQueue::new(10, 0);
         queue
             .push(Frame::ping_response(), QueuedAt::tick(0))
@@ -486,6 +493,17 @@ mod tests {
         let mut out = BytesMut::new();
         queue.drain_into(&mut out);
         assert_eq!(queue.frames.capacity(), 0);
+
+        // A queue that held many frames keeps its storage for the next batch.
+        for _ in 0..=RELEASED_CAPACITY {
+            queue
+                .push(Frame::ping_response(), QueuedAt::tick(0))
+                .expect("room");
+        }
+        queue.drain_into(&mut out);
+        assert!(queue.is_empty());
+        assert!(queue.frames.capacity() > RELEASED_CAPACITY);
+        let mut queue = OutboundQueue::new(10, 0);
 
         // A queue drained only in part keeps what it holds.
         let payload = Bytes::from(vec![0u8; MAX_WRITE_BATCH]);
