@@ -11,8 +11,8 @@
 //!
 //! 1. [`listener`] accepts the socket on some core and opens the listener's [`transport`]
 //!    (TLS, WebSocket); [`connection`] checks the CONNECT against the listener's access rules
-//!    ([`auth`]) and runs a reader and a writer task for it on that core.
-//! 2. The reader reads into one buffer and [`protocol`] (an I/O-free codec) decodes every
+//!    ([`auth`]) and runs one task for it on that core, which reads and writes side by side.
+//! 2. The connection reads into one buffer and [`protocol`] (an I/O-free codec) decodes every
 //!    complete packet in it. A PUBLISH's topic and payload are zero-copy `Bytes` slices of that
 //!    buffer: the message is received into memory once.
 //! 3. [`router`] routes the [`message::Message`]: a retained one goes to the topic's owner core
@@ -26,8 +26,8 @@
 //!    appends that shared encoding to each matching connection's bounded outgoing queue: QoS 0
 //!    directly (dropped and counted when the queue is full), QoS 1/2 through the session's
 //!    inflight window ([`session`]).
-//! 6. Each connection's writer task wakes once per turn of the event loop and writes all it
-//!    gathered with a single call (TCP_NODELAY; the batching is ours).
+//! 6. Each connection's task, woken when its queue stops being empty, writes all it gathered
+//!    with a single call (TCP_NODELAY; the batching is ours).
 //! 7. QoS 1/2 acknowledgements from subscribers advance their windows; the publisher got its
 //!    PUBACK/PUBREC as soon as the message was handed to every core.
 //!

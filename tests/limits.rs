@@ -271,6 +271,58 @@ async fn keep_alive_outside_the_configured_bounds_gets_connack_2() {
     }
 }
 
+/// The broker keeps reading a client whose socket it cannot write to: flooded while it reads
+/// nothing, the client still has what it publishes delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_still_read() {
+    const SENT: usize = 20_000;
+    const PAYLOAD: usize = 1024;
+    let broker = Broker::start(&[]);
+    let mut watcher = RawClient::connected(broker.port, &Connect::v311("watcher")).await;
+    assert_eq!(watcher.subscribe(1, &[("slow/said", 0)]).await, [0]);
+
+    let mut slow = RawClient::connect_tcp_small_buffer(broker.port, 4096).await;
+    slow.send(&Connect::v311("slow").encode())
+        .await
+        .expect("CONNECT");
+    match slow.recv(raw::PACKET_TIMEOUT).await {
+        Ok(Incoming::ConnAck { code: 0, .. }) => {}
+        other => panic!("slow client CONNACK: {other:?}"),
+    }
+    assert_eq!(slow.subscribe(1, &[("flood/t", 0)]).await, [0]);
+    // From here on `slow` reads nothing.
+
+    let mut flooder = RawClient::connected(broker.port, &Connect::v311("flooder")).await;
+    let batch = raw::publish(b"flood/t", &[b'f'; PAYLOAD], 0, false, false, 0).repeat(500);
+    for _ in 0..SENT / 500 {
+        tokio::time::timeout(Duration::from_secs(60), flooder.stream_write(&batch))
+            .await
+            .expect("the broker keeps reading the flood")
+            .expect("write flood");
+    }
+    // Its queue is full, so the socket under it is: the broker's write to it waits.
+    broker
+        .wait_for_log_where(
+            |l| {
+                l.contains("dropping messages for slow client")
+                    && field(l, "client_id").as_deref() == Some("slow")
+            },
+            LOG_TIMEOUT,
+        )
+        .expect("WARN `dropping messages for slow client client_id=slow`");
+
+    let said = raw::publish(b"slow/said", b"still heard", 0, false, false, 0);
+    slow.send(&said)
+        .await
+        .expect("PUBLISH from the slow client");
+    let said = watcher
+        .next_publish(Duration::from_secs(10))
+        .await
+        .expect("what a client whose socket is full publishes still reaches its subscriber");
+    assert_eq!(said.topic, b"slow/said");
+    assert_eq!(said.payload, b"still heard");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qos0_is_dropped_for_a_subscriber_that_stops_reading() {
     const SENT: usize = 20_000;

@@ -1,10 +1,11 @@
 //! The part of a connection that the rest of its shard may touch: its outgoing queue, the
-//! wake-up of its writer, and the request to close it.
+//! wake-up of its task, and the request to close it.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -145,9 +146,11 @@ pub struct ConnHandle {
     /// queued frames are stamped with.
     core: Rc<CoreMetrics>,
     outbound: RefCell<OutboundQueue>,
-    writer_wake: Notify,
-    close_wake: Notify,
-    close_reason: RefCell<Option<CloseReason>>,
+    /// Wakes the connection's task when its queue stops being empty or it is asked to close
+    /// (one task serves both, so one waker is enough).
+    wake: Notify,
+    /// Why the connection is closing, once it is (boxed: one pointer while it is not).
+    close_reason: RefCell<Option<Box<CloseReason>>>,
     /// Whether the client is losing messages: set (and logged) at its first drop, cleared
     /// (and logged) by its core once a whole watch period passed without one.
     lagging: Cell<bool>,
@@ -189,8 +192,7 @@ impl ConnHandle {
             outbound: RefCell::new(
                 OutboundQueue::new(max_messages, max_bytes).with_aliases(aliases),
             ),
-            writer_wake: Notify::default(),
-            close_wake: Notify::default(),
+            wake: Notify::default(),
             close_reason: RefCell::new(None),
             lagging: Cell::new(false),
             flow_dropped: Cell::new(0),
@@ -245,8 +247,8 @@ impl ConnHandle {
             && now.wrapping_sub(self.last_heard.get()) > self.keep_alive_ticks
     }
 
-    /// Queues a packet the protocol requires and wakes the writer; a client that does not
-    /// read at all is closed instead.
+    /// Queues a packet the protocol requires and wakes the connection's task; a client that
+    /// does not read at all is closed instead.
     pub fn send(&self, frame: Frame) {
         self.send_timed(frame, None);
     }
@@ -255,10 +257,23 @@ impl ConnHandle {
     /// message entered the core).
     fn send_timed(&self, frame: Frame, received: Option<Instant>) {
         let at = self.queued_at(received);
-        let pushed = self.outbound.borrow_mut().push(frame, at);
+        let mut queue = self.outbound.borrow_mut();
+        let was_empty = queue.is_empty();
+        let pushed = queue.push(frame, at);
+        drop(queue);
         match pushed {
-            Ok(()) => self.writer_wake.notify(),
+            Ok(()) => self.wake_writer(was_empty),
             Err(_) => self.close(CloseReason::NotReading),
+        }
+    }
+
+    /// Wakes the connection's task for a frame just queued, when the queue was empty before
+    /// it: a task that finds frames waiting keeps writing until none are left, so only the
+    /// first one needs to wake it (and a client whose socket is full costs no wake-up per
+    /// frame).
+    fn wake_writer(&self, was_empty: bool) {
+        if was_empty {
+            self.wake.notify();
         }
     }
 
@@ -279,10 +294,13 @@ impl ConnHandle {
         received: Option<Instant>,
     ) -> Result<(), DropReason> {
         let at = self.queued_at(received);
-        let pushed = self.outbound.borrow_mut().push_droppable_at(frame, at);
+        let mut queue = self.outbound.borrow_mut();
+        let was_empty = queue.is_empty();
+        let pushed = queue.push_droppable_at(frame, at);
+        drop(queue);
         match pushed {
             Ok(()) => {
-                self.writer_wake.notify();
+                self.wake_writer(was_empty);
                 Ok(())
             }
             Err(error) => {
@@ -425,7 +443,7 @@ impl ConnHandle {
         }
     }
 
-    /// Asks the connection's tasks to end (the first reason given wins). An MQTT 5 client is
+    /// Asks the connection's task to end (the first reason given wins). An MQTT 5 client is
     /// sent a DISCONNECT saying why, after what is already queued, when the specification
     /// allows one for that reason.
     pub fn close(&self, reason: CloseReason) {
@@ -434,11 +452,10 @@ impl ConnHandle {
             if self.protocol == ProtocolVersion::V5 {
                 self.queue_disconnect(&reason);
             }
-            *current = Some(reason);
+            *current = Some(Box::new(reason));
         }
         drop(current);
-        self.close_wake.notify();
-        self.writer_wake.notify();
+        self.wake.notify();
     }
 
     /// Queues the DISCONNECT telling an MQTT 5 client why its connection ends, with the words
@@ -465,17 +482,19 @@ impl ConnHandle {
 
     /// The reason given to [`ConnHandle::close`], if any.
     pub fn close_reason(&self) -> Option<CloseReason> {
-        self.close_reason.borrow().clone()
+        self.close_reason.borrow().as_deref().cloned()
     }
 
-    /// Resolves when someone asks the connection to close.
-    pub async fn closed(&self) {
-        self.close_wake.notified().await;
+    /// Whether the connection was asked to close.
+    pub fn is_closing(&self) -> bool {
+        self.close_reason.borrow().is_some()
     }
 
-    /// Resolves when there is something to write (or the connection is closing).
-    pub async fn writable(&self) {
-        self.writer_wake.notified().await;
+    /// `Ready` when the connection's task has been woken since it last looked: its queue
+    /// stopped being empty or it was asked to close (it then checks both). `Pending` registers
+    /// the task of `cx` for the next wake-up.
+    pub fn poll_wake(&self, cx: &Context<'_>) -> Poll<()> {
+        self.wake.poll_notified(cx)
     }
 
     /// Runs `f` on the outgoing queue.
@@ -488,12 +507,12 @@ impl ConnHandle {
         self.outbound.borrow().dropped() + self.flow_dropped.get()
     }
 
-    /// Moves what is queued into the writer's buffer `out` (see [`OutboundQueue::drain_into`]).
+    /// Moves what is queued into the write buffer `out` (see [`OutboundQueue::drain_into`]).
     pub fn drain_into(&self, out: &mut bytes::BytesMut) -> Drained {
         self.outbound.borrow_mut().drain_into(out)
     }
 
-    /// Counts a batch the writer wrote: `drained` from [`ConnHandle::drain_into`], `bytes`
+    /// Counts a batch written to the socket: `drained` from [`ConnHandle::drain_into`], `bytes`
     /// long. A timed publish in it gives its publish-to-delivery latency (one clock read).
     pub fn record_written(&self, drained: Drained, bytes: usize) {
         let core = &self.core;

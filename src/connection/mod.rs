@@ -1,11 +1,13 @@
 //! One client connection: the CONNECT handshake, the read/decode loop with its keep-alive, the
-//! handling of each packet, and the writer task that flushes the connection's queue.
+//! handling of each packet, and the writing of the connection's queue.
 //!
-//! A connection runs as two tasks of its shard. The reader decodes every complete packet in its
-//! buffer in one pass and acts on it (routing a PUBLISH, answering with acknowledgements that
-//! it queues); the writer wakes once per turn of the event loop in which something was queued
-//! and writes it all with one call. An error in a connection ends that connection only; an
-//! MQTT 5 client is told why with a DISCONNECT carrying the reason code (`handle`).
+//! An established connection is one task of its shard, which also holds its state: it decodes
+//! every complete packet in its buffer in one pass and acts on it (routing a PUBLISH, answering
+//! with acknowledgements that it queues), and between packets and while it waits it writes
+//! what was queued for the client, everything gathered since the last write in one call
+//! (`wire`: reads and writes are polled side by side, so neither holds up the other). An
+//! error in a connection ends that connection only; an MQTT 5 client is told why with a
+//! DISCONNECT carrying the reason code (`handle`).
 //!
 //! Each connection keeps its protocol version end to end: `handshake` accepts 3.1, 3.1.1 and 5
 //! on the same listener and answers in the client's version, MQTT 5 packets are handled by the
@@ -22,6 +24,7 @@ mod outgoing_alias;
 mod relay;
 mod stream;
 mod topic_alias;
+mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -63,6 +66,7 @@ use ack_order::{AckOrder, Answers};
 use handshake::{accepting_connack, check_connect, read_connect, refuse, ConnectFailure, Terms};
 use stream::{ReadHalf, WriteHalf};
 use topic_alias::TopicAliases;
+use wire::{Event, Wire};
 
 /// Longest wait for the CONNECT packet after a connection is accepted.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -364,21 +368,20 @@ struct Established {
 /// Serves an established connection until it ends, in a task of its own.
 ///
 /// Every idle connection holds this task for its lifetime, so it holds nothing else: the
-/// handshake ran in a task already gone, and the state lives in one boxed [`Connection`]
-/// (an async fn keeps a by-value argument twice).
-fn spawn_established(connection: Connection) {
-    glommio::spawn_local(run_established(Box::new(connection))).detach();
+/// handshake ran in a task already gone, and the connection's state and transport live in the
+/// task itself (an async block keeps what it captures once, where an async fn would keep a
+/// by-value argument twice).
+fn spawn_established((mut connection, mut wire): (Connection, Wire)) {
+    glommio::spawn_local(async move {
+        let reason = connection.run(&mut wire).await;
+        // Boxed: the close path is large and runs once (see `serve`).
+        Box::pin(connection.finish(wire, reason)).await;
+    })
+    .detach();
 }
 
-/// The body of the task [`spawn_established`] starts.
-async fn run_established(mut connection: Box<Connection>) {
-    let reason = connection.run().await;
-    // Boxed: the close path is large and runs once (see `serve`).
-    Box::pin(connection.finish(reason)).await;
-}
-
-/// Binds the connection to its session, answers CONNACK and starts its writer.
-fn establish(shard: Rc<Shard>, established: Established) -> Connection {
+/// Binds the connection to its session and answers CONNACK; returns it with its transport.
+fn establish(shard: Rc<Shard>, established: Established) -> (Connection, Wire) {
     let Established {
         reader,
         writer,
@@ -462,7 +465,7 @@ fn establish(shard: Rc<Shard>, established: Established) -> Connection {
         );
     }
 
-    let writer_task = glommio::spawn_local(write_loop(conn.clone(), writer));
+    let wire = Wire::new(stream::join(reader, writer), buf);
     let max_packet_size = limits.max_packet_size;
     let ConnectV5 {
         connect: fields,
@@ -473,7 +476,7 @@ fn establish(shard: Rc<Shard>, established: Established) -> Connection {
     if let Some(will) = &will {
         shard.persist_connection_will(key, will, &properties);
     }
-    Connection {
+    let connection = Connection {
         shard,
         conn,
         key,
@@ -483,12 +486,10 @@ fn establish(shard: Rc<Shard>, established: Established) -> Connection {
         topic_aliases: TopicAliases::default(),
         acks: AckOrder::default(),
         addr,
-        reader,
-        buf,
-        writer_task,
         access,
         _ticket: ticket,
-    }
+    };
+    (connection, wire)
 }
 
 /// The PUBACK (0x40) or PUBREC (0x50) of `id`; an MQTT 5 client learns when no subscriber
@@ -548,37 +549,8 @@ async fn write_and_close(writer: &mut WriteHalf, out: &[u8]) {
     }
 }
 
-/// Drains the connection's queue into the socket: everything gathered since the last write
-/// goes out in one call.
-async fn write_loop(conn: Rc<ConnHandle>, mut writer: WriteHalf) {
-    let mut batch = BytesMut::new();
-    loop {
-        let drained = conn.drain_into(&mut batch);
-        if batch.is_empty() {
-            if conn.close_reason().is_some() {
-                break;
-            }
-            // Give an idle connection's buffer back.
-            batch = BytesMut::new();
-            conn.writable().await;
-            continue;
-        }
-        // The flush is what sends a TLS record or WebSocket frame (a no-op for plain TCP).
-        let written = match writer.write_all(&batch).await {
-            Ok(()) => writer.flush().await,
-            Err(error) => Err(error),
-        };
-        if let Err(error) = written {
-            conn.close(CloseReason::ConnectionLost(error.to_string()));
-            return;
-        }
-        conn.record_written(drained, batch.len());
-        batch.clear();
-    }
-    let _ = writer.close().await;
-}
-
-/// The reader side of an established connection, with everything it holds while it lives.
+/// An established connection's state, with everything it holds while it lives but its
+/// transport (its [`Wire`]).
 struct Connection {
     shard: Rc<Shard>,
     conn: Rc<ConnHandle>,
@@ -593,10 +565,6 @@ struct Connection {
     /// behind them.
     acks: AckOrder,
     addr: SocketAddr,
-    reader: ReadHalf,
-    /// Received bytes not yet decoded.
-    buf: BytesMut,
-    writer_task: glommio::Task<()>,
     /// Who the client is for its listener's ACL (`None`: no ACL applies).
     access: Option<Rc<ClientAccess>>,
     /// The connection's place in its listener's limits, given back when it ends.
@@ -614,28 +582,35 @@ struct PendingWill {
 type PacketFuture<'a> = Pin<Box<dyn Future<Output = Result<(), CloseReason>> + 'a>>;
 
 impl Connection {
-    /// Reads and handles packets until the connection must end; returns why.
-    async fn run(&mut self) -> CloseReason {
+    /// Reads and handles packets, and writes what is queued for the client, until the
+    /// connection must end; returns why.
+    async fn run(&mut self, wire: &mut Wire) -> CloseReason {
         loop {
             loop {
-                match protocol::decode_with(
-                    &mut self.buf,
-                    self.max_packet_size,
-                    Some(self.protocol),
-                ) {
-                    Ok(Some(packet)) => {
-                        self.shard.metrics.increment(Counter::MessagesReceived);
-                        let handled = match self.on_packet(packet) {
-                            Ok(Some(waiting)) => waiting.await,
-                            Ok(None) => Ok(()),
-                            Err(reason) => Err(reason),
-                        };
-                        if let Err(reason) = handled {
-                            return reason;
-                        }
+                // The handling borrows the connection: the writing needs a handle of its own.
+                let conn = self.conn.clone();
+                // The packet is handled in a block of its own, which no wait is part of: the
+                // task, which every idle connection holds, keeps no room for one.
+                let waiting = {
+                    let decoded = protocol::decode_with(
+                        &mut wire.buf,
+                        self.max_packet_size,
+                        Some(self.protocol),
+                    );
+                    let packet = match decoded {
+                        Ok(Some(packet)) => packet,
+                        Ok(None) => break,
+                        Err(error) => return CloseReason::from(error),
+                    };
+                    self.shard.metrics.increment(Counter::MessagesReceived);
+                    match self.on_packet(packet) {
+                        Ok(Some(waiting)) => waiting,
+                        Ok(None) => continue,
+                        Err(reason) => return reason,
                     }
-                    Ok(None) => break,
-                    Err(error) => return CloseReason::from(error),
+                };
+                if let Err(reason) = wire.send_during(&conn, waiting).await {
+                    return reason;
                 }
             }
             if let Some(reason) = self.conn.close_reason() {
@@ -643,28 +618,22 @@ impl Connection {
             }
             // A publisher whose socket always has data would never give its core back (its
             // reads complete at once): let the other tasks of the core run, subscribers'
-            // writers among them, between two batches.
+            // connections among them, between two batches.
             futures_lite::future::yield_now().await;
-            let filled = self.buf.len();
-            let (reader, buf, conn) = (&mut self.reader, &mut self.buf, &self.conn);
             // The keep-alive is enforced by the shard's clock (`Shard::tick`), which closes a
             // silent connection: the wait ends then too.
-            let read =
-                futures_lite::future::or(async { Some(read_more(reader, buf).await) }, async {
-                    conn.closed().await;
-                    None
-                })
-                .await;
-            match read {
-                Some(Ok(0)) => return CloseReason::ConnectionLost("closed by the client".into()),
-                Some(Ok(read)) => {
+            let conn = &self.conn;
+            let event = futures_lite::future::poll_fn(|cx| wire.poll_event(conn, cx)).await;
+            match event {
+                Event::Read(Ok(0)) => {
+                    return CloseReason::ConnectionLost("closed by the client".into())
+                }
+                Event::Read(Ok(read)) => {
                     self.conn.heard(self.shard.clock());
                     self.shard.metrics.add(Counter::BytesReceived, read as u64);
                 }
-                Some(Err(error)) => return CloseReason::ConnectionLost(error.to_string()),
-                None => {
-                    // The read was abandoned after `read_more` had zero-extended the buffer.
-                    self.buf.truncate(filled);
+                Event::Read(Err(error)) => return CloseReason::ConnectionLost(error.to_string()),
+                Event::Closing => {
                     if let Some(reason) = self.conn.close_reason() {
                         return reason;
                     }
@@ -1151,7 +1120,7 @@ impl Connection {
 
     /// Ends the connection: publishes the will when due, unbinds the session, flushes what is
     /// queued (bounded in time) and logs.
-    async fn finish(self, reason: CloseReason) {
+    async fn finish(self, mut wire: Wire, reason: CloseReason) {
         self.conn.close(reason.clone());
         if let CloseReason::ProtocolError { why, .. } = &reason {
             tracing::warn!(
@@ -1197,7 +1166,7 @@ impl Connection {
         self.shard.connections.borrow_mut().remove(&self.conn.id);
         let flushed = futures_lite::future::or(
             async {
-                self.writer_task.await;
+                wire.finish(&self.conn).await;
                 true
             },
             async {

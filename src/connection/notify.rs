@@ -26,6 +26,16 @@ impl Notify {
     pub fn notified(&self) -> Notified<'_> {
         Notified { notify: self }
     }
+
+    /// Polls for the flag: `Ready` (clearing it) when it is set, else `Pending` with the
+    /// task of `cx` as the one to wake.
+    pub fn poll_notified(&self, cx: &Context<'_>) -> Poll<()> {
+        if self.pending.replace(false) {
+            return Poll::Ready(());
+        }
+        *self.waker.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
+    }
 }
 
 /// Future returned by [`Notify::notified`].
@@ -36,11 +46,7 @@ pub struct Notified<'a> {
 impl Future for Notified<'_> {
     type Output = ();
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.notify.pending.replace(false) {
-            return Poll::Ready(());
-        }
-        *self.notify.waker.borrow_mut() = Some(cx.waker().clone());
-        Poll::Pending
+        self.notify.poll_notified(cx)
     }
 }
 

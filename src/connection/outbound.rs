@@ -1,9 +1,8 @@
 //! The bounded queue of packets waiting to be written to one client.
 //!
 //! Fan-out appends already-encoded frames here (a PUBLISH's header is encoded once per wire
-//! layout and its payload is the publisher's `Bytes`), and the connection's writer task drains
-//! everything gathered during one turn of the event loop into a single buffer and a single
-//! write. Nothing here grows without bound: QoS 0 publishes past the limits are dropped and
+//! layout and its payload is the publisher's `Bytes`), and the connection's task drains
+//! everything gathered since its last write into a single buffer and a single write. Nothing here grows without bound: QoS 0 publishes past the limits are dropped and
 //! counted, and a client that stops reading while it keeps sending is disconnected. An MQTT 5
 //! client's topic aliases are decided here, as frames are written, in wire order
 //! (`OutgoingAliases`).
@@ -23,6 +22,11 @@ use crate::queue_budget::QueueBudget;
 
 /// Largest batch the writer gathers into one write.
 pub const MAX_WRITE_BATCH: usize = 64 * 1024;
+
+/// Most frames an emptied queue's storage may hold for it to be given back: a connection that
+/// only ever had a few packets at a time (an idle one: its CONNACK, a PINGRESP) keeps none,
+/// while a busy one keeps its larger storage instead of growing it again for every batch.
+const RELEASED_CAPACITY: usize = 16;
 
 /// Frames beyond the droppable limit that acknowledgements and windowed publishes may add
 /// before the client is judged not to be reading (65,535 packet ids plus slack).
@@ -277,7 +281,8 @@ impl OutboundQueue {
     }
 
     /// Moves queued frames into `out` until it holds about `MAX_WRITE_BATCH` bytes; says what
-    /// it moved.
+    /// it moved. An emptied queue that never held many frames gives its storage back (see
+    /// [`RELEASED_CAPACITY`]).
     pub fn drain_into(&mut self, out: &mut BytesMut) -> Drained {
         let mut drained = Drained::default();
         while out.len() < MAX_WRITE_BATCH {
@@ -296,6 +301,10 @@ impl OutboundQueue {
             }
             out.reserve(frame.len());
             frame.write_to(out, &mut self.aliases);
+        }
+        let capacity = self.frames.capacity();
+        if self.frames.is_empty() && capacity != 0 && capacity <= RELEASED_CAPACITY {
+            self.frames = VecDeque::new();
         }
         drained
     }
@@ -472,6 +481,45 @@ mod tests {
         queue.drain_into(&mut out);
         assert_eq!(queue.oldest_tick(), None);
         assert_eq!(queue.bytes(), 0);
+    }
+
+    #[test]
+    fn an_emptied_queue_keeps_no_small_storage() {
+        let mut queue = OutboundQueue::new(10, 0);
+        queue
+            .push(Frame::ping_response(), QueuedAt::tick(0))
+            .expect("room");
+        assert!(queue.frames.capacity() > 0);
+        let mut out = BytesMut::new();
+        queue.drain_into(&mut out);
+        assert_eq!(queue.frames.capacity(), 0);
+
+        // A queue that held many frames keeps its storage for the next batch.
+        for _ in 0..=RELEASED_CAPACITY {
+            queue
+                .push(Frame::ping_response(), QueuedAt::tick(0))
+                .expect("room");
+        }
+        queue.drain_into(&mut out);
+        assert!(queue.is_empty());
+        assert!(queue.frames.capacity() > RELEASED_CAPACITY);
+        let mut queue = OutboundQueue::new(10, 0);
+
+        // A queue drained only in part keeps what it holds.
+        let payload = Bytes::from(vec![0u8; MAX_WRITE_BATCH]);
+        let topic = TopicName::try_from("t").expect("valid topic");
+        for _ in 0..2 {
+            let frame = Frame::Publish {
+                packet: EncodedPublish::new(&topic, &payload, QoS::AtMostOnce, false),
+                packet_id: None,
+                dup: false,
+            };
+            queue.push(frame, QueuedAt::tick(0)).expect("room");
+        }
+        let mut out = BytesMut::new();
+        queue.drain_into(&mut out);
+        assert_eq!(queue.len(), 1);
+        assert!(queue.frames.capacity() > 0);
     }
 
     #[test]

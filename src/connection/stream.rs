@@ -27,6 +27,19 @@ pub fn split(stream: Transport) -> (ReadHalf, WriteHalf) {
     (ReadHalf(shared.clone()), WriteHalf(shared))
 }
 
+/// The transport `split` divided, whole again: an established connection drives both
+/// directions from its one task.
+pub fn join(reader: ReadHalf, writer: WriteHalf) -> Transport {
+    drop(writer);
+    match Rc::try_unwrap(reader.0) {
+        Ok(stream) => stream.into_inner(),
+        // The two halves are the only holders of the `Rc` (`split` makes exactly two, neither
+        // can be cloned, and the field is private to this module): with the writer dropped,
+        // the reader's is the last one.
+        Err(_) => unreachable!("a stream half outlived its pair"),
+    }
+}
+
 /// A borrow failure would mean two polls of one stream at once, which a single-threaded
 /// executor cannot do; it is reported as an I/O error rather than a panic all the same.
 fn busy() -> io::Error {

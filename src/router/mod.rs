@@ -6,8 +6,8 @@
 //! handed to one member of each matching shared subscription group (`shared`). Local delivery
 //! merges each session's matching subscriptions into one target (`target`), encodes the
 //! PUBLISH once per wire layout (protocol family, QoS, RETAIN) and appends that shared
-//! encoding to each subscriber's queue (`delivery`); the subscribers' writer tasks then flush
-//! what gathered in one write. A message keeps its RETAIN flag and its MQTT 5 extras all the
+//! encoding to each subscriber's queue (`delivery`); the subscribers' connection tasks then
+//! flush what gathered in one write. A message keeps its RETAIN flag and its MQTT 5 extras all the
 //! way: each delivery decides what its subscriber is shown.
 
 mod delivery;

@@ -7,8 +7,9 @@
 //! answered, a Close frame is answered and then ends the stream, and a text frame or any
 //! framing error ends the connection with an error (after a Close frame saying why).
 //!
-//! The framing is tungstenite's; it is driven through `sync_io`, which lets the connection's
-//! reader and writer tasks share one WebSocket.
+//! The framing is tungstenite's; it is driven through `sync_io`, which lets reads and writes
+//! in progress share one WebSocket (a connection's task polls both side by side; a relayed
+//! one has a task for each).
 
 use std::cell::Cell;
 use std::io;

@@ -1,0 +1,196 @@
+//! An established connection's transport, driven in both directions by the connection's one
+//! task: the bytes received and not yet decoded, and the batch of queued packets on its way
+//! out.
+//!
+//! Reads and writes are polled side by side, never one after the other: a write waiting for
+//! a full socket does not stop the broker from reading the client's packets (a client that
+//! does not read is found out by its queue's limits, see `OutboundQueue`), and a read waiting
+//! for the client does not hold up what is queued for it. Everything gathered in the queue
+//! since the last write goes out in one call. An idle connection holds no buffer in either
+//! direction, and no task but its own.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use futures_lite::{ready, AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use super::handle::{CloseReason, ConnHandle};
+use super::outbound::Drained;
+use super::stream::STACK_READ;
+use super::READ_CHUNK;
+use crate::transport::Transport;
+
+/// The transport of an established connection and the bytes in flight on it.
+pub(super) struct Wire {
+    transport: Transport,
+    /// Received bytes not yet decoded.
+    pub(super) buf: BytesMut,
+    /// The batch being written (drained from the connection's queue), empty and without an
+    /// allocation while nothing is on its way.
+    out: BytesMut,
+    /// Bytes of `out` already written.
+    written: usize,
+    /// What `out` holds, for the core's counters once it is written.
+    drained: Drained,
+    /// A write failed: the connection is closing and nothing more is written.
+    broken: bool,
+}
+
+/// What ends a connection's wait for its client.
+pub(super) enum Event {
+    /// The client sent bytes, appended to [`Wire::buf`]: their count, 0 when it closed the
+    /// connection.
+    Read(io::Result<usize>),
+    /// The connection was asked to close (see [`ConnHandle::close`]).
+    Closing,
+}
+
+impl Wire {
+    /// The wire of `transport`, with the bytes already received after the CONNECT.
+    pub(super) fn new(transport: Transport, buf: BytesMut) -> Self {
+        Self {
+            transport,
+            buf,
+            out: BytesMut::new(),
+            written: 0,
+            drained: Drained::default(),
+            broken: false,
+        }
+    }
+
+    /// Waits for the client to send something or for the connection to be asked to close,
+    /// writing what `conn` queues meanwhile.
+    pub(super) fn poll_event(&mut self, conn: &ConnHandle, cx: &mut Context<'_>) -> Poll<Event> {
+        loop {
+            self.poll_send(conn, cx);
+            if conn.is_closing() {
+                return Poll::Ready(Event::Closing);
+            }
+            if let Poll::Ready(read) = self.poll_read_more(cx) {
+                return Poll::Ready(Event::Read(read));
+            }
+            // Registers for the next frame queued or close request; one that came since the
+            // checks above is seen by going round again.
+            if conn.poll_wake(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Completes `work` (the handling of a packet, which may wait for other cores), writing
+    /// what `conn` queues meanwhile.
+    ///
+    /// A plain function rather than an `async fn`, which would keep `work` twice in the
+    /// connection's task.
+    pub(super) fn send_during<'a, F: Future + Unpin + 'a>(
+        &'a mut self,
+        conn: &'a ConnHandle,
+        mut work: F,
+    ) -> impl Future<Output = F::Output> + 'a {
+        futures_lite::future::poll_fn(move |cx| {
+            if let Poll::Ready(output) = Pin::new(&mut work).poll(cx) {
+                return Poll::Ready(output);
+            }
+            loop {
+                self.poll_send(conn, cx);
+                if conn.poll_wake(cx).is_pending() {
+                    return Poll::Pending;
+                }
+            }
+        })
+    }
+
+    /// Writes what is still queued (an MQTT 5 client's DISCONNECT among it), then closes the
+    /// sending side of the transport (TLS close_notify, the WebSocket Close frame).
+    pub(super) async fn finish(&mut self, conn: &ConnHandle) {
+        futures_lite::future::poll_fn(|cx| {
+            self.poll_send(conn, cx);
+            // With a batch left, the socket is full and will wake the task.
+            if self.broken || self.out.is_empty() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+        if !self.broken {
+            let _ = self.transport.close().await;
+        }
+    }
+
+    /// Writes what `conn` queues until its queue is empty or the socket is full (the task of
+    /// `cx` is then woken when it has room); a failure closes the connection.
+    fn poll_send(&mut self, conn: &ConnHandle, cx: &mut Context<'_>) {
+        if self.broken {
+            return;
+        }
+        if let Err(error) = self.try_send(conn, cx) {
+            self.broken = true;
+            self.out = BytesMut::new();
+            self.written = 0;
+            conn.close(CloseReason::ConnectionLost(error.to_string()));
+        }
+    }
+
+    fn try_send(&mut self, conn: &ConnHandle, cx: &mut Context<'_>) -> io::Result<()> {
+        loop {
+            if self.out.is_empty() {
+                self.drained = conn.drain_into(&mut self.out);
+                if self.out.is_empty() {
+                    // Give an idle connection's buffer back.
+                    self.out = BytesMut::new();
+                    return Ok(());
+                }
+            }
+            while self.written < self.out.len() {
+                let unwritten = &self.out[self.written..];
+                match Pin::new(&mut self.transport).poll_write(cx, unwritten) {
+                    Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                    Poll::Ready(Ok(written)) => self.written += written,
+                    Poll::Ready(Err(error)) => return Err(error),
+                    Poll::Pending => return Ok(()),
+                }
+            }
+            // The flush is what sends a TLS record or WebSocket frame (a no-op for plain TCP).
+            if Pin::new(&mut self.transport).poll_flush(cx)?.is_pending() {
+                return Ok(());
+            }
+            conn.record_written(self.drained, self.out.len());
+            self.out.clear();
+            self.written = 0;
+        }
+    }
+
+    /// Appends what the socket has to `buf`; returns the byte count (0 = closed by the peer).
+    ///
+    /// Memory follows activity: when `buf` holds nothing (the usual case between packets),
+    /// the read goes through a buffer on the stack and `buf` is given exactly the bytes that
+    /// arrived, so a connection waiting for its client holds no read buffer. Only a partly
+    /// received packet is read into `buf` directly, a chunk at a time or more when a large
+    /// packet is arriving.
+    fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let start = self.buf.len();
+        if start == 0 {
+            // Let go of the allocation: packets already split off keep theirs.
+            self.buf = BytesMut::new();
+            let mut chunk = [0u8; STACK_READ];
+            let read = ready!(Pin::new(&mut self.transport).poll_read(cx, &mut chunk));
+            if let Ok(count) = read {
+                self.buf.extend_from_slice(&chunk[..count]);
+            }
+            return Poll::Ready(read);
+        }
+        let want = READ_CHUNK.max(start);
+        self.buf.resize(start + want, 0);
+        let read = Pin::new(&mut self.transport).poll_read(cx, &mut self.buf[start..]);
+        let count = match &read {
+            Poll::Ready(Ok(count)) => *count,
+            _ => 0,
+        };
+        self.buf.truncate(start + count);
+        read
+    }
+}
