@@ -512,16 +512,6 @@ impl ConnHandle {
         self.outbound.borrow_mut().drain_into(out)
     }
 
-    /// The client's socket refused part of a write (see [`OutboundQueue::socket_filled`]).
-    pub fn socket_filled(&self) {
-        self.outbound.borrow_mut().socket_filled();
-    }
-
-    /// Everything queued for the client was written (see [`OutboundQueue::caught_up`]).
-    pub fn caught_up(&self) {
-        self.outbound.borrow_mut().caught_up();
-    }
-
     /// Counts a batch written to the socket: `drained` from [`ConnHandle::drain_into`], `bytes`
     /// long. A timed publish in it gives its publish-to-delivery latency (one clock read).
     pub fn record_written(&self, drained: Drained, bytes: usize) {

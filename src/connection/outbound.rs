@@ -194,9 +194,6 @@ pub struct OutboundQueue {
     timed: Option<Instant>,
     /// The core's account of queued bytes, charged with `bytes`.
     budget: QueueBudget,
-    /// The client's socket refused part of a write since the queue was last written out
-    /// entirely: the client is not keeping up, and `max_messages` applies to what waits.
-    socket_full: bool,
 }
 
 impl OutboundQueue {
@@ -211,7 +208,6 @@ impl OutboundQueue {
             dropped: 0,
             aliases: OutgoingAliases::default(),
             timed: None,
-            socket_full: false,
             budget: QueueBudget::unbounded(),
         }
     }
@@ -240,14 +236,9 @@ impl OutboundQueue {
     /// Queues a frame that may be dropped when the queue is full (a QoS 0 publish). Returns
     /// `Err(Full)` when it is, `Err(OverBudget)` when the core's queues are (see
     /// [`QueueBudget::admits`]), and counts the drop.
-    ///
-    /// The message count limits only a client that is not keeping up (see
-    /// [`OutboundQueue::socket_filled`]): while its socket takes everything, what waits is only
-    /// what gathered since its connection's last turn on the core, bounded by the byte limits.
     pub fn push_droppable_at(&mut self, frame: Frame, at: QueuedAt) -> Result<(), QueueError> {
         let over_bytes = self.max_bytes != 0 && self.bytes + frame.len() > self.max_bytes;
-        let over_count = self.socket_full && self.frames.len() >= self.max_messages;
-        if over_count || over_bytes {
+        if self.frames.len() >= self.max_messages || over_bytes {
             self.dropped += 1;
             return Err(QueueError::Full);
         }
@@ -257,17 +248,6 @@ impl OutboundQueue {
         }
         self.push_unchecked(frame, at);
         Ok(())
-    }
-
-    /// The client's socket refused part of a write: from now until the queue is written out
-    /// entirely, the client counts as not keeping up.
-    pub fn socket_filled(&mut self) {
-        self.socket_full = true;
-    }
-
-    /// Everything queued was written: the client keeps up again.
-    pub fn caught_up(&mut self) {
-        self.socket_full = false;
     }
 
     /// Queues a frame the protocol requires (an acknowledgement, a windowed QoS 1/2 publish).
@@ -383,14 +363,11 @@ mod tests {
     }
 
     #[test]
-    fn droppable_frames_stop_at_the_message_limit_once_the_client_falls_behind() {
+    fn droppable_frames_stop_at_the_message_limit_and_are_counted() {
         let mut queue = OutboundQueue::new(2, 0);
-        // Keeping up: what gathers before the connection's next turn is not capped by count.
-        for payload in [b"a", b"b", b"c"] {
-            assert!(queue.push_droppable(publish(payload)).is_ok());
-        }
-        queue.socket_filled();
-        assert_eq!(queue.push_droppable(publish(b"d")), Err(QueueError::Full));
+        assert!(queue.push_droppable(publish(b"a")).is_ok());
+        assert!(queue.push_droppable(publish(b"b")).is_ok());
+        assert_eq!(queue.push_droppable(publish(b"c")), Err(QueueError::Full));
         assert_eq!(queue.dropped(), 1);
         assert!(
             queue
@@ -398,17 +375,7 @@ mod tests {
                 .is_ok(),
             "acks still pass"
         );
-        assert_eq!(queue.len(), 4);
-        // Written out, the client keeps up again.
-        let mut out = BytesMut::new();
-        queue.drain_into(&mut out);
-        queue.caught_up();
-        for payload in [b"e", b"f", b"g"] {
-            assert!(queue.push_droppable(publish(payload)).is_ok());
-        }
-        queue.socket_filled();
-        assert_eq!(queue.push_droppable(publish(b"h")), Err(QueueError::Full));
-        assert_eq!(queue.dropped(), 2);
+        assert_eq!(queue.len(), 3);
     }
 
     #[test]

@@ -140,7 +140,6 @@ impl Wire {
             if self.out.is_empty() {
                 self.drained = conn.drain_into(&mut self.out);
                 if self.out.is_empty() {
-                    conn.caught_up();
                     // Give an idle connection's buffer back.
                     self.out = BytesMut::new();
                     return Ok(());
@@ -152,15 +151,11 @@ impl Wire {
                     Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
                     Poll::Ready(Ok(written)) => self.written += written,
                     Poll::Ready(Err(error)) => return Err(error),
-                    Poll::Pending => {
-                        conn.socket_filled();
-                        return Ok(());
-                    }
+                    Poll::Pending => return Ok(()),
                 }
             }
             // The flush is what sends a TLS record or WebSocket frame (a no-op for plain TCP).
             if Pin::new(&mut self.transport).poll_flush(cx)?.is_pending() {
-                conn.socket_filled();
                 return Ok(());
             }
             conn.record_written(self.drained, self.out.len());
