@@ -271,6 +271,21 @@ async fn keep_alive_outside_the_configured_bounds_gets_connack_2() {
     }
 }
 
+/// Client "slow", connected with a 4 KiB receive buffer (so that it fills fast once it stops
+/// reading) and subscribed to `filter` at QoS 0.
+async fn small_buffer_subscriber(port: u16, filter: &str) -> RawClient {
+    let mut slow = RawClient::connect_tcp_small_buffer(port, 4096).await;
+    slow.send(&Connect::v311("slow").encode())
+        .await
+        .expect("CONNECT");
+    match slow.recv(raw::PACKET_TIMEOUT).await {
+        Ok(Incoming::ConnAck { code: 0, .. }) => {}
+        other => panic!("slow client CONNACK: {other:?}"),
+    }
+    assert_eq!(slow.subscribe(1, &[(filter, 0)]).await, [0]);
+    slow
+}
+
 /// The broker keeps reading a client whose socket it cannot write to: flooded while it reads
 /// nothing, the client still has what it publishes delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,15 +296,7 @@ async fn a_client_that_stops_reading_is_still_read() {
     let mut watcher = RawClient::connected(broker.port, &Connect::v311("watcher")).await;
     assert_eq!(watcher.subscribe(1, &[("slow/said", 0)]).await, [0]);
 
-    let mut slow = RawClient::connect_tcp_small_buffer(broker.port, 4096).await;
-    slow.send(&Connect::v311("slow").encode())
-        .await
-        .expect("CONNECT");
-    match slow.recv(raw::PACKET_TIMEOUT).await {
-        Ok(Incoming::ConnAck { code: 0, .. }) => {}
-        other => panic!("slow client CONNACK: {other:?}"),
-    }
-    assert_eq!(slow.subscribe(1, &[("flood/t", 0)]).await, [0]);
+    let mut slow = small_buffer_subscriber(broker.port, "flood/t").await;
     // From here on `slow` reads nothing.
 
     let mut flooder = RawClient::connected(broker.port, &Connect::v311("flooder")).await;
@@ -330,15 +337,7 @@ async fn qos0_is_dropped_for_a_subscriber_that_stops_reading() {
     let broker = Broker::start(&[]);
     let mut pair = HealthyPair::new(broker.port, "flood").await;
 
-    let mut slow = RawClient::connect_tcp_small_buffer(broker.port, 4096).await;
-    slow.send(&Connect::v311("slow").encode())
-        .await
-        .expect("CONNECT");
-    match slow.recv(raw::PACKET_TIMEOUT).await {
-        Ok(Incoming::ConnAck { code: 0, .. }) => {}
-        other => panic!("slow subscriber CONNACK: {other:?}"),
-    }
-    assert_eq!(slow.subscribe(1, &[("flood/t", 0)]).await, [0]);
+    let mut slow = small_buffer_subscriber(broker.port, "flood/t").await;
     // From here on `slow` reads nothing until the flood is over.
 
     let port = broker.port;
