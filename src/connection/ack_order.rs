@@ -7,8 +7,8 @@
 //! routing the client's next publishes, whose acknowledgements line up here behind the one
 //! still waiting. A publisher with many messages
 //! in flight is then paced by group commits, not held to one disk round trip per message.
-//! The line is bounded (the caller waits for room), and each entry is a frame or a slot for
-//! one.
+//! The line is bounded (whatever joins it waits for room first), and each entry is a frame or
+//! a slot for one.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -63,13 +63,24 @@ impl AckOrder {
         self.line.as_ref().map_or(0, |line| line.borrow().pubacks)
     }
 
-    /// Sends `frame` now when nothing waits ahead of it, or puts it behind what does.
-    pub fn send(&self, conn: &ConnHandle, frame: Frame, answers: Answers) {
-        match &self.line {
-            Some(line) if !line.borrow().entries.is_empty() => {
-                line.borrow_mut().push(Some(frame), answers);
-            }
-            _ => conn.send(frame),
+    /// Sends `frame` now when nothing waits ahead of it, or puts it behind what does, first
+    /// waiting while `limit` acknowledgements are in the line.
+    pub async fn send(&mut self, conn: &ConnHandle, limit: usize, frame: Frame, answers: Answers) {
+        let Some(line) = self
+            .line
+            .as_ref()
+            .filter(|line| !line.borrow().entries.is_empty())
+        else {
+            conn.send(frame);
+            return;
+        };
+        let line = Rc::clone(line);
+        room(&line, limit).await;
+        let mut state = line.borrow_mut();
+        if state.entries.is_empty() {
+            conn.send(frame);
+        } else {
+            state.push(Some(frame), answers);
         }
     }
 
@@ -83,16 +94,7 @@ impl AckOrder {
         answers: Answers,
     ) {
         let line = self.line.get_or_insert_with(Rc::default).clone();
-        futures_lite::future::poll_fn(|cx| {
-            let mut line = line.borrow_mut();
-            if line.entries.len() < limit.max(1) {
-                Poll::Ready(())
-            } else {
-                line.room = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        })
-        .await;
+        room(&line, limit).await;
         let sequence = {
             let mut state = line.borrow_mut();
             state.push(None, answers);
@@ -105,6 +107,20 @@ impl AckOrder {
         })
         .detach();
     }
+}
+
+/// Waits while `line` holds `limit` acknowledgements (at least one is always let in).
+async fn room(line: &RefCell<Line>, limit: usize) {
+    futures_lite::future::poll_fn(|cx| {
+        let mut line = line.borrow_mut();
+        if line.entries.len() < limit.max(1) {
+            Poll::Ready(())
+        } else {
+            line.room = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    })
+    .await;
 }
 
 impl Line {

@@ -783,13 +783,13 @@ impl Connection {
                 self.check_receive_maximum(1 + self.acks.pubacks())?;
                 if !allowed {
                     let ack = self.denied_ack(0x40, id);
-                    self.acks.send(&self.conn, ack, Answers::Qos1);
+                    self.send_in_turn(ack, Answers::Qos1).await;
                     return Ok(());
                 }
                 let routed = self.shard.publish_unsettled(message, self.key).await;
                 if routed.is_settled() {
                     let ack = publish_ack(self.protocol, 0x40, id, routed.is_matched());
-                    self.acks.send(&self.conn, ack, Answers::Qos1);
+                    self.send_in_turn(ack, Answers::Qos1).await;
                     return Ok(());
                 }
                 // The next packets are read and routed meanwhile; the line keeps the
@@ -804,14 +804,14 @@ impl Connection {
             (QoS::ExactlyOnce, Some(id)) if !allowed && self.protocol == ProtocolVersion::V5 => {
                 // A PUBREC with an error code ends the exchange: nothing awaits a PUBREL.
                 let ack = self.denied_ack(0x50, id);
-                self.acks.send(&self.conn, ack, Answers::Other);
+                self.send_in_turn(ack, Answers::Other).await;
             }
             (QoS::ExactlyOnce, Some(id)) => {
                 let new = self.with_session(|session| session.incoming.on_publish(id))?;
                 if !new {
                     // A re-sent PUBLISH not yet released: acknowledged again, not delivered.
                     let ack = publish_ack(self.protocol, 0x50, id, true);
-                    self.acks.send(&self.conn, ack, Answers::Other);
+                    self.send_in_turn(ack, Answers::Other).await;
                     return Ok(());
                 }
                 self.check_receive_maximum(self.acks.pubacks())?;
@@ -824,30 +824,34 @@ impl Connection {
                 if !persisted && routed.as_ref().map_or(true, Routed::is_settled) {
                     let matched = routed.as_ref().map_or(true, Routed::is_matched);
                     let ack = publish_ack(self.protocol, 0x50, id, matched);
-                    self.acks.send(&self.conn, ack, Answers::Other);
+                    self.send_in_turn(ack, Answers::Other).await;
                     return Ok(());
                 }
                 let (shard, protocol, key) = (self.shard.clone(), self.protocol, self.key);
-                let ack =
-                    async move {
-                        let matched = match routed {
-                            Some(routed) => routed.settled(&shard).await,
-                            None => true,
-                        };
-                        // The id is written after the copies it stands for (this core's log is
-                        // sequential; other cores' copies were awaited above): on disk it never
-                        // precedes them, so after a restart a re-sent PUBLISH is taken for a
-                        // delivered one only when it was delivered. The session is the client's
-                        // even if another connection took it over meanwhile.
-                        let durable =
-                            shard.state.borrow().sessions.get(&key).and_then(|slot| {
-                                shard.persist_incoming_qos2(&slot.state, id, true)
-                            });
-                        if let Some(durable) = durable {
-                            durable.wait().await;
-                        }
-                        publish_ack(protocol, 0x50, id, matched)
+                let ack = async move {
+                    let matched = match routed {
+                        Some(routed) => routed.settled(&shard).await,
+                        None => true,
                     };
+                    // The id is written after the copies it stands for (this core's log is
+                    // sequential; other cores' copies were awaited above): on disk it never
+                    // precedes them, so after a restart a re-sent PUBLISH is taken for a
+                    // delivered one only when it was delivered. The session is the client's
+                    // even if another connection took it over meanwhile, but once its
+                    // client released the id (a re-send answered on that connection), the
+                    // record would contradict the release written before it.
+                    let durable = shard
+                        .state
+                        .borrow()
+                        .sessions
+                        .get(&key)
+                        .filter(|slot| slot.state.incoming.is_pending(id))
+                        .and_then(|slot| shard.persist_incoming_qos2(&slot.state, id, true));
+                    if let Some(durable) = durable {
+                        durable.wait().await;
+                    }
+                    publish_ack(protocol, 0x50, id, matched)
+                };
                 self.send_when_ready(ack, Answers::Other).await;
             }
             (_, None) => {
@@ -858,6 +862,13 @@ impl Connection {
             }
         }
         Ok(())
+    }
+
+    /// Sends `frame` after the acknowledgements in the line, waiting first while the line
+    /// holds as many as the receive maximum the broker announces.
+    async fn send_in_turn(&mut self, frame: Frame, answers: Answers) {
+        let limit = usize::from(handshake::receive_maximum(&self.shard.config));
+        self.acks.send(&self.conn, limit, frame, answers).await;
     }
 
     /// Puts the acknowledgement `ack` resolves to in the line, waiting first while the line

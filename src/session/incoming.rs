@@ -43,6 +43,11 @@ impl IncomingQos2 {
         known
     }
 
+    /// Whether `id` was received and awaits PUBREL.
+    pub fn is_pending(&self, id: PacketId) -> bool {
+        self.pending.contains(&id)
+    }
+
     /// The ids awaiting PUBREL, in no particular order.
     pub fn ids(&self) -> impl Iterator<Item = PacketId> + '_ {
         self.pending.iter().copied()
