@@ -196,6 +196,16 @@ async fn a_new_connection_starts_with_full_topics_and_redeliveries_carry_theirs(
         .expect("send PUBACK");
     let second = next_publish(&mut subscriber).await;
     assert_eq!(named(&second), expect("", Some(1), "2"));
+    // The broker handles a connection's packets in order: its PINGRESP means the PUBACK
+    // was handled before the reset (which would discard unread bytes).
+    subscriber
+        .send(&raw::pingreq())
+        .await
+        .expect("send PINGREQ");
+    match subscriber.recv(raw::PACKET_TIMEOUT).await {
+        Ok(raw::Incoming::PingResp) => {}
+        other => panic!("PINGRESP expected, got {other:?}"),
+    }
     // Left unacknowledged: the resumed session sends it again.
     subscriber.reset();
 
