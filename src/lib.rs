@@ -46,7 +46,9 @@
 //! their subscriptions, queued and in-flight messages, and wills) to its own files and reads
 //! it back at start-up.
 //!
-//! [`queue_budget`] bounds the bytes queued on each core, all clients together.
+//! [`queue_budget`] bounds the bytes queued on each core, all clients together, and
+//! [`pacing`] holds a core's readers back while a client that keeps up waits for its turn to
+//! write.
 
 pub mod auth;
 pub mod config;
@@ -54,6 +56,7 @@ pub mod connection;
 pub mod listener;
 pub mod message;
 pub mod metrics;
+pub mod pacing;
 pub mod persist;
 pub mod protocol;
 pub mod queue_budget;

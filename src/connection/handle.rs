@@ -16,6 +16,7 @@ use super::outbound::{Drained, Frame, OutboundQueue, QueueError, QueuedAt};
 use super::outgoing_alias::OutgoingAliases;
 use crate::message::Message;
 use crate::metrics::{CoreMetrics, Counter, DropReason, Latency};
+use crate::pacing::Pacing;
 use crate::protocol::{
     self, DecodeError, Disconnect, EncodedPublish, MqttString, Packet, PacketId, ProtocolVersion,
     ReasonCode,
@@ -203,10 +204,15 @@ impl ConnHandle {
     }
 
     /// This handle, its queue charging what it holds to its core's `budget`
-    /// (`max_queued_bytes_total`).
+    /// (`max_queued_bytes_total`) and holding back its core's readers through `pacing` while
+    /// its client keeps up but waits for its turn (see `pacing`).
     #[must_use]
-    pub fn with_queue_budget(self, budget: QueueBudget) -> Self {
-        let queue = self.outbound.into_inner().with_budget(budget);
+    pub fn with_core_queues(self, budget: QueueBudget, pacing: Pacing) -> Self {
+        let queue = self
+            .outbound
+            .into_inner()
+            .with_budget(budget)
+            .with_pacing(pacing);
         Self {
             outbound: RefCell::new(queue),
             ..self
@@ -455,6 +461,8 @@ impl ConnHandle {
             *current = Some(Box::new(reason));
         }
         drop(current);
+        // What is still written on a closing connection holds no one back.
+        self.outbound.borrow_mut().stop_pacing();
         self.wake.notify();
     }
 

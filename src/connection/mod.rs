@@ -410,7 +410,7 @@ fn establish(shard: Rc<Shard>, established: Established) -> (Connection, Wire) {
             terms.topic_alias_max,
             shard.metrics.clone(),
         )
-        .with_queue_budget(shard.queue_budget.clone()),
+        .with_core_queues(shard.queue_budget.clone(), shard.pacing.clone()),
     );
     shard.metrics.increment(Counter::Connects);
     shard.metrics.increment(Counter::MessagesReceived);
@@ -623,7 +623,8 @@ impl Connection {
             // The keep-alive is enforced by the shard's clock (`Shard::tick`), which closes a
             // silent connection: the wait ends then too.
             let conn = &self.conn;
-            let event = futures_lite::future::poll_fn(|cx| wire.poll_event(conn, cx)).await;
+            let pacing = &self.shard.pacing;
+            let event = futures_lite::future::poll_fn(|cx| wire.poll_event(conn, pacing, cx)).await;
             match event {
                 Event::Read(Ok(0)) => {
                     return CloseReason::ConnectionLost("closed by the client".into())

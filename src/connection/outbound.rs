@@ -17,6 +17,7 @@ use std::time::Instant;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::outgoing_alias::OutgoingAliases;
+use crate::pacing::{Pacing, QueuePace};
 use crate::protocol::{EncodedPublish, PacketId, ReasonCode};
 use crate::queue_budget::QueueBudget;
 
@@ -194,6 +195,9 @@ pub struct OutboundQueue {
     timed: Option<Instant>,
     /// The core's account of queued bytes, charged with `bytes`.
     budget: QueueBudget,
+    /// Whether the queue holds back its core's readers (past half its limits while its client
+    /// keeps up).
+    pace: QueuePace,
 }
 
 impl OutboundQueue {
@@ -209,6 +213,7 @@ impl OutboundQueue {
             aliases: OutgoingAliases::default(),
             timed: None,
             budget: QueueBudget::unbounded(),
+            pace: QueuePace::default(),
         }
     }
 
@@ -216,6 +221,14 @@ impl OutboundQueue {
     #[must_use]
     pub fn with_budget(mut self, budget: QueueBudget) -> Self {
         self.budget = budget;
+        self
+    }
+
+    /// This queue, holding back its core's readers through `pacing` while it is past half
+    /// its limits and its client keeps up.
+    #[must_use]
+    pub fn with_pacing(mut self, pacing: Pacing) -> Self {
+        self.pace = QueuePace::new(pacing);
         self
     }
 
@@ -278,6 +291,25 @@ impl OutboundQueue {
             tick: at.tick,
             timed,
         });
+        self.pace.update(self.past_mark());
+    }
+
+    /// Whether the queue holds half its droppable limit (in frames or bytes) or more: one turn
+    /// of the core's other tasks more and its client would lose messages.
+    fn past_mark(&self) -> bool {
+        self.frames.len() >= (self.max_messages / 2).max(1)
+            || (self.max_bytes != 0 && self.bytes >= self.max_bytes / 2)
+    }
+
+    /// Records whether the client's socket took the last write whole: while it refuses part
+    /// of one, the client is not keeping up and its queue holds no one back.
+    pub fn record_write(&mut self, whole: bool) {
+        self.pace.written(whole);
+    }
+
+    /// Stops the queue from holding back its core's readers (its connection is closing).
+    pub fn stop_pacing(&mut self) {
+        self.pace.stop();
     }
 
     /// Moves queued frames into `out` until it holds about `MAX_WRITE_BATCH` bytes; says what
@@ -306,6 +338,7 @@ impl OutboundQueue {
         if self.frames.is_empty() && capacity != 0 && capacity <= RELEASED_CAPACITY {
             self.frames = VecDeque::new();
         }
+        self.pace.update(self.past_mark());
         drained
     }
 

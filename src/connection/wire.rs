@@ -21,6 +21,7 @@ use super::handle::{CloseReason, ConnHandle};
 use super::outbound::Drained;
 use super::stream::STACK_READ;
 use super::READ_CHUNK;
+use crate::pacing::{Pacing, WaitTicket};
 use crate::transport::Transport;
 
 /// The transport of an established connection and the bytes in flight on it.
@@ -37,6 +38,9 @@ pub(super) struct Wire {
     drained: Drained,
     /// A write failed: the connection is closing and nothing more is written.
     broken: bool,
+    /// Where the connection stands in its core's wait for a client that keeps up (see
+    /// `pacing`).
+    ticket: WaitTicket,
 }
 
 /// What ends a connection's wait for its client.
@@ -58,19 +62,28 @@ impl Wire {
             written: 0,
             drained: Drained::default(),
             broken: false,
+            ticket: WaitTicket::default(),
         }
     }
 
     /// Waits for the client to send something or for the connection to be asked to close,
-    /// writing what `conn` queues meanwhile.
-    pub(super) fn poll_event(&mut self, conn: &ConnHandle, cx: &mut Context<'_>) -> Poll<Event> {
+    /// writing what `conn` queues meanwhile. While `pacing` holds the core's readers back,
+    /// nothing is read.
+    pub(super) fn poll_event(
+        &mut self,
+        conn: &ConnHandle,
+        pacing: &Pacing,
+        cx: &mut Context<'_>,
+    ) -> Poll<Event> {
         loop {
             self.poll_send(conn, cx);
             if conn.is_closing() {
                 return Poll::Ready(Event::Closing);
             }
-            if let Poll::Ready(read) = self.poll_read_more(cx) {
-                return Poll::Ready(Event::Read(read));
+            if pacing.poll_go(cx, &mut self.ticket).is_ready() {
+                if let Poll::Ready(read) = self.poll_read_more(cx) {
+                    return Poll::Ready(Event::Read(read));
+                }
             }
             // Registers for the next frame queued or close request; one that came since the
             // checks above is seen by going round again.
@@ -140,7 +153,9 @@ impl Wire {
             if self.out.is_empty() {
                 self.drained = conn.drain_into(&mut self.out);
                 if self.out.is_empty() {
-                    // Give an idle connection's buffer back.
+                    // Everything queued was written: the client keeps up. Give an idle
+                    // connection's buffer back.
+                    conn.with_outbound(|queue| queue.record_write(true));
                     self.out = BytesMut::new();
                     return Ok(());
                 }
@@ -151,7 +166,11 @@ impl Wire {
                     Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
                     Poll::Ready(Ok(written)) => self.written += written,
                     Poll::Ready(Err(error)) => return Err(error),
-                    Poll::Pending => return Ok(()),
+                    Poll::Pending => {
+                        // The socket is full: the client does not keep up.
+                        conn.with_outbound(|queue| queue.record_write(false));
+                        return Ok(());
+                    }
                 }
             }
             // The flush is what sends a TLS record or WebSocket frame (a no-op for plain TCP).

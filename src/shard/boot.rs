@@ -482,7 +482,13 @@ async fn run_shard(
         for (peer, mut stream) in receivers.streams() {
             let shard = shard.clone();
             glommio::spawn_local(async move {
-                while let Some(msg) = stream.next().await {
+                loop {
+                    // A link is a reader like a connection: it waits while a client that
+                    // keeps up waits for its turn (and its peer's publishers wait behind it).
+                    shard.pacing.go().await;
+                    let Some(msg) = stream.next().await else {
+                        break;
+                    };
                     match msg {
                         ShardMsg::Adopt(adoption) => {
                             connection::serve_adopted(shard.clone(), *adoption)

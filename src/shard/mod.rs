@@ -34,6 +34,7 @@ use crate::connection::{CloseReason, ConnHandle, KeepAlive, Notify};
 use crate::listener::{ClientAccess, ListenerState, ReloadSource};
 use crate::message::Message;
 use crate::metrics::{CoreMetrics, AGGREGATOR_CORE, PUBLISH_LATENCY_SAMPLE_EVERY};
+use crate::pacing::Pacing;
 use crate::queue_budget::QueueBudget;
 use crate::router::{Interest, RetainedStore, SharedGroups, Target};
 use crate::session::{Directory, FlowAction, FlowLimits, SessionState, Subscription};
@@ -210,6 +211,9 @@ pub struct Shard {
     pub persistence: RefCell<Option<Rc<Persistence>>>,
     /// This core's share of `max_queued_bytes_total`, charged by every queue of the core.
     pub queue_budget: QueueBudget,
+    /// Holds back this core's readers while a client that keeps up waits for its turn to
+    /// write (see `pacing`).
+    pub pacing: Pacing,
 }
 
 /// A request waiting for acknowledgements from other cores (a SUBSCRIBE's barrier, a retained
@@ -260,6 +264,7 @@ impl Shard {
             access_generation: Cell::new(0),
             persistence: RefCell::new(None),
             queue_budget,
+            pacing: Pacing::new(),
         }
     }
 
@@ -293,6 +298,7 @@ impl Shard {
         let now = self.clock.get().wrapping_add(1);
         self.clock.set(now);
         self.metrics.set_clock(now);
+        self.pacing.tick();
         let silent: Vec<Rc<ConnHandle>> = self
             .connections
             .borrow()
