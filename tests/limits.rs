@@ -120,6 +120,49 @@ async fn max_packet_size_accepts_the_limit_and_closes_one_byte_more() {
     assert_eq!(p.payload.len(), 1014);
 }
 
+/// A large PUBLISH that arrives in pieces is read whole while its publisher's connection is
+/// woken between the pieces to deliver messages to it (the broker keeps the room its read
+/// waits to fill from one wake-up to the next).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_publish_arriving_in_pieces_between_deliveries_is_read_whole() {
+    const PIECES: usize = 64;
+    let broker = Broker::start(&[]);
+    let mut receiver = RawClient::connected(broker.port, &Connect::v311("pieces-sub")).await;
+    assert_eq!(receiver.subscribe(1, &[("pieces/big", 0)]).await, [0]);
+    let mut uploader = RawClient::connected(broker.port, &Connect::v311("pieces-up")).await;
+    assert_eq!(uploader.subscribe(1, &[("pieces/wake", 0)]).await, [0]);
+    let mut waker = RawClient::connected(broker.port, &Connect::v311("pieces-waker")).await;
+
+    let payload: Vec<u8> = (0..256 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let packet = raw::publish(b"pieces/big", &payload, 0, false, false, 0);
+    for (n, piece) in packet.chunks(packet.len().div_ceil(PIECES)).enumerate() {
+        uploader.send(piece).await.expect("send a piece");
+        let wake = n.to_string();
+        waker
+            .send(&raw::publish(
+                b"pieces/wake",
+                wake.as_bytes(),
+                0,
+                false,
+                false,
+                0,
+            ))
+            .await
+            .expect("send a wake-up");
+        let delivered = uploader
+            .next_publish(raw::PACKET_TIMEOUT)
+            .await
+            .expect("a delivery to the uploader between two pieces");
+        assert_eq!(delivered.payload, wake.as_bytes());
+    }
+    let big = receiver
+        .next_publish(raw::PACKET_TIMEOUT)
+        .await
+        .expect("the large PUBLISH");
+    assert_eq!(big.payload.len(), payload.len());
+    assert!(big.payload == payload, "payload intact");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_inflight_messages_caps_unacknowledged_deliveries() {
     const WINDOW: usize = 3;

@@ -593,7 +593,7 @@ impl Connection {
                 // task, which every idle connection holds, keeps no room for one.
                 let waiting = {
                     let decoded = protocol::decode_with(
-                        &mut wire.buf,
+                        wire.received(),
                         self.max_packet_size,
                         Some(self.protocol),
                     );

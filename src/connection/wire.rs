@@ -26,8 +26,12 @@ use crate::transport::Transport;
 /// The transport of an established connection and the bytes in flight on it.
 pub(super) struct Wire {
     transport: Transport,
-    /// Received bytes not yet decoded.
-    pub(super) buf: BytesMut,
+    /// Received bytes not yet decoded (see [`Wire::received`]), followed, while a read into
+    /// `buf` waits for the socket, by the zeroed room it will fill.
+    buf: BytesMut,
+    /// Bytes at the end of `buf` that are room for the pending read, not received bytes: kept
+    /// from one wake-up of the task to the next, so that the room is zeroed once per read.
+    room: usize,
     /// The batch being written (drained from the connection's queue), empty and without an
     /// allocation while nothing is on its way.
     out: BytesMut,
@@ -54,11 +58,20 @@ impl Wire {
         Self {
             transport,
             buf,
+            room: 0,
             out: BytesMut::new(),
             written: 0,
             drained: Drained::default(),
             broken: false,
         }
+    }
+
+    /// The received bytes not yet decoded.
+    pub(super) fn received(&mut self) -> &mut BytesMut {
+        // Only a read still waiting leaves room (the connection is then closing): give it up.
+        self.buf.truncate(self.buf.len() - self.room);
+        self.room = 0;
+        &mut self.buf
     }
 
     /// Waits for the client to send something or for the connection to be asked to close,
@@ -170,9 +183,11 @@ impl Wire {
     /// the read goes through a buffer on the stack and `buf` is given exactly the bytes that
     /// arrived, so a connection waiting for its client holds no read buffer. Only a partly
     /// received packet is read into `buf` directly, a chunk at a time or more when a large
-    /// packet is arriving.
+    /// packet is arriving. The room for that read is zeroed once, when the read starts, and
+    /// kept while it waits: the task is woken for every frame queued for the client, and a
+    /// large packet arriving slowly would otherwise cost a memset of its size per wake-up.
     fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let start = self.buf.len();
+        let start = self.buf.len() - self.room;
         if start == 0 {
             // Let go of the allocation: packets already split off keep theirs.
             self.buf = BytesMut::new();
@@ -183,14 +198,14 @@ impl Wire {
             }
             return Poll::Ready(read);
         }
-        let want = READ_CHUNK.max(start);
-        self.buf.resize(start + want, 0);
-        let read = Pin::new(&mut self.transport).poll_read(cx, &mut self.buf[start..]);
-        let count = match &read {
-            Poll::Ready(Ok(count)) => *count,
-            _ => 0,
-        };
+        if self.room == 0 {
+            self.room = READ_CHUNK.max(start);
+            self.buf.resize(start + self.room, 0);
+        }
+        let read = ready!(Pin::new(&mut self.transport).poll_read(cx, &mut self.buf[start..]));
+        let count = *read.as_ref().unwrap_or(&0);
         self.buf.truncate(start + count);
-        read
+        self.room = 0;
+        Poll::Ready(read)
     }
 }
