@@ -612,6 +612,11 @@ impl Connection {
                 if let Err(reason) = wire.send_during(&conn, waiting).await {
                     return reason;
                 }
+                // Asked to close while the packet was handled (a takeover, a shutdown, the
+                // keep-alive): the packets after it are not handled.
+                if let Some(reason) = self.conn.close_reason() {
+                    return reason;
+                }
             }
             if let Some(reason) = self.conn.close_reason() {
                 return reason;

@@ -96,6 +96,10 @@ impl Wire {
     /// Completes `work` (the handling of a packet, which may wait for other cores), writing
     /// what `conn` queues meanwhile.
     ///
+    /// `work` is polled again whenever the task is woken for `conn` (a frame queued, a close
+    /// requested): a close ends its wait for room in the acknowledgement line (see `AckOrder`),
+    /// whose acknowledgements may be long in coming.
+    ///
     /// A plain function rather than an `async fn`, which would keep `work` twice in the
     /// connection's task.
     pub(super) fn send_during<'a, F: Future + Unpin + 'a>(
@@ -103,15 +107,13 @@ impl Wire {
         conn: &'a ConnHandle,
         mut work: F,
     ) -> impl Future<Output = F::Output> + 'a {
-        futures_lite::future::poll_fn(move |cx| {
+        futures_lite::future::poll_fn(move |cx| loop {
             if let Poll::Ready(output) = Pin::new(&mut work).poll(cx) {
                 return Poll::Ready(output);
             }
-            loop {
-                self.poll_send(conn, cx);
-                if conn.poll_wake(cx).is_pending() {
-                    return Poll::Pending;
-                }
+            self.poll_send(conn, cx);
+            if conn.poll_wake(cx).is_pending() {
+                return Poll::Pending;
             }
         })
     }
