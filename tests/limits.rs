@@ -120,6 +120,49 @@ async fn max_packet_size_accepts_the_limit_and_closes_one_byte_more() {
     assert_eq!(p.payload.len(), 1014);
 }
 
+/// A large PUBLISH that arrives in pieces is read whole while its publisher's connection is
+/// woken between the pieces to deliver messages to it (the broker keeps the room its read
+/// waits to fill from one wake-up to the next).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_publish_arriving_in_pieces_between_deliveries_is_read_whole() {
+    const PIECES: usize = 64;
+    let broker = Broker::start(&[]);
+    let mut receiver = RawClient::connected(broker.port, &Connect::v311("pieces-sub")).await;
+    assert_eq!(receiver.subscribe(1, &[("pieces/big", 0)]).await, [0]);
+    let mut uploader = RawClient::connected(broker.port, &Connect::v311("pieces-up")).await;
+    assert_eq!(uploader.subscribe(1, &[("pieces/wake", 0)]).await, [0]);
+    let mut waker = RawClient::connected(broker.port, &Connect::v311("pieces-waker")).await;
+
+    let payload: Vec<u8> = (0..256 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let packet = raw::publish(b"pieces/big", &payload, 0, false, false, 0);
+    for (n, piece) in packet.chunks(packet.len().div_ceil(PIECES)).enumerate() {
+        uploader.send(piece).await.expect("send a piece");
+        let wake = n.to_string();
+        waker
+            .send(&raw::publish(
+                b"pieces/wake",
+                wake.as_bytes(),
+                0,
+                false,
+                false,
+                0,
+            ))
+            .await
+            .expect("send a wake-up");
+        let delivered = uploader
+            .next_publish(raw::PACKET_TIMEOUT)
+            .await
+            .expect("a delivery to the uploader between two pieces");
+        assert_eq!(delivered.payload, wake.as_bytes());
+    }
+    let big = receiver
+        .next_publish(raw::PACKET_TIMEOUT)
+        .await
+        .expect("the large PUBLISH");
+    assert_eq!(big.payload.len(), payload.len());
+    assert!(big.payload == payload, "payload intact");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_inflight_messages_caps_unacknowledged_deliveries() {
     const WINDOW: usize = 3;
@@ -286,12 +329,29 @@ async fn small_buffer_subscriber(port: u16, filter: &str) -> RawClient {
     slow
 }
 
+/// QoS 0 publishes [`flood`] sends to `flood/t`.
+const FLOOD_SENT: usize = 20_000;
+
+/// The payload size of each of them.
+const FLOOD_PAYLOAD: usize = 1024;
+
+/// Publishes [`FLOOD_SENT`] QoS 0 messages of [`FLOOD_PAYLOAD`] bytes to `flood/t` through
+/// `publisher`, 500 per write; panics with `stalled` when the broker takes none of a write
+/// within 60 s.
+async fn flood(publisher: &mut RawClient, stalled: &str) {
+    let batch = raw::publish(b"flood/t", &[b'f'; FLOOD_PAYLOAD], 0, false, false, 0).repeat(500);
+    for _ in 0..FLOOD_SENT / 500 {
+        tokio::time::timeout(Duration::from_secs(60), publisher.stream_write(&batch))
+            .await
+            .expect(stalled)
+            .expect("write flood");
+    }
+}
+
 /// The broker keeps reading a client whose socket it cannot write to: flooded while it reads
 /// nothing, the client still has what it publishes delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_still_read() {
-    const SENT: usize = 20_000;
-    const PAYLOAD: usize = 1024;
     let broker = Broker::start(&[]);
     let mut watcher = RawClient::connected(broker.port, &Connect::v311("watcher")).await;
     assert_eq!(watcher.subscribe(1, &[("slow/said", 0)]).await, [0]);
@@ -300,13 +360,7 @@ async fn a_client_that_stops_reading_is_still_read() {
     // From here on `slow` reads nothing.
 
     let mut flooder = RawClient::connected(broker.port, &Connect::v311("flooder")).await;
-    let batch = raw::publish(b"flood/t", &[b'f'; PAYLOAD], 0, false, false, 0).repeat(500);
-    for _ in 0..SENT / 500 {
-        tokio::time::timeout(Duration::from_secs(60), flooder.stream_write(&batch))
-            .await
-            .expect("the broker keeps reading the flood")
-            .expect("write flood");
-    }
+    flood(&mut flooder, "the broker keeps reading the flood").await;
     // Its queue is full, so the socket under it is: the broker's write to it waits.
     broker
         .wait_for_log_where(
@@ -332,8 +386,6 @@ async fn a_client_that_stops_reading_is_still_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qos0_is_dropped_for_a_subscriber_that_stops_reading() {
-    const SENT: usize = 20_000;
-    const PAYLOAD: usize = 1024;
     let broker = Broker::start(&[]);
     let mut pair = HealthyPair::new(broker.port, "flood").await;
 
@@ -343,14 +395,11 @@ async fn qos0_is_dropped_for_a_subscriber_that_stops_reading() {
     let port = broker.port;
     let flood = tokio::spawn(async move {
         let mut publisher = RawClient::connected(port, &Connect::v311("flooder")).await;
-        let one = raw::publish(b"flood/t", &[b'f'; PAYLOAD], 0, false, false, 0);
-        let batch: Vec<u8> = one.repeat(500);
-        for _ in 0..SENT / 500 {
-            tokio::time::timeout(Duration::from_secs(60), publisher.stream_write(&batch))
-                .await
-                .expect("the broker must keep reading a QoS 0 publisher (no stall on a slow subscriber)")
-                .expect("write flood");
-        }
+        flood(
+            &mut publisher,
+            "the broker must keep reading a QoS 0 publisher (no stall on a slow subscriber)",
+        )
+        .await;
         // A QoS 1 PUBLISH after the flood: its PUBACK proves every earlier PUBLISH was read.
         publisher
             .send(&raw::publish(b"flood/end", b"end", 1, false, false, 7))
@@ -385,14 +434,14 @@ async fn qos0_is_dropped_for_a_subscriber_that_stops_reading() {
 
     let mut received = 0usize;
     while let Some(p) = slow.next_publish(Duration::from_millis(1500)).await {
-        assert_eq!(p.payload.len(), PAYLOAD, "payload intact");
+        assert_eq!(p.payload.len(), FLOOD_PAYLOAD, "payload intact");
         received += 1;
     }
-    println!("slow subscriber read {received} of {SENT} QoS 0 messages");
+    println!("slow subscriber read {received} of {FLOOD_SENT} QoS 0 messages");
     assert!(received > 0, "the slow subscriber still gets what fitted");
     assert!(
-        received < SENT,
-        "a subscriber that stopped reading cannot have got all {SENT}"
+        received < FLOOD_SENT,
+        "a subscriber that stopped reading cannot have got all {FLOOD_SENT}"
     );
 
     slow.send(&raw::disconnect()).await.expect("DISCONNECT");
@@ -410,7 +459,7 @@ async fn qos0_is_dropped_for_a_subscriber_that_stops_reading() {
         .unwrap_or_else(|| panic!("dropped=N in {line}"));
     assert_eq!(
         received + dropped,
-        SENT,
+        FLOOD_SENT,
         "every message is either delivered or counted as dropped ({received} + {dropped})"
     );
 }

@@ -17,6 +17,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Property identifiers used below.
 const TOPIC_ALIAS: u8 = 0x23;
 const RECEIVE_MAXIMUM: u8 = 0x21;
+const SESSION_EXPIRY: u8 = 0x11;
 
 /// An accepted MQTT 5 raw connection with these CONNECT properties.
 async fn connected(broker: &Broker, client_id: &str, properties: &[u8]) -> RawClient {
@@ -144,6 +145,49 @@ async fn client_exceeding_the_receive_maximum_is_closed_with_0x93() {
         .wait_for_log("client_id=recvmax-over reason=", common::LOG_TIMEOUT)
         .expect("closing line");
     assert!(line.contains("receive maximum is 2"), "{line}");
+}
+
+#[tokio::test]
+async fn a_qos2_publish_refused_for_the_receive_maximum_is_delivered_when_sent_again() {
+    let broker = Broker::with_config("[limits]\nmax_inflight_messages = 2\n", &[]);
+    // A persistent session (expiry 60 s) keeps its QoS 2 ids across connections.
+    let connect =
+        Connect::v5("recvmax-resend")
+            .clean(false)
+            .properties(&[SESSION_EXPIRY, 0, 0, 0, 60]);
+    let mut publisher = RawClient::connected_v5(broker.port, &connect).await;
+    for id in 1..=2u16 {
+        publisher
+            .send(&raw::publish_v5(b"recvmax/t", b"x", 2, id, &[]))
+            .await
+            .expect("send");
+        expect_pubrec(&mut publisher, id).await;
+    }
+    publisher
+        .send(&raw::publish_v5(b"recvmax/t", b"third", 2, 3, &[]))
+        .await
+        .expect("send");
+    assert_eq!(publisher.disconnect_reason(CLOSE_TIMEOUT).await, 0x93);
+
+    let mut subscriber = connected(&broker, "recvmax-resend-sub", &[]).await;
+    subscribe(&mut subscriber, "recvmax/t", 0).await;
+    let (mut publisher, connack) = RawClient::handshake_v5(broker.port, &connect).await;
+    assert_eq!(connack[..2], [1, 0], "session present, accepted");
+    for id in 1..=2u16 {
+        publisher.send(&raw::pubrel(id)).await.expect("send");
+        match publisher.recv(raw::PACKET_TIMEOUT).await {
+            Ok(Incoming::PubComp(acked)) => assert_eq!(acked, id),
+            other => panic!("expected PUBCOMP {id}, got {other:?}"),
+        }
+    }
+    // The refused publish was never received: sent again, it is a new one.
+    publisher
+        .send(&raw::publish_v5(b"recvmax/t", b"third", 2, 3, &[]))
+        .await
+        .expect("send");
+    expect_pubrec(&mut publisher, 3).await;
+    let delivered = next_publish(&mut subscriber).await;
+    assert_eq!(v5_payload(&delivered), b"third");
 }
 
 #[tokio::test]

@@ -75,7 +75,7 @@ impl AckOrder {
             return;
         };
         let line = Rc::clone(line);
-        room(&line, limit).await;
+        room(&line, limit, conn).await;
         let mut state = line.borrow_mut();
         if state.entries.is_empty() {
             conn.send(frame);
@@ -94,7 +94,7 @@ impl AckOrder {
         answers: Answers,
     ) {
         let line = self.line.get_or_insert_with(Rc::default).clone();
-        room(&line, limit).await;
+        room(&line, limit, conn).await;
         let sequence = {
             let mut state = line.borrow_mut();
             state.push(None, answers);
@@ -109,11 +109,14 @@ impl AckOrder {
     }
 }
 
-/// Waits while `line` holds `limit` acknowledgements (at least one is always let in).
-async fn room(line: &RefCell<Line>, limit: usize) {
+/// Waits while `line` holds `limit` acknowledgements (at least one is always let in), unless
+/// `conn` is closing: it sends nothing more then (see [`ConnHandle::send`]), so nothing needs
+/// room, and its task, which a close wakes (`Wire::send_during`), must not wait for
+/// acknowledgements that may be up to `ACK_TIMEOUT` away to end the connection.
+async fn room(line: &RefCell<Line>, limit: usize, conn: &ConnHandle) {
     futures_lite::future::poll_fn(|cx| {
         let mut line = line.borrow_mut();
-        if line.entries.len() < limit.max(1) {
+        if line.entries.len() < limit.max(1) || conn.is_closing() {
             Poll::Ready(())
         } else {
             line.room = Some(cx.waker().clone());
@@ -155,5 +158,62 @@ impl Line {
         if let Some(waker) = self.room.take() {
             waker.wake();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::BytesMut;
+
+    use super::*;
+    use crate::connection::{CloseReason, KeepAlive};
+    use crate::metrics::CoreMetrics;
+    use crate::protocol::{PacketId, ProtocolVersion};
+    use crate::shard::ConnId;
+
+    fn ack(raw: u16) -> Frame {
+        Frame::ack(0x40, PacketId::new(raw).expect("a non-zero packet id"))
+    }
+
+    #[test]
+    fn a_closing_connection_does_not_wait_for_room() {
+        let joined = crate::testing::run(|| async {
+            let keep_alive = KeepAlive { ticks: 0, now: 0 };
+            let core = Rc::new(CoreMetrics::new(0));
+            let conn = Rc::new(ConnHandle::new(
+                ConnId::new(0, 1),
+                Arc::from("c"),
+                ProtocolVersion::V3_1_1,
+                100,
+                0,
+                keep_alive,
+                u32::MAX,
+                0,
+                core,
+            ));
+            let mut acks = AckOrder::default();
+            // A line of one, filled by an acknowledgement that never settles.
+            let never = futures_lite::future::pending::<Frame>();
+            acks.send_when_ready(&conn, 1, never, Answers::Qos1).await;
+            conn.close(CloseReason::ShuttingDown);
+            let joined = futures_lite::future::or(
+                async {
+                    acks.send(&conn, 1, ack(2), Answers::Qos1).await;
+                    true
+                },
+                async {
+                    glommio::timer::sleep(Duration::from_secs(10)).await;
+                    false
+                },
+            )
+            .await;
+            let mut out = BytesMut::new();
+            conn.drain_into(&mut out);
+            (joined, out.is_empty())
+        });
+        assert_eq!(joined, (true, true), "(stopped waiting, sent nothing)");
     }
 }

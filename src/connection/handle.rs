@@ -255,6 +255,11 @@ impl ConnHandle {
 
     /// Queues a packet the protocol requires and wakes the connection's task; a client that
     /// does not read at all is closed instead.
+    ///
+    /// A connection asked to close takes nothing more: what it was sent ends there (with the
+    /// DISCONNECT of an MQTT 5 client, after which nothing may follow [MQTT-3.14.4-1]), and
+    /// what comes later, such as an acknowledgement that waited for durable copies, is
+    /// discarded, as it would be for a client already gone.
     pub fn send(&self, frame: Frame) {
         self.send_timed(frame, None);
     }
@@ -262,6 +267,9 @@ impl ConnHandle {
     /// [`ConnHandle::send`] for a publish whose fan-out is timed (`received`: when its
     /// message entered the core).
     fn send_timed(&self, frame: Frame, received: Option<Instant>) {
+        if self.is_closing() {
+            return;
+        }
         let at = self.queued_at(received);
         let mut queue = self.outbound.borrow_mut();
         let was_empty = queue.is_empty();
@@ -293,12 +301,16 @@ impl ConnHandle {
 
     /// Queues a QoS 0 publish, or drops it when the client's queue (or its core's queue
     /// budget) is full, saying why. `received` is when its message entered the core, for a
-    /// timed fan-out.
+    /// timed fan-out. A connection asked to close takes nothing more (see [`ConnHandle::send`]):
+    /// the publish is discarded uncounted.
     pub fn send_droppable(
         &self,
         frame: Frame,
         received: Option<Instant>,
     ) -> Result<(), DropReason> {
+        if self.is_closing() {
+            return Ok(());
+        }
         let at = self.queued_at(received);
         let mut queue = self.outbound.borrow_mut();
         let was_empty = queue.is_empty();
@@ -538,5 +550,74 @@ impl ConnHandle {
     pub fn queue_depth(&self) -> (usize, usize, Option<u32>) {
         let queue = self.outbound.borrow();
         (queue.len(), queue.bytes(), queue.oldest_tick())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn id(raw: u16) -> PacketId {
+        PacketId::new(raw).expect("a non-zero packet id")
+    }
+
+    fn handle(protocol: ProtocolVersion) -> ConnHandle {
+        let keep_alive = KeepAlive { ticks: 0, now: 0 };
+        let core = Rc::new(CoreMetrics::new(0));
+        let conn = ConnId::new(0, 1);
+        ConnHandle::new(
+            conn,
+            Arc::from("c"),
+            protocol,
+            100,
+            0,
+            keep_alive,
+            u32::MAX,
+            0,
+            core,
+        )
+    }
+
+    #[test]
+    fn nothing_follows_the_disconnect_of_a_closing_connection() {
+        let conn = handle(ProtocolVersion::V5);
+        conn.send(Frame::ack(0x40, id(1)));
+        conn.close(CloseReason::TakenOver);
+        conn.send(Frame::ack(0x40, id(2)));
+        conn.send_packet(Packet::PingResp);
+        let publish = Frame::Encoded(Bytes::from_static(&[0x30, 4, 0, 1, b't', b'x']));
+        assert_eq!(conn.send_droppable(publish, None), Ok(()));
+        let mut out = BytesMut::new();
+        conn.drain_into(&mut out);
+        assert_eq!(
+            out[..4],
+            [0x40, 2, 0, 1],
+            "the PUBACK queued before the close"
+        );
+        assert_eq!(out[4], 0xE0, "then the DISCONNECT: {out:02x?}");
+        let disconnect_len = 2 + usize::from(out[5]);
+        assert_eq!(
+            out.len(),
+            4 + disconnect_len,
+            "and nothing after it: {out:02x?}"
+        );
+        assert_eq!(
+            conn.dropped(),
+            0,
+            "what a closing connection refuses is not a drop"
+        );
+    }
+
+    #[test]
+    fn a_closing_311_connection_queues_nothing_more() {
+        let conn = handle(ProtocolVersion::V3_1_1);
+        conn.send(Frame::ack(0x40, id(1)));
+        conn.close(CloseReason::ShuttingDown);
+        conn.send(Frame::ack(0x40, id(2)));
+        let mut out = BytesMut::new();
+        conn.drain_into(&mut out);
+        assert_eq!(out[..], [0x40, 2, 0, 1]);
     }
 }

@@ -593,7 +593,7 @@ impl Connection {
                 // task, which every idle connection holds, keeps no room for one.
                 let waiting = {
                     let decoded = protocol::decode_with(
-                        &mut wire.buf,
+                        wire.received(),
                         self.max_packet_size,
                         Some(self.protocol),
                     );
@@ -610,6 +610,11 @@ impl Connection {
                     }
                 };
                 if let Err(reason) = wire.send_during(&conn, waiting).await {
+                    return reason;
+                }
+                // Asked to close while the packet was handled (a takeover, a shutdown, the
+                // keep-alive): the packets after it are not handled.
+                if let Some(reason) = self.conn.close_reason() {
                     return reason;
                 }
             }
@@ -808,14 +813,17 @@ impl Connection {
                 self.send_in_turn(ack, Answers::Other).await;
             }
             (QoS::ExactlyOnce, Some(id)) => {
-                let new = self.with_session(|session| session.incoming.on_publish(id))?;
-                if !new {
+                let resent = self.with_session(|session| session.incoming.is_pending(id))?;
+                if resent {
                     // A re-sent PUBLISH not yet released: acknowledged again, not delivered.
                     let ack = publish_ack(self.protocol, 0x50, id, true);
                     self.send_in_turn(ack, Answers::Other).await;
                     return Ok(());
                 }
-                self.check_receive_maximum(self.acks.pubacks())?;
+                self.check_receive_maximum(1 + self.acks.pubacks())?;
+                // Recorded only once accepted: a publish that broke the receive maximum leaves
+                // no id behind, which would take the client's re-send of it for a duplicate.
+                self.with_session(|session| session.incoming.on_publish(id))?;
                 // MQTT 3.1.1 has no way to say "denied": acknowledged, not delivered.
                 let routed = match allowed {
                     true => Some(self.shard.publish_unsettled(message, self.key).await),
@@ -915,7 +923,7 @@ impl Connection {
 
     /// Ends an MQTT 5 connection whose client has more QoS 1/2 publishes unacknowledged than
     /// the receive maximum the broker announced [MQTT-3.3.4-9]: the QoS 2 ones awaiting PUBREL
-    /// plus `arriving` (a QoS 1 publish being handled, whose PUBACK is not sent yet).
+    /// plus `arriving` (the publish being handled and those whose PUBACK is not sent yet).
     fn check_receive_maximum(&self, arriving: usize) -> Result<(), CloseReason> {
         if self.protocol != ProtocolVersion::V5 {
             return Ok(());

@@ -27,8 +27,12 @@ use crate::transport::Transport;
 /// The transport of an established connection and the bytes in flight on it.
 pub(super) struct Wire {
     transport: Transport,
-    /// Received bytes not yet decoded.
-    pub(super) buf: BytesMut,
+    /// Received bytes not yet decoded (see [`Wire::received`]), followed, while a read into
+    /// `buf` waits for the socket, by the zeroed room it will fill.
+    buf: BytesMut,
+    /// Bytes at the end of `buf` that are room for the pending read, not received bytes: kept
+    /// from one wake-up of the task to the next, so that the room is zeroed once per read.
+    room: usize,
     /// The batch being written (drained from the connection's queue), empty and without an
     /// allocation while nothing is on its way.
     out: BytesMut,
@@ -58,12 +62,21 @@ impl Wire {
         Self {
             transport,
             buf,
+            room: 0,
             out: BytesMut::new(),
             written: 0,
             drained: Drained::default(),
             broken: false,
             ticket: WaitTicket::default(),
         }
+    }
+
+    /// The received bytes not yet decoded.
+    pub(super) fn received(&mut self) -> &mut BytesMut {
+        // Only a read still waiting leaves room (the connection is then closing): give it up.
+        self.buf.truncate(self.buf.len() - self.room);
+        self.room = 0;
+        &mut self.buf
     }
 
     /// Waits for the client to send something or for the connection to be asked to close,
@@ -96,6 +109,10 @@ impl Wire {
     /// Completes `work` (the handling of a packet, which may wait for other cores), writing
     /// what `conn` queues meanwhile.
     ///
+    /// `work` is polled again whenever the task is woken for `conn` (a frame queued, a close
+    /// requested): a close ends its wait for room in the acknowledgement line (see `AckOrder`),
+    /// whose acknowledgements may be long in coming.
+    ///
     /// A plain function rather than an `async fn`, which would keep `work` twice in the
     /// connection's task.
     pub(super) fn send_during<'a, F: Future + Unpin + 'a>(
@@ -103,15 +120,13 @@ impl Wire {
         conn: &'a ConnHandle,
         mut work: F,
     ) -> impl Future<Output = F::Output> + 'a {
-        futures_lite::future::poll_fn(move |cx| {
+        futures_lite::future::poll_fn(move |cx| loop {
             if let Poll::Ready(output) = Pin::new(&mut work).poll(cx) {
                 return Poll::Ready(output);
             }
-            loop {
-                self.poll_send(conn, cx);
-                if conn.poll_wake(cx).is_pending() {
-                    return Poll::Pending;
-                }
+            self.poll_send(conn, cx);
+            if conn.poll_wake(cx).is_pending() {
+                return Poll::Pending;
             }
         })
     }
@@ -189,9 +204,11 @@ impl Wire {
     /// the read goes through a buffer on the stack and `buf` is given exactly the bytes that
     /// arrived, so a connection waiting for its client holds no read buffer. Only a partly
     /// received packet is read into `buf` directly, a chunk at a time or more when a large
-    /// packet is arriving.
+    /// packet is arriving. The room for that read is zeroed once, when the read starts, and
+    /// kept while it waits: the task is woken for every frame queued for the client, and a
+    /// large packet arriving slowly would otherwise cost a memset of its size per wake-up.
     fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let start = self.buf.len();
+        let start = self.buf.len() - self.room;
         if start == 0 {
             // Let go of the allocation: packets already split off keep theirs.
             self.buf = BytesMut::new();
@@ -202,14 +219,14 @@ impl Wire {
             }
             return Poll::Ready(read);
         }
-        let want = READ_CHUNK.max(start);
-        self.buf.resize(start + want, 0);
-        let read = Pin::new(&mut self.transport).poll_read(cx, &mut self.buf[start..]);
-        let count = match &read {
-            Poll::Ready(Ok(count)) => *count,
-            _ => 0,
-        };
+        if self.room == 0 {
+            self.room = READ_CHUNK.max(start);
+            self.buf.resize(start + self.room, 0);
+        }
+        let read = ready!(Pin::new(&mut self.transport).poll_read(cx, &mut self.buf[start..]));
+        let count = *read.as_ref().unwrap_or(&0);
         self.buf.truncate(start + count);
-        read
+        self.room = 0;
+        Poll::Ready(read)
     }
 }

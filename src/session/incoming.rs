@@ -27,8 +27,10 @@ impl IncomingQos2 {
         Self::default()
     }
 
-    /// A QoS 2 PUBLISH arrived with `id`: returns true if it is new (deliver it, then send
-    /// PUBREC), false if it re-sends one not yet released (do not deliver again; send PUBREC).
+    /// A QoS 2 PUBLISH with `id` was accepted (a refused one must leave no id behind, or its
+    /// re-send would be taken for a duplicate): returns true if it is new (deliver it, then
+    /// send PUBREC), false if it re-sends one not yet released (do not deliver again; send
+    /// PUBREC).
     pub fn on_publish(&mut self, id: PacketId) -> bool {
         self.pending.insert(id)
     }

@@ -72,6 +72,11 @@ impl Directory {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+
+    /// The entry of `client_id`, made (empty) for a client id not yet known.
+    fn entry(&mut self, client_id: &Arc<str>) -> &mut Entry {
+        self.entries.entry(client_id.clone()).or_default()
+    }
 }
 
 impl Shard {
@@ -182,11 +187,7 @@ impl Shard {
     /// eviction, whose `Settled` the owner then ignores).
     fn on_restored(&self, client_id: Arc<str>, conn: ConnId) {
         let mut state = self.state.borrow_mut();
-        let entry = state
-            .directory
-            .entries
-            .entry(client_id.clone())
-            .or_default();
+        let entry = state.directory.entry(&client_id);
         if entry.holder.is_none() && entry.busy.is_none() {
             entry.holder = Some((conn.shard(), conn));
             return;
@@ -206,11 +207,7 @@ impl Shard {
     /// Owner: a connection wants the session; start its claim or queue it behind the one under way.
     fn on_claim(&self, client_id: Arc<str>, conn: ConnId, clean_session: bool, eager: bool) {
         let mut state = self.state.borrow_mut();
-        let entry = state
-            .directory
-            .entries
-            .entry(client_id.clone())
-            .or_default();
+        let entry = state.directory.entry(&client_id);
         if entry.busy.is_some() {
             let superseded = entry.queued.replace((conn, clean_session, eager));
             drop(state);
