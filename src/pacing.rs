@@ -2,25 +2,27 @@
 //!
 //! A connection's task writes its client's queue once per turn of the core's event loop, and
 //! every other task of the core runs once in between: each publisher decodes and routes a
-//! whole read's worth of packets, and each link from another core hands over everything its
-//! channel holds. When many of them feed one subscriber (fan-in), one round of the others
-//! brings that subscriber more than its queue holds, though its socket takes everything it is
-//! given: the rest is decoded, matched and dropped, work done for nothing on the busy core.
+//! whole read's worth of packets, and each link from another core hands over what its channel
+//! holds. When many of them feed one subscriber (fan-in), one round of the others brings that
+//! subscriber more QoS 0 messages than its queue holds, though its socket takes everything it
+//! is given: the rest is decoded, matched and dropped, work done for nothing on the busy core.
 //!
-//! So when a queue passes half its limit while its socket still took every byte of its last
-//! write (the client keeps up; only its turn is late), the queue counts itself *behind*, and
-//! while any queue of the core is behind, the core's readers (connections reading their
+//! So when a queue holds half its limit or more while its client keeps up (its socket took
+//! every batch since the queue was last written out whole), the queue counts itself *behind*,
+//! and while any queue of the core is behind, the core's readers (connections reading their
 //! client, links reading another core) wait before their next read. The subscriber's task
-//! runs, writes, and the readers go on. The client that publishes sees TCP flow control, as a
-//! client of a busy broker does. A client that does not keep up (its socket refused a write)
-//! never holds anyone back: its queue's limits drop what it cannot take, as before.
+//! runs and writes, and the readers go on. The client that publishes sees TCP flow control,
+//! as a client of a busy broker does. A client that does not keep up (its socket or transport
+//! refused a write) holds no one back: its queue's limits drop what it cannot take, as before.
 //!
-//! Nothing waits for long: a queue that is behind is counted only until its task writes it,
-//! and should one ever stay counted for a whole tick of the core's clock with no queue
-//! catching up, the readers stop waiting until every queue has caught up again.
+//! Readers take turns: one that had to wait reads before any that did not, and keeps its turn
+//! if a queue is behind again before it could read. Otherwise the readers that happen to run
+//! first after a wait would fill the queue again each time and starve the others.
+//!
+//! Nothing waits for long: should queues stay behind for a whole tick of the core's clock with
+//! none of them catching up, the readers stop waiting until every queue has caught up again.
 
 use std::cell::{Cell, RefCell};
-use std::future::Future;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
@@ -35,10 +37,16 @@ pub struct Pacing {
 struct State {
     /// Queues of the core that are behind.
     behind: Cell<usize>,
-    /// Readers waiting for `behind` to fall to zero.
+    /// Readers that waited and were let go, but have not read yet: they read before anyone
+    /// who did not wait.
+    first: RefCell<Vec<Waker>>,
+    /// Readers waiting for their turn after them.
     waiting: RefCell<Vec<Waker>>,
-    /// Counts the times the waiting readers were woken, so that a reader registers once per
-    /// wait however often its task is polled meanwhile.
+    /// Readers let go and not yet done (their tickets are `Turn::First`).
+    first_count: Cell<usize>,
+    /// Readers waiting (their tickets are `Turn::Waiting`).
+    waiting_count: Cell<usize>,
+    /// Counts the times waiting readers were let go: a ticket of an earlier round is first.
     round: Cell<u32>,
     /// A queue caught up since the last clock tick.
     progressed: Cell<bool>,
@@ -49,10 +57,28 @@ struct State {
     stalled: Cell<bool>,
 }
 
-/// Where a reader stands in the wait (see [`Pacing::poll_go`]): kept by the reader, starting
-/// at its default.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct WaitTicket(u32);
+/// A reader's place among the waiting readers of its core (see [`Pacing::poll_go`]), starting
+/// at its default. Dropping it gives the place up.
+#[derive(Debug, Default)]
+pub struct WaitTicket {
+    place: Option<(Pacing, u32)>,
+}
+
+impl WaitTicket {
+    /// Leaves the wait: the reader read, or will not read any more (its connection is
+    /// closing), so those behind it need not wait for it.
+    pub fn leave(&mut self) {
+        if let Some((pacing, round)) = self.place.take() {
+            pacing.leave(round);
+        }
+    }
+}
+
+impl Drop for WaitTicket {
+    fn drop(&mut self) {
+        self.leave();
+    }
+}
 
 impl Pacing {
     /// A count with no queue behind.
@@ -61,25 +87,42 @@ impl Pacing {
         Self::default()
     }
 
-    /// Whether readers may read now; otherwise registers `cx` to be woken when they may.
+    /// Whether the reader holding `ticket` may read now; otherwise registers `cx` to be woken
+    /// when it may.
+    ///
+    /// Readers read in turns: one that had to wait reads before any that did not, and keeps
+    /// its turn when a queue is behind again before it could read; so the readers that happen
+    /// to run first cannot starve the others.
     pub fn poll_go(&self, cx: &Context<'_>, ticket: &mut WaitTicket) -> Poll<()> {
         let state = &self.state;
-        if state.behind.get() == 0 || state.stalled.get() {
+        let free = state.behind.get() == 0 || state.stalled.get();
+        match &ticket.place {
+            Some((_, round)) if *round != state.round.get() => {
+                // Let go earlier: first in line.
+                if free {
+                    ticket.leave();
+                    return Poll::Ready(());
+                }
+                state.first.borrow_mut().push(cx.waker().clone());
+                return Poll::Pending;
+            }
+            // Still waiting for its round (polled for another reason).
+            Some(_) => return Poll::Pending,
+            None => {}
+        }
+        if free && (state.first_count.get() == 0 || state.stalled.get()) {
             return Poll::Ready(());
         }
-        // +1: a fresh ticket (0) never matches, so a reader registers on its first wait.
-        let round = state.round.get().wrapping_add(1);
-        if ticket.0 != round {
-            ticket.0 = round;
-            state.waiting.borrow_mut().push(cx.waker().clone());
-        }
+        ticket.place = Some((self.clone(), state.round.get()));
+        state.waiting_count.set(state.waiting_count.get() + 1);
+        state.waiting.borrow_mut().push(cx.waker().clone());
         Poll::Pending
     }
 
     /// Waits until readers may read (for a task that does nothing else meanwhile).
-    pub fn go(&self) -> impl Future<Output = ()> + '_ {
+    pub async fn go(&self) {
         let mut ticket = WaitTicket::default();
-        futures_lite::future::poll_fn(move |cx| self.poll_go(cx, &mut ticket))
+        futures_lite::future::poll_fn(|cx| self.poll_go(cx, &mut ticket)).await;
     }
 
     /// Whether any queue is behind (and readers are held back).
@@ -102,7 +145,24 @@ impl Pacing {
         state.progressed.set(true);
         if behind == 0 {
             state.stalled.set(false);
-            self.wake_readers();
+            self.let_go();
+        }
+    }
+
+    /// A reader of `round` leaves the wait; when the last reader let go has read, those that
+    /// waited behind it are let go in turn.
+    fn leave(&self, round: u32) {
+        let state = &self.state;
+        if round == state.round.get() {
+            state
+                .waiting_count
+                .set(state.waiting_count.get().saturating_sub(1));
+            return;
+        }
+        let first = state.first_count.get().saturating_sub(1);
+        state.first_count.set(first);
+        if first == 0 && state.behind.get() == 0 {
+            self.let_go();
         }
     }
 
@@ -119,16 +179,22 @@ impl Pacing {
                 "queues behind for a whole tick: readers no longer wait for them"
             );
             state.stalled.set(true);
-            self.wake_readers();
+            self.let_go();
         }
         state.progressed.set(false);
     }
 
-    fn wake_readers(&self) {
+    /// Lets every waiting reader go: those already first before the others, which become
+    /// first themselves.
+    fn let_go(&self) {
         let state = &self.state;
         state.round.set(state.round.get().wrapping_add(1));
+        state
+            .first_count
+            .set(state.first_count.get() + state.waiting_count.replace(0));
+        let first = std::mem::take(&mut *state.first.borrow_mut());
         let waiting = std::mem::take(&mut *state.waiting.borrow_mut());
-        for waker in waiting {
+        for waker in first.into_iter().chain(waiting) {
             waker.wake();
         }
     }
@@ -142,8 +208,8 @@ pub struct QueuePace {
     pacing: Option<Pacing>,
     /// Counted in `pacing` as behind.
     counted: bool,
-    /// The client's socket refused part of the last write: the client does not keep up, and
-    /// the queue never counts as behind until a write is taken whole again.
+    /// The client's socket (or transport) refused part of a write: the client does not keep
+    /// up, and the queue never counts as behind until it has been written out whole again.
     refused: bool,
 }
 
@@ -172,8 +238,8 @@ impl QueuePace {
         }
     }
 
-    /// Notes whether the client's socket took the last write whole (`false`: it refused part
-    /// of it, and the client is not keeping up).
+    /// Notes that the queue was written out whole (`true`), or that the client's socket or
+    /// transport refused part of a write (`false`: the client is not keeping up).
     pub fn written(&mut self, whole: bool) {
         self.refused = !whole;
         if !whole {
@@ -209,6 +275,14 @@ mod tests {
     use std::sync::Arc;
     use std::task::Wake;
 
+    /// A reader: its ticket and how often it was woken.
+    #[derive(Default)]
+    struct Reader {
+        ticket: WaitTicket,
+        woken: Arc<CountingWaker>,
+    }
+
+    #[derive(Default)]
     struct CountingWaker(AtomicUsize);
 
     impl Wake for CountingWaker {
@@ -217,31 +291,85 @@ mod tests {
         }
     }
 
-    fn poll(pacing: &Pacing, waker: &Arc<CountingWaker>, ticket: &mut WaitTicket) -> Poll<()> {
-        let waker = Waker::from(waker.clone());
-        pacing.poll_go(&Context::from_waker(&waker), ticket)
+    impl Reader {
+        fn poll(&mut self, pacing: &Pacing) -> Poll<()> {
+            let waker = Waker::from(self.woken.clone());
+            pacing.poll_go(&Context::from_waker(&waker), &mut self.ticket)
+        }
+
+        fn woken(&self) -> usize {
+            self.woken.0.load(Ordering::SeqCst)
+        }
     }
 
     #[test]
     fn a_queue_past_its_mark_holds_readers_until_it_is_drained() {
         let pacing = Pacing::new();
         let mut queue = QueuePace::new(pacing.clone());
-        let reader = Arc::new(CountingWaker(AtomicUsize::new(0)));
-        let mut ticket = WaitTicket::default();
+        let mut reader = Reader::default();
         queue.update(false);
-        assert!(poll(&pacing, &reader, &mut ticket).is_ready());
+        assert!(reader.poll(&pacing).is_ready());
         queue.update(true);
-        assert!(poll(&pacing, &reader, &mut ticket).is_pending());
-        assert!(
-            poll(&pacing, &reader, &mut ticket).is_pending(),
-            "polled again"
-        );
+        assert!(reader.poll(&pacing).is_pending());
+        assert!(reader.poll(&pacing).is_pending(), "polled again");
+        assert_eq!(pacing.state.waiting.borrow().len(), 1, "registered once");
         queue.update(true);
         assert!(pacing.is_holding(), "still past the mark");
-        assert_eq!(reader.0.load(Ordering::SeqCst), 0);
+        assert_eq!(reader.woken(), 0);
         queue.update(false);
-        assert_eq!(reader.0.load(Ordering::SeqCst), 1, "woken once");
-        assert!(poll(&pacing, &reader, &mut ticket).is_ready());
+        assert_eq!(reader.woken(), 1, "woken once");
+        assert!(reader.poll(&pacing).is_ready());
+        assert!(reader.poll(&pacing).is_ready(), "nothing held any more");
+    }
+
+    #[test]
+    fn a_reader_that_waited_reads_before_one_that_did_not() {
+        let pacing = Pacing::new();
+        let mut queue = QueuePace::new(pacing.clone());
+        let mut waited = Reader::default();
+        let mut late = Reader::default();
+        queue.update(true);
+        assert!(waited.poll(&pacing).is_pending());
+        queue.update(false);
+        assert!(late.poll(&pacing).is_pending(), "behind the reader let go");
+        assert!(waited.poll(&pacing).is_ready());
+        assert_eq!(late.woken(), 1, "its turn once the other read");
+        assert!(late.poll(&pacing).is_ready());
+    }
+
+    #[test]
+    fn a_reader_let_go_keeps_its_turn_when_a_queue_is_behind_again() {
+        let pacing = Pacing::new();
+        let mut queue = QueuePace::new(pacing.clone());
+        let mut waited = Reader::default();
+        let mut late = Reader::default();
+        queue.update(true);
+        assert!(waited.poll(&pacing).is_pending());
+        queue.update(false);
+        // Another reader filled the queue again before this one ran.
+        queue.update(true);
+        assert!(waited.poll(&pacing).is_pending());
+        assert!(late.poll(&pacing).is_pending());
+        queue.update(false);
+        assert_eq!(waited.woken(), 2);
+        assert_eq!(late.woken(), 1);
+        assert!(waited.poll(&pacing).is_ready());
+        assert!(late.poll(&pacing).is_ready());
+    }
+
+    #[test]
+    fn a_reader_that_goes_away_gives_its_turn_up() {
+        let pacing = Pacing::new();
+        let mut queue = QueuePace::new(pacing.clone());
+        let mut gone = Reader::default();
+        let mut late = Reader::default();
+        queue.update(true);
+        assert!(gone.poll(&pacing).is_pending());
+        queue.update(false);
+        assert!(late.poll(&pacing).is_pending());
+        drop(gone);
+        assert_eq!(late.woken(), 1);
+        assert!(late.poll(&pacing).is_ready());
     }
 
     #[test]
@@ -289,14 +417,15 @@ mod tests {
     fn a_whole_tick_without_progress_lets_the_readers_go() {
         let pacing = Pacing::new();
         let mut stuck = QueuePace::new(pacing.clone());
-        let reader = Arc::new(CountingWaker(AtomicUsize::new(0)));
-        let mut ticket = WaitTicket::default();
+        let mut reader = Reader::default();
+        let mut late = Reader::default();
         stuck.update(true);
         pacing.tick();
-        assert!(poll(&pacing, &reader, &mut ticket).is_pending());
+        assert!(reader.poll(&pacing).is_pending());
         pacing.tick();
-        assert_eq!(reader.0.load(Ordering::SeqCst), 1);
-        assert!(poll(&pacing, &reader, &mut ticket).is_ready());
+        assert_eq!(reader.woken(), 1);
+        assert!(late.poll(&pacing).is_ready(), "nobody waits while stalled");
+        assert!(reader.poll(&pacing).is_ready());
         stuck.update(false);
         stuck.update(true);
         assert!(

@@ -178,6 +178,8 @@ struct Queued {
     tick: u32,
     /// Whether it is the timed publish whose instant is [`OutboundQueue::timed`].
     timed: bool,
+    /// Whether it was queued as droppable (a QoS 0 publish).
+    droppable: bool,
 }
 
 /// Packets waiting for one client's socket.
@@ -188,6 +190,8 @@ pub struct OutboundQueue {
     max_messages: usize,
     max_bytes: usize,
     dropped: u64,
+    /// Droppable frames waiting (QoS 0 publishes): what pacing watches.
+    droppable: usize,
     /// The topic aliases the client's PUBLISHes are written with.
     aliases: OutgoingAliases,
     /// When the message of the timed publish in the queue entered the core; one at a time,
@@ -210,6 +214,7 @@ impl OutboundQueue {
             max_messages,
             max_bytes,
             dropped: 0,
+            droppable: 0,
             aliases: OutgoingAliases::default(),
             timed: None,
             budget: QueueBudget::unbounded(),
@@ -259,7 +264,7 @@ impl OutboundQueue {
             self.dropped += 1;
             return Err(QueueError::OverBudget);
         }
-        self.push_unchecked(frame, at);
+        self.push_unchecked(frame, at, true);
         Ok(())
     }
 
@@ -269,40 +274,45 @@ impl OutboundQueue {
         if self.frames.len() >= self.max_messages + RELIABLE_FRAME_SLACK {
             return Err(QueueError::NotReading);
         }
-        self.push_unchecked(frame, at);
+        self.push_unchecked(frame, at, false);
         Ok(())
     }
 
     /// Queues the last frame of a connection (its DISCONNECT) whatever the limits: a closing
     /// connection queues nothing after it.
     pub fn push_final(&mut self, frame: Frame, at: QueuedAt) {
-        self.push_unchecked(frame, at);
+        self.push_unchecked(frame, at, false);
     }
 
-    fn push_unchecked(&mut self, frame: Frame, at: QueuedAt) {
+    fn push_unchecked(&mut self, frame: Frame, at: QueuedAt, droppable: bool) {
         let timed = at.received.is_some() && self.timed.is_none();
         if timed {
             self.timed = at.received;
         }
         self.bytes += frame.len();
         self.budget.charge(frame.len());
+        self.droppable += usize::from(droppable);
         self.frames.push_back(Queued {
             frame,
             tick: at.tick,
             timed,
+            droppable,
         });
         self.pace.update(self.past_mark());
     }
 
-    /// Whether the queue holds half its droppable limit (in frames or bytes) or more: one turn
-    /// of the core's other tasks more and its client would lose messages.
+    /// Whether the queue holds half its limits or more, in droppable frames or in bytes: one
+    /// turn of the core's other tasks more and its client would lose messages.
+    /// Acknowledgements and windowed publishes do not count: a client that pipelines requests
+    /// must not hold the core back with its own answers.
     fn past_mark(&self) -> bool {
-        self.frames.len() >= (self.max_messages / 2).max(1)
+        self.droppable >= (self.max_messages / 2).max(1)
             || (self.max_bytes != 0 && self.bytes >= self.max_bytes / 2)
     }
 
-    /// Records whether the client's socket took the last write whole: while it refuses part
-    /// of one, the client is not keeping up and its queue holds no one back.
+    /// Records that the queue was written out whole (`true`) or that the client's socket or
+    /// transport refused part of a write (`false`): until it is written out whole again, the
+    /// client is not keeping up and its queue holds no one back.
     pub fn record_write(&mut self, whole: bool) {
         self.pace.written(whole);
     }
@@ -318,9 +328,16 @@ impl OutboundQueue {
     pub fn drain_into(&mut self, out: &mut BytesMut) -> Drained {
         let mut drained = Drained::default();
         while out.len() < MAX_WRITE_BATCH {
-            let Some(Queued { frame, timed, .. }) = self.frames.pop_front() else {
+            let Some(Queued {
+                frame,
+                timed,
+                droppable,
+                ..
+            }) = self.frames.pop_front()
+            else {
                 break;
             };
+            self.droppable -= usize::from(droppable);
             self.bytes -= frame.len();
             self.budget.release(frame.len());
             drained.packets += 1;
@@ -409,6 +426,38 @@ mod tests {
             "acks still pass"
         );
         assert_eq!(queue.len(), 3);
+    }
+
+    #[test]
+    fn only_qos0_publishes_past_half_the_limit_hold_the_core_back() {
+        use crate::pacing::Pacing;
+        let pacing = Pacing::new();
+        let mut queue = OutboundQueue::new(8, 0).with_pacing(pacing.clone());
+        for _ in 0..4 {
+            queue
+                .push(Frame::ping_response(), QueuedAt::tick(0))
+                .expect("an answer is queued");
+        }
+        assert!(
+            !pacing.is_holding(),
+            "answers to the client's requests do not count"
+        );
+        for payload in [b"a", b"b", b"c"] {
+            queue.push_droppable(publish(payload)).expect("room");
+        }
+        assert!(!pacing.is_holding());
+        queue.push_droppable(publish(b"d")).expect("room");
+        assert!(pacing.is_holding(), "half of max_queued_messages");
+        queue.drain_into(&mut BytesMut::new());
+        assert!(!pacing.is_holding(), "written");
+        queue.record_write(false);
+        for payload in [b"e", b"f", b"g", b"h"] {
+            queue.push_droppable(publish(payload)).expect("room");
+        }
+        assert!(
+            !pacing.is_holding(),
+            "a client that does not keep up holds no one"
+        );
     }
 
     #[test]

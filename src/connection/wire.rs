@@ -49,8 +49,8 @@ pub(super) struct Wire {
 
 /// What ends a connection's wait for its client.
 pub(super) enum Event {
-    /// The client sent bytes, appended to [`Wire::buf`]: their count, 0 when it closed the
-    /// connection.
+    /// The client sent bytes, appended to the received bytes (see [`Wire::received`]): their
+    /// count, 0 when it closed the connection.
     Read(io::Result<usize>),
     /// The connection was asked to close (see [`ConnHandle::close`]).
     Closing,
@@ -91,6 +91,7 @@ impl Wire {
         loop {
             self.poll_send(conn, cx);
             if conn.is_closing() {
+                self.ticket.leave();
                 return Poll::Ready(Event::Closing);
             }
             if pacing.poll_go(cx, &mut self.ticket).is_ready() {
@@ -188,8 +189,10 @@ impl Wire {
                     }
                 }
             }
-            // The flush is what sends a TLS record or WebSocket frame (a no-op for plain TCP).
+            // The flush is what sends a TLS record or WebSocket frame (a no-op for plain TCP);
+            // a transport that buffered the batch waits here when the socket is full.
             if Pin::new(&mut self.transport).poll_flush(cx)?.is_pending() {
+                conn.with_outbound(|queue| queue.record_write(false));
                 return Ok(());
             }
             conn.record_written(self.drained, self.out.len());

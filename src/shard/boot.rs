@@ -508,6 +508,16 @@ async fn run_shard(
         glommio::spawn_local(listener::accept_loop(shard.clone(), bound, state)).detach();
     }
     spawn_observers(&shard, http);
+    // The pacing valve has a timer of its own: the housekeeping below may wait (for a will's
+    // publish to another core), and must never keep the readers waiting meanwhile.
+    let valve = shard.clone();
+    glommio::spawn_local(async move {
+        while !valve.is_shutting_down() {
+            glommio::timer::sleep(CLOCK_TICK).await;
+            valve.pacing.tick();
+        }
+    })
+    .detach();
     let _ = ready.send(Ok(()));
 
     let mut drop_watches = DropWatches::default();

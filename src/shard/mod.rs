@@ -298,7 +298,6 @@ impl Shard {
         let now = self.clock.get().wrapping_add(1);
         self.clock.set(now);
         self.metrics.set_clock(now);
-        self.pacing.tick();
         let silent: Vec<Rc<ConnHandle>> = self
             .connections
             .borrow()
