@@ -89,18 +89,17 @@ pub struct ConnectionSlots {
 #[derive(Debug)]
 pub struct SlotGuard {
     open: Arc<AtomicUsize>,
-    /// Whether the connection exceeded the cap (it is then refused after its CONNECT).
-    pub over_limit: bool,
 }
 
 impl ConnectionSlots {
-    /// Takes a slot for a new connection.
-    pub fn acquire(&self) -> SlotGuard {
+    /// Takes a slot for a new connection; also says whether the connection exceeds the cap
+    /// (it is then refused after its CONNECT).
+    pub fn acquire(&self) -> (SlotGuard, bool) {
         let before = self.open.fetch_add(1, Ordering::Relaxed);
-        SlotGuard {
+        let guard = SlotGuard {
             open: self.open.clone(),
-            over_limit: self.max != 0 && before >= self.max,
-        }
+        };
+        (guard, self.max != 0 && before >= self.max)
     }
 }
 
@@ -161,7 +160,7 @@ async fn handshake(
             return None;
         }
     };
-    let ticket = listener.admit(addr.ip());
+    let (ticket, admission) = listener.admit(addr.ip());
     let accepted = open_transport(&listener, stream, addr).await?;
     let certificate_name = accepted.client_certificate_cn;
     let (mut reader, mut writer) = stream::split(accepted.transport);
@@ -186,7 +185,7 @@ async fn handshake(
     };
     let protocol = connect.connect.protocol;
 
-    if let Some(reason) = check_connect(&shard, &connect, ticket.admission) {
+    if let Some(reason) = check_connect(&shard, &connect, admission) {
         tracing::info!(
             %addr,
             client_id = %connect.connect.client_id,
