@@ -38,8 +38,9 @@ pub enum Admission {
 pub struct ListenerTicket {
     /// The listener-wide slot.
     pub slot: SlotGuard,
-    /// The per-address count, on listeners that limit it.
-    pub per_ip: Option<PerIpGuard>,
+    /// The per-address count, on listeners that limit it (boxed: most do not, and every
+    /// connection's task holds its ticket).
+    pub per_ip: Option<Box<PerIpGuard>>,
 }
 
 /// One listener as one core serves it.
@@ -105,7 +106,7 @@ impl ListenerState {
         let (per_ip, refusal) = match &self.per_ip {
             Some(limits) => {
                 let (guard, refusal) = limits.admit(ip, Instant::now());
-                (Some(guard), refusal)
+                (Some(Box::new(guard)), refusal)
             }
             None => (None, None),
         };
