@@ -39,8 +39,8 @@ pub enum FlowAction {
 }
 
 /// A change of the flow that a persistent session writes to its core's log (see
-/// [`OutgoingFlow::journal`]). Each message the flow accepts gets a message id, unique in the
-/// session and growing in the order messages were offered, which is also the order they leave
+/// [`OutgoingFlow::take_journal`]). Each message the flow accepts gets a message id, unique in
+/// the session and growing in the order messages were offered, which is also the order they leave
 /// the queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FlowEvent {
@@ -154,7 +154,7 @@ struct InflightEntry {
 }
 
 /// The outgoing QoS 1/2 state of one session: a window of at most `max_inflight`
-/// unacknowledged messages and a bounded FIFO queue behind it (see [`ActiveFlow`]). Messages
+/// unacknowledged messages and a bounded FIFO queue behind it (see `ActiveFlow`). Messages
 /// leave in the order they were offered.
 ///
 /// Most sessions are never offered a QoS 1/2 message (a broker keeps one per client, idle ones
