@@ -1,7 +1,7 @@
 //! The part of a connection that the rest of its shard may touch: its outgoing queue, the
 //! wake-up of its task, and the request to close it.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::fmt;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -150,8 +150,9 @@ pub struct ConnHandle {
     /// Wakes the connection's task when its queue stops being empty or it is asked to close
     /// (one task serves both, so one waker is enough).
     wake: Notify,
-    /// Why the connection is closing, once it is (boxed: one pointer while it is not).
-    close_reason: RefCell<Option<Box<CloseReason>>>,
+    /// Why the connection is closing, once it is: set once, by the first request (boxed: one
+    /// pointer while it is not).
+    close_reason: OnceCell<Box<CloseReason>>,
     /// Whether the client is losing messages: set (and logged) at its first drop, cleared
     /// (and logged) by its core once a whole watch period passed without one.
     lagging: Cell<bool>,
@@ -194,7 +195,7 @@ impl ConnHandle {
                 OutboundQueue::new(max_messages, max_bytes).with_aliases(aliases),
             ),
             wake: Notify::default(),
-            close_reason: RefCell::new(None),
+            close_reason: OnceCell::new(),
             lagging: Cell::new(false),
             flow_dropped: Cell::new(0),
             keep_alive_ticks: keep_alive.ticks,
@@ -465,14 +466,13 @@ impl ConnHandle {
     /// sent a DISCONNECT saying why, after what is already queued, when the specification
     /// allows one for that reason.
     pub fn close(&self, reason: CloseReason) {
-        let mut current = self.close_reason.borrow_mut();
-        if current.is_none() {
+        if self.close_reason.get().is_none() {
             if self.protocol == ProtocolVersion::V5 {
                 self.queue_disconnect(&reason);
             }
-            *current = Some(Box::new(reason));
+            // Unset just above, and nothing between sets it: the DISCONNECT is only queued.
+            let _ = self.close_reason.set(Box::new(reason));
         }
-        drop(current);
         // What is still written on a closing connection holds no one back.
         self.outbound.borrow_mut().stop_pacing();
         self.wake.notify();
@@ -502,12 +502,12 @@ impl ConnHandle {
 
     /// The reason given to [`ConnHandle::close`], if any.
     pub fn close_reason(&self) -> Option<CloseReason> {
-        self.close_reason.borrow().as_deref().cloned()
+        self.close_reason.get().map(|reason| (**reason).clone())
     }
 
     /// Whether the connection was asked to close.
     pub fn is_closing(&self) -> bool {
-        self.close_reason.borrow().is_some()
+        self.close_reason.get().is_some()
     }
 
     /// `Ready` when the connection's task has been woken since it last looked: its queue

@@ -2,22 +2,34 @@
 //! grows (many notifications before the waiter runs collapse into one).
 
 use std::cell::{Cell, RefCell};
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 /// Wakes one task of the same shard. Notifications do not queue: one pending flag is kept.
-#[derive(Default, Debug)]
+///
+/// Every connection has one (24 bytes): the waker is kept in a `Cell`, taken out and put
+/// back whole, so it needs no borrow flag.
+#[derive(Default)]
 pub struct Notify {
     pending: Cell<bool>,
-    waker: RefCell<Option<Waker>>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl fmt::Debug for Notify {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Notify")
+            .field("pending", &self.pending.get())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Notify {
     /// Marks the flag and wakes the waiting task, if any.
     pub fn notify(&self) {
         self.pending.set(true);
-        if let Some(waker) = self.waker.borrow_mut().take() {
+        if let Some(waker) = self.waker.take() {
             waker.wake();
         }
     }
@@ -33,7 +45,7 @@ impl Notify {
         if self.pending.replace(false) {
             return Poll::Ready(());
         }
-        *self.waker.borrow_mut() = Some(cx.waker().clone());
+        self.waker.set(Some(cx.waker().clone()));
         Poll::Pending
     }
 }

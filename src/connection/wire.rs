@@ -33,18 +33,24 @@ pub(super) struct Wire {
     /// Bytes at the end of `buf` that are room for the pending read, not received bytes: kept
     /// from one wake-up of the task to the next, so that the room is zeroed once per read.
     room: usize,
-    /// The batch being written (drained from the connection's queue), empty and without an
-    /// allocation while nothing is on its way.
-    out: BytesMut,
-    /// Bytes of `out` already written.
-    written: usize,
-    /// What `out` holds, for the core's counters once it is written.
-    drained: Drained,
+    /// The batch being written, while one is on its way (boxed: an idle connection, which
+    /// has none, keeps one pointer in its task rather than the batch's 80 bytes).
+    batch: Option<Box<Batch>>,
     /// A write failed: the connection is closing and nothing more is written.
     broken: bool,
     /// Where the connection stands in its core's wait for a client that keeps up (see
     /// `pacing`).
     ticket: WaitTicket,
+}
+
+/// Packets drained from the connection's queue, on their way to the socket.
+struct Batch {
+    /// The packets, encoded.
+    out: BytesMut,
+    /// Bytes of `out` already written.
+    written: usize,
+    /// What `out` holds, for the core's counters once it is written.
+    drained: Drained,
 }
 
 /// What ends a connection's wait for its client.
@@ -63,9 +69,7 @@ impl Wire {
             transport,
             buf,
             room: 0,
-            out: BytesMut::new(),
-            written: 0,
-            drained: Drained::default(),
+            batch: None,
             broken: false,
             ticket: WaitTicket::default(),
         }
@@ -138,7 +142,7 @@ impl Wire {
         futures_lite::future::poll_fn(|cx| {
             self.poll_send(conn, cx);
             // With a batch left, the socket is full and will wake the task.
-            if self.broken || self.out.is_empty() {
+            if self.broken || self.batch.is_none() {
                 Poll::Ready(())
             } else {
                 Poll::Pending
@@ -158,29 +162,36 @@ impl Wire {
         }
         if let Err(error) = self.try_send(conn, cx) {
             self.broken = true;
-            self.out = BytesMut::new();
-            self.written = 0;
+            self.batch = None;
             conn.close(CloseReason::ConnectionLost(error.to_string()));
         }
     }
 
     fn try_send(&mut self, conn: &ConnHandle, cx: &mut Context<'_>) -> io::Result<()> {
-        loop {
-            if self.out.is_empty() {
-                self.drained = conn.drain_into(&mut self.out);
-                if self.out.is_empty() {
-                    // Everything queued was written: the client keeps up. Give an idle
-                    // connection's buffer back.
-                    conn.with_outbound(|queue| queue.record_write(true));
-                    self.out = BytesMut::new();
-                    return Ok(());
-                }
+        if self.batch.is_none() {
+            let mut out = BytesMut::new();
+            let drained = conn.drain_into(&mut out);
+            if out.is_empty() {
+                // Nothing is queued: the client keeps up.
+                conn.with_outbound(|queue| queue.record_write(true));
+                return Ok(());
             }
-            while self.written < self.out.len() {
-                let unwritten = &self.out[self.written..];
+            self.batch = Some(Box::new(Batch {
+                out,
+                written: 0,
+                drained,
+            }));
+        }
+        // Set just above when there was none.
+        let Some(batch) = self.batch.as_mut() else {
+            return Ok(());
+        };
+        loop {
+            while batch.written < batch.out.len() {
+                let unwritten = &batch.out[batch.written..];
                 match Pin::new(&mut self.transport).poll_write(cx, unwritten) {
                     Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-                    Poll::Ready(Ok(written)) => self.written += written,
+                    Poll::Ready(Ok(written)) => batch.written += written,
                     Poll::Ready(Err(error)) => return Err(error),
                     Poll::Pending => {
                         // The socket is full: the client does not keep up.
@@ -195,9 +206,18 @@ impl Wire {
                 conn.with_outbound(|queue| queue.record_write(false));
                 return Ok(());
             }
-            conn.record_written(self.drained, self.out.len());
-            self.out.clear();
-            self.written = 0;
+            conn.record_written(batch.drained, batch.out.len());
+            // The next batch reuses the buffer.
+            batch.out.clear();
+            batch.written = 0;
+            batch.drained = conn.drain_into(&mut batch.out);
+            if batch.out.is_empty() {
+                // Everything queued was written: the client keeps up. Give an idle
+                // connection's batch and buffer back.
+                self.batch = None;
+                conn.with_outbound(|queue| queue.record_write(true));
+                return Ok(());
+            }
         }
     }
 
@@ -231,5 +251,19 @@ impl Wire {
         self.buf.truncate(start + count);
         self.room = 0;
         Poll::Ready(read)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_wire_keeps_no_batch_inline() {
+        // Every idle connection's task holds its wire (issue 3's idle memory): besides the
+        // transport, only the read buffer's handle, one pointer for the batch and a few
+        // counters; the batch's buffer and counters must not come back inline.
+        let own = std::mem::size_of::<Wire>() - std::mem::size_of::<Transport>();
+        assert!(own <= 64, "{own} bytes besides the transport");
     }
 }

@@ -32,15 +32,15 @@ pub enum Admission {
     PerIp(PerIpRefusal),
 }
 
-/// What a connection holds of its listener's limits; each part is given back when dropped.
+/// What a connection holds of its listener's limits for its lifetime; each part is given back
+/// when dropped.
 #[derive(Debug)]
 pub struct ListenerTicket {
     /// The listener-wide slot.
     pub slot: SlotGuard,
-    /// The per-address count, on listeners that limit it.
-    pub per_ip: Option<PerIpGuard>,
-    /// Whether the connection may stay.
-    pub admission: Admission,
+    /// The per-address count, on listeners that limit it (boxed: most do not, and every
+    /// connection's task holds its ticket).
+    pub per_ip: Option<Box<PerIpGuard>>,
 }
 
 /// One listener as one core serves it.
@@ -99,26 +99,23 @@ impl ListenerState {
         })
     }
 
-    /// Counts a connection just accepted from `ip` against the listener's limits.
-    pub fn admit(&self, ip: IpAddr) -> ListenerTicket {
-        let slot = self.slots.acquire();
+    /// Counts a connection just accepted from `ip` against the listener's limits; returns
+    /// what it holds of them and whether it may stay.
+    pub fn admit(&self, ip: IpAddr) -> (ListenerTicket, Admission) {
+        let (slot, over_limit) = self.slots.acquire();
         let (per_ip, refusal) = match &self.per_ip {
             Some(limits) => {
                 let (guard, refusal) = limits.admit(ip, Instant::now());
-                (Some(guard), refusal)
+                (Some(Box::new(guard)), refusal)
             }
             None => (None, None),
         };
-        let admission = match (slot.over_limit, refusal) {
+        let admission = match (over_limit, refusal) {
             (true, _) => Admission::ListenerFull,
             (false, Some(refusal)) => Admission::PerIp(refusal),
             (false, None) => Admission::Admitted,
         };
-        ListenerTicket {
-            slot,
-            per_ip,
-            admission,
-        }
+        (ListenerTicket { slot, per_ip }, admission)
     }
 
     /// Decides a CONNECT's credentials: who the client is for the ACL, or why it is refused.

@@ -39,8 +39,8 @@ pub enum FlowAction {
 }
 
 /// A change of the flow that a persistent session writes to its core's log (see
-/// [`OutgoingFlow::journal`]). Each message the flow accepts gets a message id, unique in the
-/// session and growing in the order messages were offered, which is also the order they leave
+/// [`OutgoingFlow::take_journal`]). Each message the flow accepts gets a message id, unique in
+/// the session and growing in the order messages were offered, which is also the order they leave
 /// the queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FlowEvent {
@@ -147,14 +147,256 @@ impl Stage {
 /// One in-flight packet id: its stage and its position in the send order.
 #[derive(Debug)]
 struct InflightEntry {
-    /// Order in which this id was first sent; matches one element of `OutgoingFlow::send_order`.
+    /// Order in which this id was first sent; matches one element of `ActiveFlow::send_order`.
     seq: u64,
     /// Where its exchange stands.
     stage: Stage,
 }
 
-/// The outgoing QoS 1/2 state of one session: a window of at most `max_inflight` unacknowledged
-/// messages and a bounded FIFO queue behind it. Messages leave in the order they were offered.
+/// The outgoing QoS 1/2 state of one session: a window of at most `max_inflight`
+/// unacknowledged messages and a bounded FIFO queue behind it (see `ActiveFlow`). Messages
+/// leave in the order they were offered.
+///
+/// Most sessions are never offered a QoS 1/2 message (a broker keeps one per client, idle ones
+/// included): until the first is, the flow holds only its limits and its core's budget, and
+/// the window, the queue and their counters are allocated with that first message.
+#[derive(Debug)]
+pub struct OutgoingFlow {
+    state: FlowState,
+}
+
+/// Whether a flow was ever offered a message.
+#[derive(Debug)]
+enum FlowState {
+    /// Never offered one: nothing in flight or queued, packet and message ids start at 1.
+    Unused {
+        /// The configured limits.
+        limits: FlowLimits,
+        /// The core's account of queued bytes, for when messages queue.
+        budget: QueueBudget,
+        /// Whether changes are to be journaled.
+        journaling: bool,
+    },
+    /// Offered one at least: it stays so until the session ends, its ids growing.
+    Active(Box<ActiveFlow>),
+}
+
+impl OutgoingFlow {
+    /// Creates an empty flow; `limits.max_inflight` is clamped to 1..=65535 so that a window
+    /// with room always has a free packet id.
+    pub fn new(limits: FlowLimits) -> Self {
+        OutgoingFlow {
+            state: FlowState::Unused {
+                limits,
+                budget: QueueBudget::unbounded(),
+                journaling: false,
+            },
+        }
+    }
+
+    /// The flow's window and queue, allocated on first use.
+    fn active(&mut self) -> &mut ActiveFlow {
+        if let FlowState::Unused {
+            limits,
+            budget,
+            journaling,
+        } = &self.state
+        {
+            let flow = ActiveFlow::new(*limits, budget.clone(), *journaling);
+            self.state = FlowState::Active(Box::new(flow));
+        }
+        match &mut self.state {
+            FlowState::Active(flow) => flow,
+            // The `if` above made an unused flow active.
+            FlowState::Unused { .. } => unreachable!("an unused flow was just made active"),
+        }
+    }
+
+    /// The flow's window and queue, if it was ever offered a message.
+    fn active_ref(&self) -> Option<&ActiveFlow> {
+        match &self.state {
+            FlowState::Active(flow) => Some(flow),
+            FlowState::Unused { .. } => None,
+        }
+    }
+
+    /// The flow's window and queue for an update, if it was ever offered a message.
+    fn active_mut(&mut self) -> Option<&mut ActiveFlow> {
+        match &mut self.state {
+            FlowState::Active(flow) => Some(flow),
+            FlowState::Unused { .. } => None,
+        }
+    }
+
+    /// Charges what the queue holds to the core's `budget` from now on
+    /// (`max_queued_bytes_total`).
+    pub fn set_budget(&mut self, budget: QueueBudget) {
+        match &mut self.state {
+            FlowState::Unused { budget: unused, .. } => *unused = budget,
+            FlowState::Active(flow) => flow.set_budget(budget),
+        }
+    }
+
+    /// Starts (or stops) keeping a journal of [`FlowEvent`]s, for a session whose changes are
+    /// written down; the caller takes them with [`OutgoingFlow::take_journal`] after each
+    /// operation.
+    pub fn set_journaling(&mut self, on: bool) {
+        match &mut self.state {
+            FlowState::Unused { journaling, .. } => *journaling = on,
+            FlowState::Active(flow) => flow.set_journaling(on),
+        }
+    }
+
+    /// The events recorded since the last call (empty when not journaling).
+    pub fn take_journal(&mut self) -> Vec<FlowEvent> {
+        self.active_mut()
+            .map(ActiveFlow::take_journal)
+            .unwrap_or_default()
+    }
+
+    /// Whether events wait in the journal.
+    pub fn has_journal_events(&self) -> bool {
+        self.active_ref()
+            .is_some_and(ActiveFlow::has_journal_events)
+    }
+
+    /// Rebuilds the flow of a session read back at start-up: `messages` in message id order
+    /// (those with a packet id go back in flight, to be re-sent with DUP on resume, the others
+    /// to the queue, whatever the limits: they were accepted once), `released` the QoS 2 ids
+    /// awaiting PUBCOMP; message ids continue above `highest_message_id`, packet ids above
+    /// `last_packet_id` (the one last sent with, as before the restart: a queued message whose
+    /// `Sent` was lost goes out with the id the client may already hold). Journals nothing.
+    /// A session whose records hold none of these stays unused.
+    pub fn restore(
+        &mut self,
+        released: impl IntoIterator<Item = PacketId>,
+        messages: Vec<RestoredMessage>,
+        highest_message_id: u64,
+        last_packet_id: Option<PacketId>,
+    ) {
+        let mut released = released.into_iter().peekable();
+        let unused = self.active_ref().is_none()
+            && released.peek().is_none()
+            && messages.is_empty()
+            && highest_message_id == 0
+            && last_packet_id.is_none();
+        if !unused {
+            self.active()
+                .restore(released, messages, highest_message_id, last_packet_id);
+        }
+    }
+
+    /// Everything the flow holds as a persistent session's records describe it: the ids
+    /// awaiting PUBCOMP, then the messages in message id order (in flight with their packet
+    /// id, then queued): what a snapshot writes.
+    pub fn held(&self) -> (Vec<PacketId>, Vec<HeldMessage<'_>>) {
+        self.active_ref().map(ActiveFlow::held).unwrap_or_default()
+    }
+
+    /// Offers a message whose QoS (`message.qos`, already min(published, granted)) is 1 or 2.
+    ///
+    /// If `online` and the window has room, and nothing is queued ahead of it, the message gets
+    /// a free packet id and a `Publish { dup: false }` is pushed to `out`. Otherwise it is queued
+    /// if `max_queued_messages` and `max_queued_bytes` allow, else `Err(QueueFull)` is returned
+    /// and nothing is kept. When `online`, messages already queued are released first.
+    pub fn offer(
+        &mut self,
+        message: Message,
+        online: bool,
+        out: &mut Vec<FlowAction>,
+    ) -> Result<(), QueueFull> {
+        self.active().offer(message, online, out)
+    }
+
+    /// The window an acknowledgement of `id` is for, or the error that nothing is in flight.
+    fn acknowledged(&mut self, id: PacketId) -> Result<&mut ActiveFlow, FlowError> {
+        self.active_mut().ok_or(FlowError::UnknownPacketId(id))
+    }
+
+    /// Handles PUBACK for a QoS 1 message: frees its slot and releases queued messages into
+    /// the window (pushing `Publish` actions).
+    pub fn on_puback(&mut self, id: PacketId, out: &mut Vec<FlowAction>) -> Result<(), FlowError> {
+        self.acknowledged(id)?.on_puback(id, out)
+    }
+
+    /// Handles PUBREC for a QoS 2 message: the message is released (its payload can be freed),
+    /// the id now awaits PUBCOMP, and `PubRel(id)` is pushed. A repeated PUBREC for an id that
+    /// already awaits PUBCOMP is answered with PUBREL again (harmless, and it lets a client that
+    /// lost our PUBREL finish the exchange).
+    pub fn on_pubrec(&mut self, id: PacketId, out: &mut Vec<FlowAction>) -> Result<(), FlowError> {
+        self.acknowledged(id)?.on_pubrec(id, out)
+    }
+
+    /// Handles PUBCOMP: frees the slot and releases queued messages into the window.
+    pub fn on_pubcomp(&mut self, id: PacketId, out: &mut Vec<FlowAction>) -> Result<(), FlowError> {
+        self.acknowledged(id)?.on_pubcomp(id, out)
+    }
+
+    /// Handles an MQTT 5 PUBREC with a failure reason code: the subscriber refused the QoS 2
+    /// message, which ends its exchange without PUBREL [MQTT-4.3.3]; frees the slot and
+    /// releases queued messages into the window.
+    pub fn on_pubrec_refused(
+        &mut self,
+        id: PacketId,
+        out: &mut Vec<FlowAction>,
+    ) -> Result<(), FlowError> {
+        self.acknowledged(id)?.on_pubrec_refused(id, out)
+    }
+
+    /// Gives up on in-flight `id` without an acknowledgement, because its PUBLISH could not be
+    /// sent (larger than the client accepts, or expired before it left), as if it had been
+    /// delivered [MQTT-3.1.2-25]; releases queued messages into the window.
+    pub fn discard(&mut self, id: PacketId, out: &mut Vec<FlowAction>) {
+        if let Some(flow) = self.active_mut() {
+            flow.discard(id, out);
+        }
+    }
+
+    /// Sets the window: at most `max_inflight` messages in flight (clamped to 1..=65535), for
+    /// a client that accepts fewer than the configured window (its MQTT 5 receive maximum).
+    /// A smaller window than the messages already in flight lets them finish first.
+    pub fn set_max_inflight(&mut self, max_inflight: usize) {
+        match &mut self.state {
+            FlowState::Unused { limits, .. } => limits.max_inflight = max_inflight,
+            FlowState::Active(flow) => flow.set_max_inflight(max_inflight),
+        }
+    }
+
+    /// Called when the client (re)connects with this session (§4.4): every in-flight item is
+    /// sent again in the order first sent (PUBLISH with `dup: true` and the same packet id, or
+    /// PUBREL for ids awaiting PUBCOMP), then queued messages are released into the window.
+    pub fn resume(&mut self, out: &mut Vec<FlowAction>) {
+        if let Some(flow) = self.active_mut() {
+            flow.resume(out);
+        }
+    }
+
+    /// Number of packet ids in flight (sent, not yet fully acknowledged).
+    pub fn inflight_len(&self) -> usize {
+        self.active_ref().map_or(0, ActiveFlow::inflight_len)
+    }
+
+    /// Number of messages waiting behind the window.
+    pub fn queued_len(&self) -> usize {
+        self.active_ref().map_or(0, ActiveFlow::queued_len)
+    }
+
+    /// Bytes (`Message::queued_size`) waiting behind the window.
+    pub fn queued_bytes(&self) -> usize {
+        self.active_ref().map_or(0, ActiveFlow::queued_bytes)
+    }
+
+    /// Drops everything (clean session end); returns how many messages were discarded: the
+    /// queued ones and the in-flight ones the client has not yet acknowledged receiving (ids
+    /// awaiting PUBCOMP hold no message any more and are not counted).
+    pub fn clear(&mut self) -> usize {
+        self.active_mut().map_or(0, ActiveFlow::clear)
+    }
+}
+
+/// The outgoing QoS 1/2 state of a session once it was offered a message (see
+/// [`OutgoingFlow`]): a window of at most `max_inflight` unacknowledged messages and a bounded
+/// FIFO queue behind it. Messages leave in the order they were offered.
 ///
 /// Layout: `inflight` maps a packet id to its entry (O(1) expected lookup on every ack), and
 /// `send_order` lists `(seq, id)` in first-sent order for re-delivery on reconnect. An ack does
@@ -164,7 +406,7 @@ struct InflightEntry {
 /// when stale pairs outnumber live ones, so every operation stays amortised O(1) and the deque
 /// never holds more than about twice the window.
 #[derive(Debug)]
-pub struct OutgoingFlow {
+struct ActiveFlow {
     /// The configured limits (with `max_inflight` clamped to 1..=65535).
     limits: FlowLimits,
     /// In-flight packet ids and their state.
@@ -187,7 +429,7 @@ pub struct OutgoingFlow {
     budget: QueueBudget,
 }
 
-impl Drop for OutgoingFlow {
+impl Drop for ActiveFlow {
     /// An ended session's queue leaves the core's account with it.
     fn drop(&mut self) {
         self.budget.release(self.queued_bytes);
@@ -221,15 +463,16 @@ fn is_live(inflight: &SessionMap<PacketId, InflightEntry>, seq: u64, packet_id: 
         .is_some_and(|entry| entry.seq == seq)
 }
 
-impl OutgoingFlow {
-    /// Creates an empty flow; `limits.max_inflight` is clamped to 1..=65535 so that a window
-    /// with room always has a free packet id.
-    pub fn new(limits: FlowLimits) -> Self {
+impl ActiveFlow {
+    /// Creates an empty flow charging `budget`, keeping a journal if `journaling`;
+    /// `limits.max_inflight` is clamped to 1..=65535 so that a window with room always has a
+    /// free packet id.
+    fn new(limits: FlowLimits, budget: QueueBudget, journaling: bool) -> Self {
         let limits = FlowLimits {
             max_inflight: limits.max_inflight.clamp(1, PACKET_ID_SPACE),
             ..limits
         };
-        OutgoingFlow {
+        ActiveFlow {
             limits,
             inflight: SessionMap::default(),
             send_order: VecDeque::new(),
@@ -238,14 +481,14 @@ impl OutgoingFlow {
             queue: VecDeque::new(),
             queued_bytes: 0,
             next_message_id: 1,
-            journal: None,
-            budget: QueueBudget::unbounded(),
+            journal: journaling.then(Vec::new),
+            budget,
         }
     }
 
     /// Charges what the queue holds to the core's `budget` from now on
     /// (`max_queued_bytes_total`).
-    pub fn set_budget(&mut self, budget: QueueBudget) {
+    fn set_budget(&mut self, budget: QueueBudget) {
         budget.charge(self.queued_bytes);
         std::mem::replace(&mut self.budget, budget).release(self.queued_bytes);
     }
@@ -265,12 +508,12 @@ impl OutgoingFlow {
     /// Starts (or stops) keeping a journal of [`FlowEvent`]s, for a session whose changes are
     /// written down; the caller takes them with [`OutgoingFlow::take_journal`] after each
     /// operation.
-    pub fn set_journaling(&mut self, on: bool) {
+    fn set_journaling(&mut self, on: bool) {
         self.journal = on.then(Vec::new);
     }
 
     /// The events recorded since the last call (empty when not journaling).
-    pub fn take_journal(&mut self) -> Vec<FlowEvent> {
+    fn take_journal(&mut self) -> Vec<FlowEvent> {
         match &mut self.journal {
             Some(journal) if !journal.is_empty() => std::mem::take(journal),
             _ => Vec::new(),
@@ -278,7 +521,7 @@ impl OutgoingFlow {
     }
 
     /// Whether events wait in the journal.
-    pub fn has_journal_events(&self) -> bool {
+    fn has_journal_events(&self) -> bool {
         self.journal
             .as_ref()
             .is_some_and(|journal| !journal.is_empty())
@@ -296,7 +539,7 @@ impl OutgoingFlow {
     /// awaiting PUBCOMP; message ids continue above `highest_message_id`, packet ids above
     /// `last_packet_id` (the one last sent with, as before the restart: a queued message whose
     /// `Sent` was lost goes out with the id the client may already hold). Journals nothing.
-    pub fn restore(
+    fn restore(
         &mut self,
         released: impl IntoIterator<Item = PacketId>,
         messages: Vec<RestoredMessage>,
@@ -338,7 +581,7 @@ impl OutgoingFlow {
     /// Everything the flow holds as a persistent session's records describe it: the ids
     /// awaiting PUBCOMP, then the messages in message id order (in flight with their packet
     /// id, then queued): what a snapshot writes.
-    pub fn held(&self) -> (Vec<PacketId>, Vec<HeldMessage<'_>>) {
+    fn held(&self) -> (Vec<PacketId>, Vec<HeldMessage<'_>>) {
         let mut released = Vec::new();
         let mut messages = Vec::with_capacity(self.inflight.len() + self.queue.len());
         for (packet_id, entry) in &self.inflight {
@@ -360,7 +603,7 @@ impl OutgoingFlow {
     /// a free packet id and a `Publish { dup: false }` is pushed to `out`. Otherwise it is queued
     /// if `max_queued_messages` and `max_queued_bytes` allow, else `Err(QueueFull)` is returned
     /// and nothing is kept. When `online`, messages already queued are released first.
-    pub fn offer(
+    fn offer(
         &mut self,
         message: Message,
         online: bool,
@@ -397,7 +640,7 @@ impl OutgoingFlow {
 
     /// Handles PUBACK for a QoS 1 message: frees its slot and releases queued messages into
     /// the window (pushing `Publish` actions).
-    pub fn on_puback(&mut self, id: PacketId, out: &mut Vec<FlowAction>) -> Result<(), FlowError> {
+    fn on_puback(&mut self, id: PacketId, out: &mut Vec<FlowAction>) -> Result<(), FlowError> {
         let entry = self.entry(id)?;
         match entry.stage {
             Stage::Qos1Published(..) => {
@@ -420,7 +663,7 @@ impl OutgoingFlow {
     /// the id now awaits PUBCOMP, and `PubRel(id)` is pushed. A repeated PUBREC for an id that
     /// already awaits PUBCOMP is answered with PUBREL again (harmless, and it lets a client that
     /// lost our PUBREL finish the exchange).
-    pub fn on_pubrec(&mut self, id: PacketId, out: &mut Vec<FlowAction>) -> Result<(), FlowError> {
+    fn on_pubrec(&mut self, id: PacketId, out: &mut Vec<FlowAction>) -> Result<(), FlowError> {
         let entry = self.entry_mut(id)?;
         match entry.stage {
             Stage::Qos2Published(..) | Stage::Released => {
@@ -443,7 +686,7 @@ impl OutgoingFlow {
     }
 
     /// Handles PUBCOMP: frees the slot and releases queued messages into the window.
-    pub fn on_pubcomp(&mut self, id: PacketId, out: &mut Vec<FlowAction>) -> Result<(), FlowError> {
+    fn on_pubcomp(&mut self, id: PacketId, out: &mut Vec<FlowAction>) -> Result<(), FlowError> {
         let entry = self.entry(id)?;
         match entry.stage {
             Stage::Released => {
@@ -465,7 +708,7 @@ impl OutgoingFlow {
     /// Handles an MQTT 5 PUBREC with a failure reason code: the subscriber refused the QoS 2
     /// message, which ends its exchange without PUBREL [MQTT-4.3.3]; frees the slot and
     /// releases queued messages into the window.
-    pub fn on_pubrec_refused(
+    fn on_pubrec_refused(
         &mut self,
         id: PacketId,
         out: &mut Vec<FlowAction>,
@@ -491,7 +734,7 @@ impl OutgoingFlow {
     /// Gives up on in-flight `id` without an acknowledgement, because its PUBLISH could not be
     /// sent (larger than the client accepts, or expired before it left), as if it had been
     /// delivered [MQTT-3.1.2-25]; releases queued messages into the window.
-    pub fn discard(&mut self, id: PacketId, out: &mut Vec<FlowAction>) {
+    fn discard(&mut self, id: PacketId, out: &mut Vec<FlowAction>) {
         if self.inflight.contains_key(&id) {
             self.note(|| FlowEvent::Acknowledged {
                 packet_id: id,
@@ -505,14 +748,14 @@ impl OutgoingFlow {
     /// Sets the window: at most `max_inflight` messages in flight (clamped to 1..=65535), for
     /// a client that accepts fewer than the configured window (its MQTT 5 receive maximum).
     /// A smaller window than the messages already in flight lets them finish first.
-    pub fn set_max_inflight(&mut self, max_inflight: usize) {
+    fn set_max_inflight(&mut self, max_inflight: usize) {
         self.limits.max_inflight = max_inflight.clamp(1, PACKET_ID_SPACE);
     }
 
     /// Called when the client (re)connects with this session (§4.4): every in-flight item is
     /// sent again in the order first sent (PUBLISH with `dup: true` and the same packet id, or
     /// PUBREL for ids awaiting PUBCOMP), then queued messages are released into the window.
-    pub fn resume(&mut self, out: &mut Vec<FlowAction>) {
+    fn resume(&mut self, out: &mut Vec<FlowAction>) {
         self.compact_send_order();
         for &(_, packet_id) in &self.send_order {
             let Some(entry) = self.inflight.get(&packet_id) else {
@@ -533,24 +776,24 @@ impl OutgoingFlow {
     }
 
     /// Number of packet ids in flight (sent, not yet fully acknowledged).
-    pub fn inflight_len(&self) -> usize {
+    fn inflight_len(&self) -> usize {
         self.inflight.len()
     }
 
     /// Number of messages waiting behind the window.
-    pub fn queued_len(&self) -> usize {
+    fn queued_len(&self) -> usize {
         self.queue.len()
     }
 
     /// Bytes (`Message::queued_size`) waiting behind the window.
-    pub fn queued_bytes(&self) -> usize {
+    fn queued_bytes(&self) -> usize {
         self.queued_bytes
     }
 
     /// Drops everything (clean session end); returns how many messages were discarded: the
     /// queued ones and the in-flight ones the client has not yet acknowledged receiving (ids
     /// awaiting PUBCOMP hold no message any more and are not counted).
-    pub fn clear(&mut self) -> usize {
+    fn clear(&mut self) -> usize {
         let unacknowledged = self
             .inflight
             .values()
@@ -747,6 +990,94 @@ mod tests {
 
     fn take(out: &mut Vec<FlowAction>) -> Vec<FlowAction> {
         std::mem::take(out)
+    }
+
+    /// The window and queue of a flow that was offered a message.
+    fn active(flow: &OutgoingFlow) -> &ActiveFlow {
+        flow.active_ref().expect("the flow was offered a message")
+    }
+
+    #[test]
+    fn an_unused_flow_is_small_and_allocates_nothing_until_offered_a_message() {
+        // A broker keeps a flow per client, most of them never sent a QoS 1/2 message: the
+        // window and queue must not come back into every session (issue 3's idle memory).
+        assert!(std::mem::size_of::<OutgoingFlow>() <= 48);
+        let mut flow = OutgoingFlow::new(limits(2, 10, 0));
+        let mut out = Vec::new();
+        flow.set_budget(crate::queue_budget::QueueBudget::new(1_000));
+        flow.set_journaling(true);
+        flow.set_max_inflight(1);
+        flow.resume(&mut out);
+        flow.discard(id(1), &mut out);
+        assert_eq!(flow.clear(), 0);
+        assert_eq!(
+            flow.on_puback(id(1), &mut out),
+            Err(FlowError::UnknownPacketId(id(1)))
+        );
+        assert_eq!(
+            flow.on_pubrec(id(2), &mut out),
+            Err(FlowError::UnknownPacketId(id(2)))
+        );
+        assert_eq!(
+            flow.on_pubcomp(id(3), &mut out),
+            Err(FlowError::UnknownPacketId(id(3)))
+        );
+        assert_eq!(
+            flow.on_pubrec_refused(id(4), &mut out),
+            Err(FlowError::UnknownPacketId(id(4)))
+        );
+        flow.restore(Vec::<PacketId>::new(), Vec::new(), 0, None);
+        assert!(out.is_empty());
+        assert!(flow.take_journal().is_empty());
+        assert_eq!(flow.held(), (Vec::new(), Vec::new()));
+        assert!(flow.active_ref().is_none());
+        flow.offer(msg(1, 1, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        assert!(flow.active_ref().is_some());
+        assert_eq!(out, vec![publish(1, msg(1, 1, QoS::AtLeastOnce), false)]);
+    }
+
+    #[test]
+    fn settings_made_before_the_first_message_hold_after_it() {
+        use crate::queue_budget::QueueBudget;
+        let budget = QueueBudget::new(1_000);
+        let mut flow = OutgoingFlow::new(limits(2, 10, 0));
+        flow.set_budget(budget.clone());
+        flow.set_journaling(true);
+        flow.set_max_inflight(1);
+        let mut out = Vec::new();
+        flow.offer(msg(1, 1, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        flow.offer(msg(2, 1, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        assert_eq!(out.len(), 1, "the window of 1 set before first use holds");
+        assert_eq!(flow.queued_len(), 1);
+        assert_eq!(
+            budget.used(),
+            4,
+            "the budget set before first use is charged"
+        );
+        let events = flow.take_journal();
+        assert_eq!(events.len(), 2, "journaling set before first use records");
+    }
+
+    #[test]
+    fn a_restored_flow_continues_the_recorded_ids() {
+        let mut flow = OutgoingFlow::new(limits(2, 10, 0));
+        flow.set_journaling(true);
+        flow.restore(Vec::<PacketId>::new(), Vec::new(), 5, Some(id(9)));
+        let mut out = Vec::new();
+        flow.offer(msg(1, 1, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        assert_eq!(out, vec![publish(10, msg(1, 1, QoS::AtLeastOnce), false)]);
+        assert_eq!(
+            flow.take_journal(),
+            vec![FlowEvent::Queued {
+                message_id: 6,
+                packet_id: Some(id(10)),
+                message: msg(1, 1, QoS::AtLeastOnce),
+            }]
+        );
     }
 
     #[test]
@@ -954,7 +1285,7 @@ mod tests {
                 .unwrap();
         }
         flow.on_puback(id(2), &mut out).unwrap();
-        flow.next_packet_id = 2;
+        flow.active().next_packet_id = 2;
         flow.offer(msg(4, 1, QoS::AtLeastOnce), true, &mut out)
             .unwrap();
         assert_eq!(
@@ -1121,7 +1452,7 @@ mod tests {
             .unwrap();
         flow.offer(msg(2, 1, QoS::AtLeastOnce), true, &mut out)
             .unwrap();
-        flow.next_packet_id = u16::MAX - 1;
+        flow.active().next_packet_id = u16::MAX - 1;
         flow.offer(msg(3, 1, QoS::AtLeastOnce), true, &mut out)
             .unwrap();
         flow.offer(msg(4, 1, QoS::AtLeastOnce), true, &mut out)
@@ -1155,7 +1486,7 @@ mod tests {
             flow.on_puback(packet_id, &mut out).unwrap();
             expected = expected.checked_add(1).unwrap_or(1);
         }
-        assert!(flow.send_order.len() <= 2 * flow.inflight_len() + STALE_SLACK);
+        assert!(active(&flow).send_order.len() <= 2 * flow.inflight_len() + STALE_SLACK);
     }
 
     #[test]
@@ -1257,7 +1588,7 @@ mod tests {
             for &packet_id in ids[keep..].iter().rev() {
                 flow.on_puback(packet_id, &mut out).unwrap();
             }
-            assert!(flow.send_order.len() <= 2 * flow.inflight_len() + STALE_SLACK);
+            assert!(active(&flow).send_order.len() <= 2 * flow.inflight_len() + STALE_SLACK);
         }
         assert_eq!(flow.inflight_len(), 1);
         flow.resume(&mut out);
@@ -1274,15 +1605,15 @@ mod tests {
         }
         flow.resume(&mut out);
         assert_eq!(flow.inflight_len(), 1000);
-        assert_eq!(flow.queue.capacity(), 0);
+        assert_eq!(active(&flow).queue.capacity(), 0);
         for action in take(&mut out) {
             if let FlowAction::Publish { packet_id, .. } = action {
                 flow.on_puback(packet_id, &mut out).unwrap();
             }
         }
         assert_eq!(flow.inflight_len(), 0);
-        assert!(flow.inflight.capacity() <= SHRINK_THRESHOLD);
-        assert!(flow.send_order.capacity() <= SHRINK_THRESHOLD);
+        assert!(active(&flow).inflight.capacity() <= SHRINK_THRESHOLD);
+        assert!(active(&flow).send_order.capacity() <= SHRINK_THRESHOLD);
     }
 
     #[test]

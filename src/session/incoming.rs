@@ -13,12 +13,13 @@ const SHRINK_THRESHOLD: usize = 64;
 ///
 /// Its size is bounded by the 16-bit packet id space: at most 65535 ids can be pending, whatever
 /// the client does. A hash set is used rather than a 65536-bit bitset because clients rarely
-/// have more than a few ids pending: an idle session costs nothing (an empty set does not
-/// allocate), and memory is given back once the set empties after a burst.
+/// have more than a few ids pending: a session that never received a QoS 2 PUBLISH costs one
+/// pointer (the set is boxed when the first id arrives: most clients never send one), and
+/// memory is given back once the set empties after a burst.
 #[derive(Debug, Default)]
 pub struct IncomingQos2 {
-    /// Ids delivered and awaiting PUBREL.
-    pending: SessionSet<PacketId>,
+    /// Ids delivered and awaiting PUBREL (`None` until the first).
+    pending: Option<Box<SessionSet<PacketId>>>,
 }
 
 impl IncomingQos2 {
@@ -32,37 +33,46 @@ impl IncomingQos2 {
     /// send PUBREC), false if it re-sends one not yet released (do not deliver again; send
     /// PUBREC).
     pub fn on_publish(&mut self, id: PacketId) -> bool {
-        self.pending.insert(id)
+        self.pending.get_or_insert_with(Box::default).insert(id)
     }
 
     /// PUBREL arrived: forgets `id` (answer PUBCOMP whether or not it was known, §4.3.3);
     /// returns whether it was known.
     pub fn on_pubrel(&mut self, id: PacketId) -> bool {
-        let known = self.pending.remove(&id);
-        if self.pending.is_empty() && self.pending.capacity() > SHRINK_THRESHOLD {
-            self.pending = SessionSet::default();
+        let Some(pending) = &mut self.pending else {
+            return false;
+        };
+        let known = pending.remove(&id);
+        if pending.is_empty() && pending.capacity() > SHRINK_THRESHOLD {
+            self.pending = None;
         }
         known
     }
 
     /// Whether `id` was received and awaits PUBREL.
     pub fn is_pending(&self, id: PacketId) -> bool {
-        self.pending.contains(&id)
+        self.pending
+            .as_ref()
+            .is_some_and(|pending| pending.contains(&id))
     }
 
     /// The ids awaiting PUBREL, in no particular order.
     pub fn ids(&self) -> impl Iterator<Item = PacketId> + '_ {
-        self.pending.iter().copied()
+        self.pending
+            .iter()
+            .flat_map(|pending| pending.iter().copied())
     }
 
     /// Number of ids awaiting PUBREL.
     pub fn len(&self) -> usize {
-        self.pending.len()
+        self.pending.as_ref().map_or(0, |pending| pending.len())
     }
 
     /// Whether no id awaits PUBREL.
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.pending
+            .as_ref()
+            .map_or(true, |pending| pending.is_empty())
     }
 }
 
@@ -72,6 +82,21 @@ mod tests {
 
     fn id(raw: u16) -> PacketId {
         PacketId::new(raw).unwrap()
+    }
+
+    #[test]
+    fn an_unused_record_is_one_pointer() {
+        // One per session, and most sessions never receive a QoS 2 PUBLISH (issue 3's idle
+        // memory): the set must not come back inline.
+        assert_eq!(
+            std::mem::size_of::<IncomingQos2>(),
+            std::mem::size_of::<usize>()
+        );
+        let mut incoming = IncomingQos2::new();
+        assert!(!incoming.on_pubrel(id(1)));
+        assert!(!incoming.is_pending(id(1)));
+        assert_eq!(incoming.ids().count(), 0);
+        assert!(incoming.pending.is_none());
     }
 
     #[test]
@@ -134,6 +159,9 @@ mod tests {
             assert!(incoming.on_pubrel(id(raw)));
         }
         assert!(incoming.is_empty());
-        assert!(incoming.pending.capacity() <= SHRINK_THRESHOLD);
+        assert!(incoming
+            .pending
+            .as_ref()
+            .map_or(true, |pending| pending.capacity() <= SHRINK_THRESHOLD));
     }
 }

@@ -20,6 +20,6 @@ pub use hasher::{SessionHasher, SessionMap, SessionSet};
 pub use incoming::IncomingQos2;
 pub use persisted::RestoredSessions;
 pub use state::{SessionState, NEVER_EXPIRES};
-pub use subscription::Subscription;
+pub use subscription::{Subscription, Subscriptions};
 pub use takeover::Directory;
 pub use will::DelayedWill;

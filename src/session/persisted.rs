@@ -89,7 +89,7 @@ fn session_records(slot: &SessionSlot) -> Vec<Record> {
         expiry_interval: session.expiry_interval,
         offline_since: slot.disconnected_at.map(wall_clock_of),
     });
-    for (filter, subscription) in &session.subscriptions {
+    for (filter, subscription) in session.subscriptions.iter() {
         records.push(subscription_record(client_id, filter, subscription));
     }
     for packet_id in session.incoming.ids() {

@@ -2,9 +2,8 @@
 
 use std::sync::Arc;
 
-use super::{DelayedWill, FlowLimits, IncomingQos2, OutgoingFlow, SessionMap, Subscription};
+use super::{DelayedWill, FlowLimits, IncomingQos2, OutgoingFlow, Subscriptions};
 use crate::queue_budget::QueueBudget;
-use crate::topic::TopicFilter;
 
 /// The session expiry interval of a session kept until `persistent_client_expiration` (MQTT 5's
 /// 0xFFFFFFFF, "never"; what an MQTT 3.1.1 persistent session gets).
@@ -20,7 +19,7 @@ pub struct SessionState {
     /// clean session), [`NEVER_EXPIRES`] keeps it until `persistent_client_expiration`.
     pub expiry_interval: u32,
     /// Granted subscriptions, by filter.
-    pub subscriptions: SessionMap<TopicFilter, Subscription>,
+    pub subscriptions: Subscriptions,
     /// QoS 1/2 messages towards the client: in flight and queued.
     pub outgoing: OutgoingFlow,
     /// QoS 2 packet ids received from the client and not yet released.
@@ -44,7 +43,7 @@ impl SessionState {
         Self {
             client_id,
             expiry_interval,
-            subscriptions: SessionMap::default(),
+            subscriptions: Subscriptions::default(),
             outgoing: OutgoingFlow::new(limits),
             incoming: IncomingQos2::new(),
             pending_will: None,

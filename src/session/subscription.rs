@@ -1,7 +1,9 @@
-//! One subscription of a session as deliveries through it need it: the granted QoS and the
-//! MQTT 5 options that shape each delivery.
+//! The subscriptions of a session as deliveries through them need them: by filter, the granted
+//! QoS and the MQTT 5 options that shape each delivery.
 
+use super::SessionMap;
 use crate::protocol::{QoS, SubscriptionId, SubscriptionOptions};
+use crate::topic::TopicFilter;
 
 /// A granted subscription (the value of the session's subscription map and of its core's
 /// trie; 8 bytes). Retain handling is not kept: it only matters when the SUBSCRIBE arrives.
@@ -83,9 +85,118 @@ impl Subscription {
     }
 }
 
+/// A session's granted subscriptions, by filter. Many clients never subscribe (publishers,
+/// idle devices) and a broker keeps a session per client: without a subscription the map is
+/// one pointer, boxed with the first one and given back with the last.
+#[derive(Debug, Default)]
+pub struct Subscriptions {
+    /// `None` while there is no subscription.
+    map: Option<Box<SessionMap<TopicFilter, Subscription>>>,
+}
+
+impl Subscriptions {
+    /// Records `subscription` for `filter`; returns the one it replaces, if any.
+    pub fn insert(
+        &mut self,
+        filter: TopicFilter,
+        subscription: Subscription,
+    ) -> Option<Subscription> {
+        self.map
+            .get_or_insert_with(Box::default)
+            .insert(filter, subscription)
+    }
+
+    /// Forgets the subscription for `filter`; returns it, if there was one.
+    pub fn remove(&mut self, filter: &TopicFilter) -> Option<Subscription> {
+        let map = self.map.as_mut()?;
+        let removed = map.remove(filter);
+        if map.is_empty() {
+            self.map = None;
+        }
+        removed
+    }
+
+    /// The subscription for `filter`.
+    pub fn get(&self, filter: &TopicFilter) -> Option<&Subscription> {
+        self.map.as_ref()?.get(filter)
+    }
+
+    /// The subscription for `filter`, to change it.
+    pub fn get_mut(&mut self, filter: &TopicFilter) -> Option<&mut Subscription> {
+        self.map.as_mut()?.get_mut(filter)
+    }
+
+    /// Whether there is a subscription for `filter`.
+    pub fn contains_key(&self, filter: &TopicFilter) -> bool {
+        self.get(filter).is_some()
+    }
+
+    /// How many subscriptions there are.
+    pub fn len(&self) -> usize {
+        self.map.as_ref().map_or(0, |map| map.len())
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_none()
+    }
+
+    /// The filters subscribed to, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = &TopicFilter> {
+        self.iter().map(|(filter, _)| filter)
+    }
+
+    /// The subscriptions and their filters, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&TopicFilter, &Subscription)> {
+        self.map.iter().flat_map(|map| map.iter())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_subscription_takes_one_pointer_and_the_last_one_gives_the_map_back() {
+        // One per session, and many sessions never subscribe (issue 3's idle memory): the map
+        // must not come back inline.
+        assert_eq!(
+            std::mem::size_of::<Subscriptions>(),
+            std::mem::size_of::<usize>()
+        );
+        let mut subscriptions = Subscriptions::default();
+        let filter = |text: &str| TopicFilter::try_from(text).unwrap();
+        assert!(subscriptions.is_empty());
+        assert_eq!(subscriptions.remove(&filter("a/b")), None);
+        assert!(subscriptions.map.is_none());
+        let qos0 = Subscription::with_qos(QoS::AtMostOnce);
+        let qos1 = Subscription::with_qos(QoS::AtLeastOnce);
+        assert_eq!(subscriptions.insert(filter("a/b"), qos0), None);
+        assert_eq!(subscriptions.insert(filter("a/#"), qos0), None);
+        assert_eq!(subscriptions.insert(filter("a/b"), qos1), Some(qos0));
+        assert_eq!(subscriptions.len(), 2);
+        assert!(subscriptions.contains_key(&filter("a/#")));
+        assert_eq!(subscriptions.get(&filter("a/b")), Some(&qos1));
+        if let Some(subscription) = subscriptions.get_mut(&filter("a/#")) {
+            subscription.check_read = true;
+        }
+        assert!(subscriptions
+            .get(&filter("a/#"))
+            .is_some_and(|s| s.check_read));
+        let mut keys: Vec<&str> = subscriptions.keys().map(TopicFilter::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["a/#", "a/b"]);
+        assert_eq!(subscriptions.iter().count(), 2);
+        assert_eq!(subscriptions.remove(&filter("a/b")), Some(qos1));
+        assert!(!subscriptions.is_empty());
+        assert_eq!(
+            subscriptions.remove(&filter("a/#")).map(|s| s.qos),
+            Some(QoS::AtMostOnce)
+        );
+        assert!(subscriptions.is_empty());
+        assert!(subscriptions.map.is_none());
+        assert_eq!(subscriptions.get(&filter("a/b")), None);
+    }
 
     #[test]
     fn options_survive_their_byte() {

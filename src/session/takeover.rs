@@ -44,13 +44,20 @@ use crate::shard::{
 /// Longest a CONNECT waits for its claim on the session to be granted.
 const CLAIM_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What the owner core knows of one client id.
+/// What the owner core knows of one client id. The directory keeps one per session, on a core
+/// serving thousands of them, and most have no claim under way: the claims are boxed.
 #[derive(Default)]
 struct Entry {
     /// The core holding the session and the connection that last bound it.
     holder: Option<(ShardId, ConnId)>,
     /// The claim under way, if any.
-    busy: Option<ConnId>,
+    claim: Option<Box<Claim>>,
+}
+
+/// A claim under way on a client id's session, and the one waiting for it.
+struct Claim {
+    /// The connection claiming.
+    busy: ConnId,
     /// The claim waiting for it (a later one supersedes it): connection, clean session, eager.
     queued: Option<(ConnId, bool, bool)>,
 }
@@ -171,7 +178,7 @@ impl Shard {
                     .entries
                     .get(&client_id)
                     .is_some_and(|entry| {
-                        entry.busy.is_none() && entry.holder.map(|(_, held)| held) == Some(conn)
+                        entry.claim.is_none() && entry.holder.map(|(_, held)| held) == Some(conn)
                     });
                 if ends {
                     state.directory.entries.remove(&client_id);
@@ -188,7 +195,7 @@ impl Shard {
     fn on_restored(&self, client_id: Arc<str>, conn: ConnId) {
         let mut state = self.state.borrow_mut();
         let entry = state.directory.entry(&client_id);
-        if entry.holder.is_none() && entry.busy.is_none() {
+        if entry.holder.is_none() && entry.claim.is_none() {
             entry.holder = Some((conn.shard(), conn));
             return;
         }
@@ -208,15 +215,18 @@ impl Shard {
     fn on_claim(&self, client_id: Arc<str>, conn: ConnId, clean_session: bool, eager: bool) {
         let mut state = self.state.borrow_mut();
         let entry = state.directory.entry(&client_id);
-        if entry.busy.is_some() {
-            let superseded = entry.queued.replace((conn, clean_session, eager));
+        if let Some(claim) = &mut entry.claim {
+            let superseded = claim.queued.replace((conn, clean_session, eager));
             drop(state);
             if let Some((old, _, _)) = superseded {
                 self.grant(client_id, old, Grant::Superseded);
             }
             return;
         }
-        entry.busy = Some(conn);
+        entry.claim = Some(Box::new(Claim {
+            busy: conn,
+            queued: None,
+        }));
         let holder = entry.holder;
         drop(state);
         self.start_claim(client_id, conn, clean_session, eager, holder);
@@ -394,19 +404,20 @@ impl Shard {
         let Some(entry) = state.directory.entries.get_mut(&client_id) else {
             return;
         };
-        if entry.busy != Some(conn) {
+        let Some(claim) = entry.claim.as_mut().filter(|claim| claim.busy == conn) else {
             return;
-        }
-        entry.busy = None;
+        };
+        let next = claim.queued.take();
         entry.holder = holder.map(|shard| (shard, conn));
-        match entry.queued.take() {
+        match next {
             Some((next, clean_session, eager)) => {
-                entry.busy = Some(next);
+                claim.busy = next;
                 let holder = entry.holder;
                 drop(state);
                 self.start_claim(client_id, next, clean_session, eager, holder);
             }
             None => {
+                entry.claim = None;
                 if entry.holder.is_none() {
                     state.directory.entries.remove(&client_id);
                 }
@@ -670,5 +681,17 @@ impl Shard {
             state.by_client_id.remove(&slot.state.client_id);
         }
         Some(slot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_keeps_its_claims_out_of_line() {
+        // The directory keeps an entry per session, for thousands of idle clients at once
+        // (issue 3's idle memory): a claim's fields must not come back inline.
+        assert!(std::mem::size_of::<Entry>() <= 32);
     }
 }

@@ -60,7 +60,7 @@ impl Shard {
             let access: Option<&Rc<ClientAccess>> = slot.access.as_ref();
             let mut refused: Vec<TopicFilter> = Vec::new();
             let mut recheck = Vec::new();
-            for (filter, subscription) in &slot.state.subscriptions {
+            for (filter, subscription) in slot.state.subscriptions.iter() {
                 let verdict = access.map_or(SubscriptionAccess::Readable, |access| {
                     access.subscription_access(filter)
                 });
