@@ -261,9 +261,10 @@ mod tests {
     #[test]
     fn an_idle_wire_keeps_no_batch_inline() {
         // Every idle connection's task holds its wire (issue 3's idle memory): besides the
-        // transport, only the read buffer's handle, one pointer for the batch and a few
-        // counters; the batch's buffer and counters must not come back inline.
+        // transport, only the read buffer's handle, one pointer for the batch, its place among
+        // the readers held back by pacing and a few counters; the batch's buffer and counters
+        // must not come back inline.
         let own = std::mem::size_of::<Wire>() - std::mem::size_of::<Transport>();
-        assert!(own <= 64, "{own} bytes besides the transport");
+        assert!(own <= 72, "{own} bytes besides the transport");
     }
 }
