@@ -28,6 +28,11 @@ use crate::metrics::{bind_http_listener, HttpError, AGGREGATOR_CORE};
 /// Capacity of each shard-to-shard channel, in messages.
 pub const MESH_CHANNEL_CAPACITY: usize = 4096;
 
+/// Most messages a link from another core hands over per turn among the core's readers (see
+/// `pacing`), fewer when a queue falls behind meanwhile: about one 4 KiB read's worth of small
+/// publishes, as a connection's turn.
+const LINK_TURN: usize = 64;
+
 /// Longest a shard waits at shutdown for its connections to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -482,18 +487,25 @@ async fn run_shard(
         for (peer, mut stream) in receivers.streams() {
             let shard = shard.clone();
             glommio::spawn_local(async move {
-                loop {
-                    // A link is a reader like a connection: it waits while a client that
-                    // keeps up waits for its turn (and its peer's publishers wait behind it).
+                'link: loop {
+                    // A link is a reader like a connection: it waits for its turn while a
+                    // client that keeps up waits for its own (and its peer's publishers wait
+                    // behind it), and a turn takes about what one read of a connection does.
                     shard.pacing.go().await;
-                    let Some(msg) = stream.next().await else {
-                        break;
-                    };
-                    match msg {
-                        ShardMsg::Adopt(adoption) => {
-                            connection::serve_adopted(shard.clone(), *adoption)
+                    for taken in 0..LINK_TURN {
+                        if taken != 0 && shard.pacing.is_holding() {
+                            // A queue fell behind during this turn.
+                            break;
                         }
-                        msg => shard.on_peer_message(peer, msg).await,
+                        let Some(msg) = stream.next().await else {
+                            break 'link;
+                        };
+                        match msg {
+                            ShardMsg::Adopt(adoption) => {
+                                connection::serve_adopted(shard.clone(), *adoption)
+                            }
+                            msg => shard.on_peer_message(peer, msg).await,
+                        }
                     }
                 }
             })
