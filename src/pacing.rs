@@ -322,15 +322,21 @@ mod tests {
         assert!(reader.poll(&pacing).is_ready(), "nothing held any more");
     }
 
-    #[test]
-    fn a_reader_that_waited_reads_before_one_that_did_not() {
+    /// A queue that fell behind and caught up, a reader that waited meanwhile and was let go
+    /// (not yet polled), and a reader that did not wait.
+    fn one_reader_let_go() -> (Pacing, QueuePace, Reader, Reader) {
         let pacing = Pacing::new();
         let mut queue = QueuePace::new(pacing.clone());
         let mut waited = Reader::default();
-        let mut late = Reader::default();
         queue.update(true);
         assert!(waited.poll(&pacing).is_pending());
         queue.update(false);
+        (pacing, queue, waited, Reader::default())
+    }
+
+    #[test]
+    fn a_reader_that_waited_reads_before_one_that_did_not() {
+        let (pacing, _queue, mut waited, mut late) = one_reader_let_go();
         assert!(late.poll(&pacing).is_pending(), "behind the reader let go");
         assert!(waited.poll(&pacing).is_ready());
         assert_eq!(late.woken(), 1, "its turn once the other read");
@@ -339,13 +345,7 @@ mod tests {
 
     #[test]
     fn a_reader_let_go_keeps_its_turn_when_a_queue_is_behind_again() {
-        let pacing = Pacing::new();
-        let mut queue = QueuePace::new(pacing.clone());
-        let mut waited = Reader::default();
-        let mut late = Reader::default();
-        queue.update(true);
-        assert!(waited.poll(&pacing).is_pending());
-        queue.update(false);
+        let (pacing, mut queue, mut waited, mut late) = one_reader_let_go();
         // Another reader filled the queue again before this one ran.
         queue.update(true);
         assert!(waited.poll(&pacing).is_pending());
@@ -359,13 +359,7 @@ mod tests {
 
     #[test]
     fn a_reader_that_goes_away_gives_its_turn_up() {
-        let pacing = Pacing::new();
-        let mut queue = QueuePace::new(pacing.clone());
-        let mut gone = Reader::default();
-        let mut late = Reader::default();
-        queue.update(true);
-        assert!(gone.poll(&pacing).is_pending());
-        queue.update(false);
+        let (pacing, _queue, gone, mut late) = one_reader_let_go();
         assert!(late.poll(&pacing).is_pending());
         drop(gone);
         assert_eq!(late.woken(), 1);
