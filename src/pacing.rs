@@ -20,7 +20,9 @@
 //! first after a wait would fill the queue again each time and starve the others.
 //!
 //! Nothing waits for long: should queues stay behind for a whole tick of the core's clock with
-//! none of them catching up, the readers stop waiting until every queue has caught up again.
+//! none of them catching up, their clients are not keeping up after all (a QoS 1 subscriber
+//! that stopped acknowledging, say). Those queues are blamed: they stop counting until they
+//! have fallen below their mark again, and the readers go on, held back only by the others.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -52,9 +54,9 @@ struct State {
     progressed: Cell<bool>,
     /// Some queue was behind at the last clock tick.
     held_at_tick: Cell<bool>,
-    /// Queues stayed behind for a whole tick without any catching up: readers do not wait
-    /// until the count is back to zero.
-    stalled: Cell<bool>,
+    /// Counts the times queues stayed behind for a whole tick without any catching up: a queue
+    /// counted in an earlier era is blamed for it and no longer counted.
+    era: Cell<u32>,
 }
 
 /// A reader's place among the waiting readers of its core (see [`Pacing::poll_go`]), starting
@@ -97,7 +99,7 @@ impl Pacing {
     /// to run first cannot starve the others.
     pub fn poll_go(&self, cx: &Context<'_>, ticket: &mut WaitTicket) -> Poll<()> {
         let state = &self.state;
-        let free = state.behind.get() == 0 || state.stalled.get();
+        let free = state.behind.get() == 0;
         let now = state.round.get();
         match &mut ticket.place {
             Some((_, round, listed)) if *round != now => {
@@ -116,7 +118,7 @@ impl Pacing {
             Some(_) => return Poll::Pending,
             None => {}
         }
-        if free && (state.first_count.get() == 0 || state.stalled.get()) {
+        if free && state.first_count.get() == 0 {
             return Poll::Ready(());
         }
         ticket.place = Some((self.clone(), now, now));
@@ -134,25 +136,34 @@ impl Pacing {
     /// Whether any queue is behind (and readers are held back).
     #[must_use]
     pub fn is_holding(&self) -> bool {
-        self.state.behind.get() != 0 && !self.state.stalled.get()
+        self.state.behind.get() != 0
     }
 
-    /// Counts one more queue behind.
-    fn fall_behind(&self) {
+    /// Counts one more queue behind; returns the era it is counted in.
+    fn fall_behind(&self) -> u32 {
         let behind = &self.state.behind;
         behind.set(behind.get() + 1);
+        self.state.era.get()
     }
 
-    /// Counts one queue less behind; the last one lets the readers go.
-    fn catch_up(&self) {
+    /// Counts one queue less behind, if it was counted in the current `era` (one of an earlier
+    /// era was blamed and is counted no longer); the last one lets the readers go.
+    fn catch_up(&self, era: u32) {
         let state = &self.state;
+        if era != state.era.get() {
+            return;
+        }
         let behind = state.behind.get().saturating_sub(1);
         state.behind.set(behind);
         state.progressed.set(true);
         if behind == 0 {
-            state.stalled.set(false);
             self.let_go();
         }
+    }
+
+    /// Whether a queue counted in `era` still is.
+    fn counts(&self, era: u32) -> bool {
+        era == self.state.era.get()
     }
 
     /// A reader of `round` leaves the wait; when the last reader let go has read, those that
@@ -173,18 +184,21 @@ impl Pacing {
     }
 
     /// Called once per tick of the core's clock: queues behind with none catching up since
-    /// the last tick stop holding the readers back.
+    /// the last tick are blamed (they stop counting until they fall below their mark) and the
+    /// readers go on.
     pub fn tick(&self) {
         let state = &self.state;
         let holding = state.behind.get() != 0;
         let held_before = state.held_at_tick.replace(holding);
         let held_throughout = holding && held_before;
-        if held_throughout && !state.progressed.get() && !state.stalled.get() {
+        if held_throughout && !state.progressed.get() {
             tracing::debug!(
                 behind = state.behind.get(),
-                "queues behind for a whole tick: readers no longer wait for them"
+                "queues behind for a whole tick: no longer counted until they fall below their mark"
             );
-            state.stalled.set(true);
+            state.era.set(state.era.get().wrapping_add(1));
+            state.behind.set(0);
+            state.held_at_tick.set(false);
             self.let_go();
         }
         state.progressed.set(false);
@@ -212,8 +226,10 @@ impl Pacing {
 pub struct QueuePace {
     /// The core's count (`None`: the queue is unpaced, or its connection is closing).
     pacing: Option<Pacing>,
-    /// Counted in `pacing` as behind.
-    counted: bool,
+    /// Counted in `pacing` as behind, in this era of it (see [`Pacing::tick`]): a queue of
+    /// an earlier era was blamed for a stall, and is not counted again until it falls below
+    /// its mark.
+    counted: Option<u32>,
     /// The client's socket (or transport) refused part of a write: the client does not keep
     /// up, and the queue never counts as behind until it has been written out whole again.
     refused: bool,
@@ -224,7 +240,7 @@ impl QueuePace {
     pub fn new(pacing: Pacing) -> Self {
         Self {
             pacing: Some(pacing),
-            counted: false,
+            counted: None,
             refused: false,
         }
     }
@@ -235,12 +251,20 @@ impl QueuePace {
             self.release();
             return;
         }
-        if self.counted || self.refused {
+        if self.counted.is_some() || self.refused {
             return;
         }
         if let Some(pacing) = &self.pacing {
-            self.counted = true;
-            pacing.fall_behind();
+            self.counted = Some(pacing.fall_behind());
+        }
+    }
+
+    /// Whether the queue counts as behind now.
+    #[must_use]
+    pub fn is_counted(&self) -> bool {
+        match (&self.pacing, self.counted) {
+            (Some(pacing), Some(era)) => pacing.counts(era),
+            _ => false,
         }
     }
 
@@ -260,10 +284,8 @@ impl QueuePace {
     }
 
     fn release(&mut self) {
-        if std::mem::take(&mut self.counted) {
-            if let Some(pacing) = &self.pacing {
-                pacing.catch_up();
-            }
+        if let (Some(era), Some(pacing)) = (self.counted.take(), &self.pacing) {
+            pacing.catch_up(era);
         }
     }
 }
@@ -427,13 +449,52 @@ mod tests {
         assert!(reader.poll(&pacing).is_pending());
         pacing.tick();
         assert_eq!(reader.woken(), 1);
-        assert!(late.poll(&pacing).is_ready(), "nobody waits while stalled");
+        assert!(!stuck.is_counted(), "blamed for the stall");
         assert!(reader.poll(&pacing).is_ready());
+        assert!(
+            late.poll(&pacing).is_ready(),
+            "nobody waits for a blamed queue"
+        );
+        stuck.update(true);
+        assert!(!pacing.is_holding(), "blamed until it falls below its mark");
         stuck.update(false);
         stuck.update(true);
         assert!(
             pacing.is_holding(),
-            "held again after every queue caught up"
+            "held again once it fell below its mark and passed it again"
         );
+    }
+
+    #[test]
+    fn a_queue_blamed_for_a_stall_leaves_the_others_counted() {
+        let pacing = Pacing::new();
+        let mut stuck = QueuePace::new(pacing.clone());
+        let mut other = QueuePace::new(pacing.clone());
+        stuck.update(true);
+        pacing.tick();
+        pacing.tick();
+        assert!(!pacing.is_holding());
+        other.update(true);
+        assert!(
+            pacing.is_holding(),
+            "another queue still holds the readers back"
+        );
+        stuck.update(false);
+        assert!(
+            pacing.is_holding(),
+            "the blamed queue's catching up is not the other's"
+        );
+        other.update(false);
+        assert!(!pacing.is_holding());
+        let mut reader = Reader::default();
+        pacing.tick();
+        stuck.update(true);
+        pacing.tick();
+        assert!(
+            reader.poll(&pacing).is_pending(),
+            "one tick behind is no stall"
+        );
+        pacing.tick();
+        assert!(reader.poll(&pacing).is_ready(), "a whole tick is");
     }
 }

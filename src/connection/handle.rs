@@ -410,6 +410,8 @@ impl ConnHandle {
                 }
             }
             if unsent.is_empty() {
+                let past_mark = flow.past_mark();
+                self.with_outbound(|queue| queue.pace_flow(past_mark));
                 return sent;
             }
             for id in unsent {
@@ -520,6 +522,11 @@ impl ConnHandle {
     /// Runs `f` on the outgoing queue.
     pub fn with_outbound<T>(&self, f: impl FnOnce(&mut OutboundQueue) -> T) -> T {
         f(&mut self.outbound.borrow_mut())
+    }
+
+    /// Whether this client's queues are holding back its core's readers (see `pacing`).
+    pub fn is_holding_readers(&self) -> bool {
+        self.outbound.borrow().is_holding()
     }
 
     /// Messages (any QoS) dropped for this client so far.

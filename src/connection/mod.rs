@@ -582,6 +582,11 @@ impl Connection {
     /// connection must end; returns why.
     async fn run(&mut self, wire: &mut Wire) -> CloseReason {
         loop {
+            // Whether this read brought whole packets, a PUBLISH among them: only a client
+            // whose last packets were not all acknowledgements, subscriptions and pings waits
+            // while the core's readers are held back (see `Wire::pace_reads`).
+            let mut whole_packets = false;
+            let mut published = false;
             loop {
                 // The handling borrows the connection: the writing needs a handle of its own.
                 let conn = self.conn.clone();
@@ -599,6 +604,8 @@ impl Connection {
                         Err(error) => return CloseReason::from(error),
                     };
                     self.shard.metrics.increment(Counter::MessagesReceived);
+                    whole_packets = true;
+                    published |= matches!(packet, Packet::Publish(_) | Packet::PublishV5(_));
                     match self.on_packet(packet) {
                         Ok(Some(waiting)) => waiting,
                         Ok(None) => continue,
@@ -616,6 +623,9 @@ impl Connection {
             }
             if let Some(reason) = self.conn.close_reason() {
                 return reason;
+            }
+            if whole_packets {
+                wire.pace_reads(published);
             }
             // A publisher whose socket always has data would never give its core back (its
             // reads complete at once): let the other tasks of the core run, subscribers'

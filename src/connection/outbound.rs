@@ -202,6 +202,9 @@ pub struct OutboundQueue {
     /// Whether the queue holds back its core's readers (past half its limits while its client
     /// keeps up).
     pace: QueuePace,
+    /// The session's QoS 1/2 queue behind its window is past half its limits (see
+    /// [`OutboundQueue::pace_flow`]).
+    flow_past_mark: bool,
 }
 
 impl OutboundQueue {
@@ -219,6 +222,7 @@ impl OutboundQueue {
             timed: None,
             budget: QueueBudget::unbounded(),
             pace: QueuePace::default(),
+            flow_past_mark: false,
         }
     }
 
@@ -304,10 +308,27 @@ impl OutboundQueue {
     /// Whether the queue holds half its limits or more, in droppable frames or in bytes: one
     /// turn of the core's other tasks more and its client would lose messages.
     /// Acknowledgements and windowed publishes do not count: a client that pipelines requests
-    /// must not hold the core back with its own answers.
+    /// must not hold the core back with its own answers. The session's QoS 1/2 queue behind
+    /// its window counts by its own limits (see [`OutboundQueue::pace_flow`]).
     fn past_mark(&self) -> bool {
-        self.droppable >= (self.max_messages / 2).max(1)
+        self.flow_past_mark
+            || self.droppable >= (self.max_messages / 2).max(1)
             || (self.max_bytes != 0 && self.bytes >= self.max_bytes / 2)
+    }
+
+    /// Notes whether the client's session holds half its QoS 1/2 queue limits or more behind
+    /// its window (`OutgoingFlow::past_mark`), after the session's flow changed: the queue
+    /// then holds back the core's readers as it does for its own QoS 0 frames, and lets them
+    /// go once the client's acknowledgements have drained the session's queue below the mark.
+    pub fn pace_flow(&mut self, past_mark: bool) {
+        self.flow_past_mark = past_mark;
+        self.pace.update(self.past_mark());
+    }
+
+    /// Whether the queue is holding back its core's readers now. Its own connection is then
+    /// never held: the acknowledgements it reads are what let the queue catch up.
+    pub fn is_holding(&self) -> bool {
+        self.pace.is_counted()
     }
 
     /// Records that the queue was written out whole (`true`) or that the client's socket or
@@ -458,6 +479,28 @@ mod tests {
             !pacing.is_holding(),
             "a client that does not keep up holds no one"
         );
+    }
+
+    #[test]
+    fn a_session_queue_past_its_mark_holds_the_core_back_until_it_drains() {
+        use crate::pacing::Pacing;
+        let pacing = Pacing::new();
+        let mut queue = OutboundQueue::new(8, 0).with_pacing(pacing.clone());
+        queue.pace_flow(true);
+        assert!(pacing.is_holding());
+        assert!(queue.is_holding(), "its own connection is told");
+        queue.pace_flow(false);
+        assert!(!pacing.is_holding(), "drained below the mark");
+        queue.record_write(false);
+        queue.pace_flow(true);
+        assert!(
+            !pacing.is_holding(),
+            "a client whose socket refuses a write holds no one"
+        );
+        queue.stop_pacing();
+        queue.record_write(true);
+        queue.pace_flow(true);
+        assert!(!pacing.is_holding(), "nor does a closing one");
     }
 
     #[test]

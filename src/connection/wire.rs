@@ -38,6 +38,9 @@ pub(super) struct Wire {
     batch: Option<Box<Batch>>,
     /// A write failed: the connection is closing and nothing more is written.
     broken: bool,
+    /// The client's reads wait while the core's readers are held back (see `pacing`): true
+    /// unless the last packets it sent included no PUBLISH (see [`Wire::pace_reads`]).
+    paced: bool,
     /// Where the connection stands in its core's wait for a client that keeps up (see
     /// `pacing`).
     ticket: WaitTicket,
@@ -71,6 +74,7 @@ impl Wire {
             room: 0,
             batch: None,
             broken: false,
+            paced: true,
             ticket: WaitTicket::default(),
         }
     }
@@ -98,7 +102,13 @@ impl Wire {
                 self.ticket.leave();
                 return Poll::Ready(Event::Closing);
             }
-            if pacing.poll_go(cx, &mut self.ticket).is_ready() {
+            // A client whose queue is what holds the core back is never held itself: what
+            // it reads (its acknowledgements) is what lets its queue catch up.
+            let held = self.paced && !conn.is_holding_readers();
+            if !held {
+                self.ticket.leave();
+            }
+            if !held || pacing.poll_go(cx, &mut self.ticket).is_ready() {
                 if let Poll::Ready(read) = self.poll_read_more(cx) {
                     return Poll::Ready(Event::Read(read));
                 }
@@ -109,6 +119,14 @@ impl Wire {
                 return Poll::Pending;
             }
         }
+    }
+
+    /// Says whether the client's next read waits while the core's readers are held back: only
+    /// a client whose last read brought a PUBLISH adds to what the core routes. One that only
+    /// acknowledges, subscribes or pings is never held: its acknowledgements are what lets a
+    /// QoS 1/2 queue behind a window drain, and it routes nothing.
+    pub(super) fn pace_reads(&mut self, paced: bool) {
+        self.paced = paced;
     }
 
     /// Completes `work` (the handling of a packet, which may wait for other cores), writing

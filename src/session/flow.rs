@@ -381,6 +381,19 @@ impl OutgoingFlow {
         self.active_ref().map_or(0, ActiveFlow::queued_len)
     }
 
+    /// Whether the queue behind the window holds half its limits or more (in messages or in
+    /// bytes): a few more turns of the core's publishers and it would drop messages. Its
+    /// connection then holds back the core's readers (see `pacing`).
+    pub fn past_mark(&self) -> bool {
+        self.active_ref().is_some_and(|flow| {
+            let limits = &flow.limits;
+            (limits.max_queued_messages != 0
+                && flow.queue.len() >= (limits.max_queued_messages / 2).max(1))
+                || (limits.max_queued_bytes != 0
+                    && flow.queued_bytes >= limits.max_queued_bytes / 2)
+        })
+    }
+
     /// Bytes (`Message::queued_size`) waiting behind the window.
     pub fn queued_bytes(&self) -> usize {
         self.active_ref().map_or(0, ActiveFlow::queued_bytes)
@@ -1372,6 +1385,45 @@ mod tests {
         assert_eq!(flow.queued_len(), 3);
         assert_eq!(flow.queued_bytes(), 3 * 4);
         assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn the_queue_is_past_its_mark_from_half_its_limits() {
+        let mut flow = OutgoingFlow::new(limits(1, 4, 100));
+        assert!(!flow.past_mark(), "an unused flow");
+        let mut out = Vec::new();
+        for n in 0..=2 {
+            flow.offer(msg(n, 1, QoS::AtLeastOnce), true, &mut out)
+                .unwrap();
+        }
+        assert_eq!(flow.queued_len(), 2);
+        assert!(flow.past_mark(), "half of max_queued_messages");
+        let id = match &out[0] {
+            FlowAction::Publish { packet_id, .. } => *packet_id,
+            other => panic!("expected a PUBLISH, got {other:?}"),
+        };
+        flow.on_puback(id, &mut out).unwrap();
+        assert_eq!(flow.queued_len(), 1);
+        assert!(
+            !flow.past_mark(),
+            "an acknowledgement let one into the window"
+        );
+        let mut by_bytes = OutgoingFlow::new(limits(1, 100, 100));
+        by_bytes
+            .offer(msg(0, 1, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        by_bytes
+            .offer(msg(1, 49, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        assert!(by_bytes.past_mark(), "half of max_queued_bytes");
+        let mut none_queued = OutgoingFlow::new(limits(1, 0, 0));
+        none_queued
+            .offer(msg(0, 1, QoS::AtLeastOnce), true, &mut out)
+            .unwrap();
+        assert!(
+            !none_queued.past_mark(),
+            "a queue of 0 is never past a mark"
+        );
     }
 
     #[test]

@@ -1,0 +1,90 @@
+//! One QoS 1 publisher faster than its subscribers' windows: while a subscriber that keeps up
+//! (it acknowledges everything it gets) has half its session queue waiting behind its window,
+//! the broker holds back its readers, the publisher among them, instead of dropping what the
+//! queue cannot take. The subscribers' own acknowledgements are never held back.
+
+mod common;
+
+use std::time::Duration;
+
+use common::client;
+use common::raw::{self, Connect, RawClient};
+use common::Broker;
+
+/// Windows of 10 and queues of 40 QoS 1 messages: the publisher below brings 400 at once.
+const SMALL_WINDOWS: &str = "[limits]\nmax_inflight_messages = 10\nmax_queued_messages = 40\n";
+
+const SUBSCRIBERS: usize = 4;
+
+const MESSAGES: usize = 400;
+
+/// Large enough that one read of the publisher's socket holds only a few messages: the
+/// broker paces between reads, not within one.
+const PAYLOAD: usize = 1000;
+
+/// Hard bound on the whole transfer (a hang guard, not a performance assertion).
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos1_subscribers_that_keep_up_lose_nothing_to_a_faster_publisher() {
+    let broker = Broker::with_config(SMALL_WINDOWS, &[]);
+    let mut subscribers = Vec::new();
+    for index in 0..SUBSCRIBERS {
+        let mut subscriber = client::connect(broker.port, &format!("qos1-sub-{index}")).await;
+        assert_eq!(subscriber.subscribe("firehose/#", 1).await, 1);
+        subscribers.push(subscriber);
+    }
+    let mut publisher = RawClient::connected(broker.port, &Connect::v311("qos1-pub")).await;
+    // All 400 PUBLISHes in one write, without waiting for their PUBACKs (MQTT 3.1.1 sets no
+    // limit on a client's unacknowledged QoS 1 publishes): ten times what each subscriber's
+    // window and queue hold together.
+    let flood: Vec<u8> = (0..MESSAGES)
+        .flat_map(|seq| {
+            let mut payload = vec![0u8; PAYLOAD];
+            payload[..8].copy_from_slice(&seq.to_be_bytes());
+            let packet_id = u16::try_from(seq + 1).expect("400 packet ids fit in 16 bits");
+            raw::publish(b"firehose/ci", &payload, 1, false, false, packet_id)
+        })
+        .collect();
+    let writing = tokio::spawn(async move {
+        publisher.stream_write(&flood).await.expect("write flood");
+        publisher
+    });
+
+    let mut receiving = Vec::new();
+    for mut subscriber in subscribers {
+        receiving.push(tokio::spawn(async move {
+            let received = subscriber.collect_publishes(MESSAGES).await;
+            let seqs: Vec<usize> = received
+                .iter()
+                .map(|publish| {
+                    usize::from_be_bytes(
+                        publish.payload[..8]
+                            .try_into()
+                            .expect("a sequence number at the payload's start"),
+                    )
+                })
+                .collect();
+            let qos1 = received
+                .iter()
+                .all(|publish| publish.qos == rumqttc::QoS::AtLeastOnce);
+            (subscriber, seqs, qos1)
+        }));
+    }
+    let whole: Vec<usize> = (0..MESSAGES).collect();
+    for (index, task) in receiving.into_iter().enumerate() {
+        let (_subscriber, seqs, qos1) = tokio::time::timeout(TRANSFER_TIMEOUT, task)
+            .await
+            .expect("the flood is delivered or stops")
+            .expect("subscriber task");
+        assert!(qos1, "subscriber {index}: every message arrives at QoS 1");
+        let first_gap = seqs.iter().zip(&whole).position(|(got, want)| got != want);
+        assert!(
+            seqs == whole,
+            "subscriber {index}: all {MESSAGES} messages arrive, in order: {} arrived, first \
+             difference at position {first_gap:?}",
+            seqs.len()
+        );
+    }
+    drop(writing.await.expect("publisher task"));
+}
