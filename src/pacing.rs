@@ -23,10 +23,17 @@
 //! none of them catching up, their clients are not keeping up after all (a QoS 1 subscriber
 //! that stopped acknowledging, say). Those queues are blamed: they stop counting until they
 //! have fallen below their mark again, and the readers go on, held back only by the others.
+//! The same happens when the readers have been held for [`HOLD_LIMIT_TICKS`] ticks in a row,
+//! whatever caught up meanwhile: one stuck queue among others that do catch up cannot hold
+//! the core's readers for longer.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
+
+/// Most ticks of the core's clock (100 ms each) its readers are held in a row before every
+/// queue behind is blamed, even while some of them catch up.
+pub const HOLD_LIMIT_TICKS: u32 = 10;
 
 /// One core's count of queues behind, and the readers waiting for it to fall to zero. Cheap to
 /// clone: every queue of the core holds a handle to the same count. Never crosses cores.
@@ -54,6 +61,10 @@ struct State {
     progressed: Cell<bool>,
     /// Some queue was behind at the last clock tick.
     held_at_tick: Cell<bool>,
+    /// The count fell to zero (the readers were let go) since the last clock tick.
+    freed: Cell<bool>,
+    /// Clock ticks the readers have been held in a row.
+    held_ticks: Cell<u32>,
     /// Counts the times queues stayed behind for a whole tick without any catching up: a queue
     /// counted in an earlier era is blamed for it and no longer counted.
     era: Cell<u32>,
@@ -157,6 +168,7 @@ impl Pacing {
         state.behind.set(behind);
         state.progressed.set(true);
         if behind == 0 {
+            state.freed.set(true);
             self.let_go();
         }
     }
@@ -184,24 +196,35 @@ impl Pacing {
     }
 
     /// Called once per tick of the core's clock: queues behind with none catching up since
-    /// the last tick are blamed (they stop counting until they fall below their mark) and the
-    /// readers go on.
+    /// the last tick, or with the readers held for [`HOLD_LIMIT_TICKS`] ticks in a row, are
+    /// blamed (they stop counting until they fall below their mark) and the readers go on.
     pub fn tick(&self) {
         let state = &self.state;
         let holding = state.behind.get() != 0;
         let held_before = state.held_at_tick.replace(holding);
-        let held_throughout = holding && held_before;
-        if held_throughout && !state.progressed.get() {
+        // Both flags cover the tick just over, whatever it found.
+        let freed = state.freed.replace(false);
+        let progressed = state.progressed.replace(false);
+        let held_throughout = holding && held_before && !freed;
+        let held_ticks = if held_throughout {
+            state.held_ticks.get() + 1
+        } else {
+            0
+        };
+        state.held_ticks.set(held_ticks);
+        let stuck = held_throughout && !progressed;
+        if stuck || held_ticks >= HOLD_LIMIT_TICKS {
             tracing::debug!(
                 behind = state.behind.get(),
-                "queues behind for a whole tick: no longer counted until they fall below their mark"
+                held_ticks,
+                "queues behind too long: no longer counted until they fall below their mark"
             );
             state.era.set(state.era.get().wrapping_add(1));
             state.behind.set(0);
             state.held_at_tick.set(false);
+            state.held_ticks.set(0);
             self.let_go();
         }
-        state.progressed.set(false);
     }
 
     /// Lets every waiting reader go: those already first before the others, which become
@@ -463,6 +486,51 @@ mod tests {
             pacing.is_holding(),
             "held again once it fell below its mark and passed it again"
         );
+    }
+
+    #[test]
+    fn a_stuck_queue_cannot_hold_the_readers_while_others_catch_up() {
+        let pacing = Pacing::new();
+        let mut stuck = QueuePace::new(pacing.clone());
+        let mut busy = QueuePace::new(pacing.clone());
+        let mut reader = Reader::default();
+        stuck.update(true);
+        assert!(reader.poll(&pacing).is_pending());
+        // The first tick finds the readers held; each later one, held throughout the tick.
+        for tick in 0..HOLD_LIMIT_TICKS {
+            // Another queue falls behind and catches up every tick: progress, so no stall.
+            busy.update(true);
+            busy.update(false);
+            pacing.tick();
+            assert!(pacing.is_holding(), "still held at tick {tick}");
+        }
+        assert_eq!(reader.woken(), 0);
+        busy.update(true);
+        busy.update(false);
+        pacing.tick();
+        assert!(
+            !pacing.is_holding(),
+            "held throughout {HOLD_LIMIT_TICKS} ticks in a row"
+        );
+        assert!(!stuck.is_counted(), "the stuck queue is blamed");
+        assert_eq!(reader.woken(), 1);
+        assert!(reader.poll(&pacing).is_ready());
+        busy.update(true);
+        assert!(pacing.is_holding(), "the other queue counts again");
+    }
+
+    #[test]
+    fn readers_let_go_in_between_restart_the_count_of_ticks_held() {
+        let pacing = Pacing::new();
+        let mut queue = QueuePace::new(pacing.clone());
+        for _ in 0..3 * HOLD_LIMIT_TICKS {
+            // Behind at every tick, but caught up (and the readers let go) in between.
+            queue.update(true);
+            pacing.tick();
+            queue.update(false);
+            queue.update(true);
+        }
+        assert!(queue.is_counted(), "never blamed");
     }
 
     #[test]

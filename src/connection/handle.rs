@@ -411,7 +411,11 @@ impl ConnHandle {
             }
             if unsent.is_empty() {
                 let past_mark = flow.past_mark();
-                self.with_outbound(|queue| queue.pace_flow(past_mark));
+                if self.with_outbound(|queue| queue.pace_flow(past_mark)) {
+                    // The connection may be waiting among the held readers: it is no longer
+                    // one of them, and its acknowledgements are what the core waits for.
+                    self.wake.notify();
+                }
                 return sent;
             }
             for id in unsent {
@@ -524,9 +528,10 @@ impl ConnHandle {
         f(&mut self.outbound.borrow_mut())
     }
 
-    /// Whether this client's queues are holding back its core's readers (see `pacing`).
-    pub fn is_holding_readers(&self) -> bool {
-        self.outbound.borrow().is_holding()
+    /// Whether this client's session queue is holding back its core's readers until the
+    /// client's acknowledgements drain it (see `pacing`): its own reads are then never held.
+    pub fn is_holding_for_acks(&self) -> bool {
+        self.outbound.borrow().is_holding_for_acks()
     }
 
     /// Messages (any QoS) dropped for this client so far.

@@ -320,15 +320,22 @@ impl OutboundQueue {
     /// its window (`OutgoingFlow::past_mark`), after the session's flow changed: the queue
     /// then holds back the core's readers as it does for its own QoS 0 frames, and lets them
     /// go once the client's acknowledgements have drained the session's queue below the mark.
-    pub fn pace_flow(&mut self, past_mark: bool) {
+    ///
+    /// Returns whether the session's queue began to hold the readers back with this call: its
+    /// connection's task must then be woken, for a task waiting among the held readers is no
+    /// longer one of them (see [`OutboundQueue::is_holding_for_acks`]).
+    pub fn pace_flow(&mut self, past_mark: bool) -> bool {
+        let before = self.is_holding_for_acks();
         self.flow_past_mark = past_mark;
         self.pace.update(self.past_mark());
+        !before && self.is_holding_for_acks()
     }
 
-    /// Whether the queue is holding back its core's readers now. Its own connection is then
-    /// never held: the acknowledgements it reads are what let the queue catch up.
-    pub fn is_holding(&self) -> bool {
-        self.pace.is_counted()
+    /// Whether the session's QoS 1/2 queue is what holds back the core's readers now. Its
+    /// own connection is then never held: the acknowledgements it reads are what let that
+    /// queue catch up (QoS 0 frames drain by being written, which a held reader still does).
+    pub fn is_holding_for_acks(&self) -> bool {
+        self.flow_past_mark && self.pace.is_counted()
     }
 
     /// Records that the queue was written out whole (`true`) or that the client's socket or
@@ -486,9 +493,10 @@ mod tests {
         use crate::pacing::Pacing;
         let pacing = Pacing::new();
         let mut queue = OutboundQueue::new(8, 0).with_pacing(pacing.clone());
-        queue.pace_flow(true);
+        assert!(queue.pace_flow(true), "began to hold");
         assert!(pacing.is_holding());
-        assert!(queue.is_holding(), "its own connection is told");
+        assert!(queue.is_holding_for_acks(), "its own connection is told");
+        assert!(!queue.pace_flow(true), "already held");
         queue.pace_flow(false);
         assert!(!pacing.is_holding(), "drained below the mark");
         queue.record_write(false);
@@ -499,8 +507,21 @@ mod tests {
         );
         queue.stop_pacing();
         queue.record_write(true);
-        queue.pace_flow(true);
+        assert!(!queue.pace_flow(true));
         assert!(!pacing.is_holding(), "nor does a closing one");
+    }
+
+    #[test]
+    fn a_queue_behind_for_its_qos0_frames_does_not_exempt_its_reader() {
+        use crate::pacing::Pacing;
+        let pacing = Pacing::new();
+        let mut queue = OutboundQueue::new(2, 0).with_pacing(pacing.clone());
+        queue.push_droppable(publish(b"a")).expect("room");
+        assert!(pacing.is_holding());
+        assert!(
+            !queue.is_holding_for_acks(),
+            "QoS 0 frames drain by being written, not by the client's reads"
+        );
     }
 
     #[test]

@@ -104,7 +104,7 @@ impl Wire {
             }
             // A client whose queue is what holds the core back is never held itself: what
             // it reads (its acknowledgements) is what lets its queue catch up.
-            let held = self.paced && !conn.is_holding_readers();
+            let held = self.paced && !conn.is_holding_for_acks();
             if !held {
                 self.ticket.leave();
             }

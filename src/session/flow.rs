@@ -1416,13 +1416,17 @@ mod tests {
             .offer(msg(1, 49, QoS::AtLeastOnce), true, &mut out)
             .unwrap();
         assert!(by_bytes.past_mark(), "half of max_queued_bytes");
-        let mut none_queued = OutgoingFlow::new(limits(1, 0, 0));
+        let mut none_queued = OutgoingFlow::new(limits(1, 0, 100));
         none_queued
             .offer(msg(0, 1, QoS::AtLeastOnce), true, &mut out)
             .unwrap();
+        assert_eq!(
+            none_queued.offer(msg(1, 1, QoS::AtLeastOnce), true, &mut out),
+            Err(QueueFull::Messages)
+        );
         assert!(
             !none_queued.past_mark(),
-            "a queue of 0 is never past a mark"
+            "max_queued_messages = 0: nothing ever waits, so no mark is passed"
         );
     }
 

@@ -28,7 +28,7 @@ use crate::metrics::{bind_http_listener, HttpError, AGGREGATOR_CORE};
 /// Capacity of each shard-to-shard channel, in messages.
 pub const MESH_CHANNEL_CAPACITY: usize = 4096;
 
-/// Most messages a link from another core hands over per turn among the core's readers (see
+/// Most deliveries a link from another core hands over per turn among the core's readers (see
 /// `pacing`), fewer when a queue falls behind meanwhile: about one 4 KiB read's worth of small
 /// publishes, as a connection's turn.
 const LINK_TURN: usize = 64;
@@ -487,25 +487,27 @@ async fn run_shard(
         for (peer, mut stream) in receivers.streams() {
             let shard = shard.clone();
             glommio::spawn_local(async move {
-                'link: loop {
-                    // A link is a reader like a connection: it waits for its turn while a
-                    // client that keeps up waits for its own (and its peer's publishers wait
-                    // behind it), and a turn takes about what one read of a connection does.
-                    shard.pacing.go().await;
-                    for taken in 0..LINK_TURN {
-                        if taken != 0 && shard.pacing.is_holding() {
-                            // A queue fell behind during this turn.
-                            break;
+                // Deliveries handed over since the link last waited for its turn.
+                let mut turn = 0;
+                while let Some(msg) = stream.next().await {
+                    // A link is a reader like a connection: what it hands to the core's
+                    // clients waits for its turn while a client that keeps up waits for its
+                    // own (and its peer's publishers wait behind it), and a turn takes about
+                    // what one read of a connection does. Everything else (replies, claims,
+                    // adoptions) goes through at once: a client whose queue holds the readers
+                    // back may be waiting for one.
+                    if msg.is_delivery() {
+                        if turn == 0 || turn == LINK_TURN || shard.pacing.is_holding() {
+                            shard.pacing.go().await;
+                            turn = 0;
                         }
-                        let Some(msg) = stream.next().await else {
-                            break 'link;
-                        };
-                        match msg {
-                            ShardMsg::Adopt(adoption) => {
-                                connection::serve_adopted(shard.clone(), *adoption)
-                            }
-                            msg => shard.on_peer_message(peer, msg).await,
+                        turn += 1;
+                    }
+                    match msg {
+                        ShardMsg::Adopt(adoption) => {
+                            connection::serve_adopted(shard.clone(), *adoption)
                         }
+                        msg => shard.on_peer_message(peer, msg).await,
                     }
                 }
             })

@@ -176,6 +176,15 @@ pub enum ShardMsg {
     Metrics(Box<MetricsSnapshot>),
 }
 
+impl ShardMsg {
+    /// Whether the message hands a publish to the receiving core's clients: only those wait
+    /// for the core's pacing (see `pacing`); replies and the other requests between cores
+    /// never do.
+    pub fn is_delivery(&self) -> bool {
+        matches!(self, ShardMsg::Publish { .. } | ShardMsg::SharedPublish(_))
+    }
+}
+
 /// The outcome of a claim on a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Grant {
