@@ -25,6 +25,34 @@ const PAYLOAD: usize = 1000;
 /// Hard bound on the whole transfer (a hang guard, not a performance assertion).
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The publisher's 400 PUBLISHes, each numbered at the start of its payload, to be sent in
+/// one write without waiting for their PUBACKs (MQTT 3.1.1 sets no limit on a client's
+/// unacknowledged QoS 1 publishes): ten times what a subscriber's window and queue hold.
+fn flood() -> Vec<u8> {
+    (0..MESSAGES)
+        .flat_map(|seq| {
+            let mut payload = vec![0u8; PAYLOAD];
+            payload[..8].copy_from_slice(&seq.to_be_bytes());
+            let packet_id = u16::try_from(seq + 1).expect("400 packet ids fit in 16 bits");
+            raw::publish(b"firehose/ci", &payload, 1, false, false, packet_id)
+        })
+        .collect()
+}
+
+/// The sequence numbers of `received`, in arrival order.
+fn sequence_numbers(received: &[rumqttc::Publish]) -> Vec<usize> {
+    received
+        .iter()
+        .map(|publish| {
+            usize::from_be_bytes(
+                publish.payload[..8]
+                    .try_into()
+                    .expect("a sequence number at the payload's start"),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qos1_subscribers_that_keep_up_lose_nothing_to_a_faster_publisher() {
     let broker = Broker::with_config(SMALL_WINDOWS, &[]);
@@ -35,19 +63,8 @@ async fn qos1_subscribers_that_keep_up_lose_nothing_to_a_faster_publisher() {
         subscribers.push(subscriber);
     }
     let mut publisher = RawClient::connected(broker.port, &Connect::v311("qos1-pub")).await;
-    // All 400 PUBLISHes in one write, without waiting for their PUBACKs (MQTT 3.1.1 sets no
-    // limit on a client's unacknowledged QoS 1 publishes): ten times what each subscriber's
-    // window and queue hold together.
-    let flood: Vec<u8> = (0..MESSAGES)
-        .flat_map(|seq| {
-            let mut payload = vec![0u8; PAYLOAD];
-            payload[..8].copy_from_slice(&seq.to_be_bytes());
-            let packet_id = u16::try_from(seq + 1).expect("400 packet ids fit in 16 bits");
-            raw::publish(b"firehose/ci", &payload, 1, false, false, packet_id)
-        })
-        .collect();
     let writing = tokio::spawn(async move {
-        publisher.stream_write(&flood).await.expect("write flood");
+        publisher.stream_write(&flood()).await.expect("write flood");
         publisher
     });
 
@@ -55,16 +72,7 @@ async fn qos1_subscribers_that_keep_up_lose_nothing_to_a_faster_publisher() {
     for mut subscriber in subscribers {
         receiving.push(tokio::spawn(async move {
             let received = subscriber.collect_publishes(MESSAGES).await;
-            let seqs: Vec<usize> = received
-                .iter()
-                .map(|publish| {
-                    usize::from_be_bytes(
-                        publish.payload[..8]
-                            .try_into()
-                            .expect("a sequence number at the payload's start"),
-                    )
-                })
-                .collect();
+            let seqs = sequence_numbers(&received);
             let qos1 = received
                 .iter()
                 .all(|publish| publish.qos == rumqttc::QoS::AtLeastOnce);
@@ -86,5 +94,42 @@ async fn qos1_subscribers_that_keep_up_lose_nothing_to_a_faster_publisher() {
             seqs.len()
         );
     }
+    drop(writing.await.expect("publisher task"));
+}
+
+/// A subscriber that stops acknowledging fills its window and its queue for good: the broker
+/// blames it for holding its core's readers back (after at most a tick or two), drops what it
+/// cannot take, and goes on pacing the publisher for the subscriber that keeps up, which loses
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_stops_acknowledging_holds_no_one_back_for_long() {
+    let broker = Broker::with_config(SMALL_WINDOWS, &[]);
+    // Manual acknowledgements, never given: 10 messages in flight, then its queue fills.
+    let (mut stuck, _) = client::connect_persistent(broker.port, "qos1-stuck", true).await;
+    assert_eq!(stuck.subscribe("firehose/#", 1).await, 1);
+    let mut keeping_up = client::connect(broker.port, "qos1-keeping-up").await;
+    assert_eq!(keeping_up.subscribe("firehose/#", 1).await, 1);
+    let mut publisher = RawClient::connected(broker.port, &Connect::v311("qos1-pub")).await;
+    let writing = tokio::spawn(async move {
+        publisher.stream_write(&flood()).await.expect("write flood");
+        publisher
+    });
+
+    let received = tokio::time::timeout(TRANSFER_TIMEOUT, keeping_up.collect_publishes(MESSAGES))
+        .await
+        .expect("the flood is delivered or stops");
+    let seqs = sequence_numbers(&received);
+    let whole: Vec<usize> = (0..MESSAGES).collect();
+    assert!(
+        seqs == whole,
+        "the subscriber that keeps up gets all {MESSAGES} messages, in order: {} arrived",
+        seqs.len()
+    );
+    let unacknowledged = stuck.drain_publishes(Duration::from_millis(500)).await;
+    assert_eq!(
+        sequence_numbers(&unacknowledged),
+        (0..10).collect::<Vec<_>>(),
+        "the stuck subscriber gets its window's worth, the first 10"
+    );
     drop(writing.await.expect("publisher task"));
 }
