@@ -65,8 +65,8 @@ struct State {
     freed: Cell<bool>,
     /// Clock ticks the readers have been held in a row.
     held_ticks: Cell<u32>,
-    /// Counts the times queues stayed behind for a whole tick without any catching up: a queue
-    /// counted in an earlier era is blamed for it and no longer counted.
+    /// Counts the times the queues behind were blamed (see [`Pacing::tick`]): a queue counted
+    /// in an earlier era is no longer counted.
     era: Cell<u32>,
 }
 

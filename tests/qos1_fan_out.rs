@@ -25,6 +25,11 @@ const PAYLOAD: usize = 1000;
 /// Hard bound on the whole transfer (a hang guard, not a performance assertion).
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The tests of this file run one at a time: each keeps both cores busy for a moment, and a
+/// subscriber kept off the CPU for a whole tick of the broker's clock (100 ms) by the other
+/// test would be taken for one that does not keep up.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The publisher's 400 PUBLISHes, each numbered at the start of its payload, to be sent in
 /// one write without waiting for their PUBACKs (MQTT 3.1.1 sets no limit on a client's
 /// unacknowledged QoS 1 publishes): ten times what a subscriber's window and queue hold.
@@ -55,6 +60,7 @@ fn sequence_numbers(received: &[rumqttc::Publish]) -> Vec<usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qos1_subscribers_that_keep_up_lose_nothing_to_a_faster_publisher() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let broker = Broker::with_config(SMALL_WINDOWS, &[]);
     let mut subscribers = Vec::new();
     for index in 0..SUBSCRIBERS {
@@ -103,6 +109,7 @@ async fn qos1_subscribers_that_keep_up_lose_nothing_to_a_faster_publisher() {
 /// nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_stops_acknowledging_holds_no_one_back_for_long() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let broker = Broker::with_config(SMALL_WINDOWS, &[]);
     // Manual acknowledgements, never given: 10 messages in flight, then its queue fills.
     let (mut stuck, _) = client::connect_persistent(broker.port, "qos1-stuck", true).await;

@@ -122,9 +122,10 @@ impl Wire {
     }
 
     /// Says whether the client's next read waits while the core's readers are held back: only
-    /// a client whose last read brought a PUBLISH adds to what the core routes. One that only
-    /// acknowledges, subscribes or pings is never held: its acknowledgements are what lets a
-    /// QoS 1/2 queue behind a window drain, and it routes nothing.
+    /// a client whose last packets included a PUBLISH (or the start of one) adds to what the
+    /// core routes. One that only acknowledges, subscribes or pings is never held: its
+    /// acknowledgements are what lets a QoS 1/2 queue behind a window drain, and it routes
+    /// nothing.
     pub(super) fn pace_reads(&mut self, paced: bool) {
         self.paced = paced;
     }
