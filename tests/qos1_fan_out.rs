@@ -140,3 +140,57 @@ async fn a_subscriber_that_stops_acknowledging_holds_no_one_back_for_long() {
     );
     drop(writing.await.expect("publisher task"));
 }
+
+/// A subscriber that acknowledges, but slowly (one message every 20 ms, far below the rate the
+/// publisher sends at), is not waited for: once the broker has measured its rate it no longer
+/// holds the publisher back, so its queue's limits drop what it cannot take, as they would for
+/// any slow client, while the subscriber beside it that keeps up still loses nothing. Were the
+/// broker to wait for it, it would receive all 400, at its own pace, and hold everyone to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_acknowledges_slowly_does_not_set_everyones_pace() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let broker = Broker::with_config(SMALL_WINDOWS, &[]);
+    let (mut slow, _) = client::connect_persistent(broker.port, "qos1-slow", true).await;
+    assert_eq!(slow.subscribe("firehose/#", 1).await, 1);
+    let mut keeping_up = client::connect(broker.port, "qos1-keeping-up").await;
+    assert_eq!(keeping_up.subscribe("firehose/#", 1).await, 1);
+    let mut publisher = RawClient::connected(broker.port, &Connect::v311("qos1-pub")).await;
+    let writing = tokio::spawn(async move {
+        publisher.stream_write(&flood()).await.expect("write flood");
+        publisher
+    });
+    let acknowledging = tokio::spawn(async move {
+        let mut received = Vec::new();
+        // Until nothing more comes: what was dropped never does.
+        while let Some(publish) = slow.try_next_publish(Duration::from_secs(2)).await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            slow.ack(&publish).await;
+            received.push(publish);
+        }
+        received
+    });
+
+    let received = tokio::time::timeout(TRANSFER_TIMEOUT, keeping_up.collect_publishes(MESSAGES))
+        .await
+        .expect("the flood is delivered or stops");
+    let seqs = sequence_numbers(&received);
+    let whole: Vec<usize> = (0..MESSAGES).collect();
+    assert!(
+        seqs == whole,
+        "the subscriber that keeps up gets all {MESSAGES} messages, in order: {} arrived",
+        seqs.len()
+    );
+    let slow_seqs = sequence_numbers(
+        &tokio::time::timeout(TRANSFER_TIMEOUT, acknowledging)
+            .await
+            .expect("the slow subscriber's messages stop")
+            .expect("slow subscriber task"),
+    );
+    assert!(
+        slow_seqs.len() < MESSAGES && slow_seqs.windows(2).all(|pair| pair[0] < pair[1]),
+        "the slow subscriber loses what its queue cannot hold, and gets the rest in order: \
+         {} of {MESSAGES} arrived",
+        slow_seqs.len()
+    );
+    drop(writing.await.expect("publisher task"));
+}

@@ -410,7 +410,9 @@ impl ConnHandle {
                 }
             }
             if unsent.is_empty() {
-                let past_mark = flow.past_mark();
+                // A client too slow to drain its queue soon holds no one back (see
+                // `session::ack_rate`): its queue's limits drop what it cannot take.
+                let past_mark = flow.past_mark() && flow.drains_in_time(self.core.clock());
                 if self.with_outbound(|queue| queue.pace_flow(past_mark)) {
                     // The connection may be waiting among the held readers: it is no longer
                     // one of them, and its acknowledgements are what the core waits for.

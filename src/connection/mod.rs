@@ -984,7 +984,14 @@ impl Connection {
         let mut actions = Vec::new();
         let conn = &self.conn;
         let (result, sent) = self.with_session(|session| {
+            // Only an acknowledgement while messages wait behind the window measures how
+            // fast the client can go (see `session::ack_rate`): otherwise it acknowledges
+            // what it was given, however little.
+            let backlog = session.outgoing.queued_len() != 0;
             let result = apply(&mut session.outgoing, id, &mut actions);
+            if result.is_ok() && backlog {
+                session.outgoing.record_ack(self.shard.clock());
+            }
             let durable = self.shard.persist_flow(session);
             self.shard.hold_pubrels(conn, &mut actions, durable);
             let sent = conn.send_flow_actions(&mut session.outgoing, &mut actions, None);

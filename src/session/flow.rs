@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 
 use super::SessionMap;
 
+use super::ack_rate::AckRate;
 use crate::message::Message;
 use crate::persist::Acknowledgement;
 use crate::protocol::{PacketId, QoS};
@@ -394,6 +395,20 @@ impl OutgoingFlow {
         })
     }
 
+    /// Counts an acknowledgement from the client during tick `now` of the core's clock.
+    pub fn record_ack(&mut self, now: u32) {
+        if let Some(flow) = self.active_mut() {
+            flow.acks.record(now);
+        }
+    }
+
+    /// Whether the client, at the rate it acknowledged lately, drains the queue behind its
+    /// window soon enough for the core's readers to wait for it (see `ack_rate`).
+    pub fn drains_in_time(&self, now: u32) -> bool {
+        self.active_ref()
+            .map_or(true, |flow| flow.acks.drains(flow.queue.len(), now))
+    }
+
     /// Bytes (`Message::queued_size`) waiting behind the window.
     pub fn queued_bytes(&self) -> usize {
         self.active_ref().map_or(0, ActiveFlow::queued_bytes)
@@ -440,6 +455,8 @@ struct ActiveFlow {
     journal: Option<Vec<FlowEvent>>,
     /// The core's account of queued bytes, charged with `queued_bytes`.
     budget: QueueBudget,
+    /// How fast the client acknowledges (see [`OutgoingFlow::drains_in_time`]).
+    acks: AckRate,
 }
 
 impl Drop for ActiveFlow {
@@ -496,6 +513,7 @@ impl ActiveFlow {
             next_message_id: 1,
             journal: journaling.then(Vec::new),
             budget,
+            acks: AckRate::default(),
         }
     }
 

@@ -3,6 +3,7 @@
 //! long it outlives its connection (the session expiry interval), and the will it may hold for
 //! a while (the will delay interval).
 
+mod ack_rate;
 mod flow;
 mod hasher;
 mod incoming;
