@@ -14,6 +14,8 @@
 //! runs and writes, and the readers go on. The client that publishes sees TCP flow control,
 //! as a client of a busy broker does. A client that does not keep up (its socket or transport
 //! refused a write) holds no one back: its queue's limits drop what it cannot take, as before.
+//! A session queue of QoS 1/2 messages counts too (see `OutboundQueue::pace_flow`), unless its
+//! client acknowledges too slowly to drain it soon (see `session::ack_rate`).
 //!
 //! Readers take turns: one that had to wait reads before any that did not, and keeps its turn
 //! if a queue is behind again before it could read. Otherwise the readers that happen to run
