@@ -103,6 +103,57 @@ async fn qos1_subscribers_that_keep_up_lose_nothing_to_a_faster_publisher() {
     drop(writing.await.expect("publisher task"));
 }
 
+/// A subscriber acknowledging by hand beside one that keeps up, on a broker with small windows,
+/// while the publisher's flood is written.
+struct BesideAKeeper {
+    /// Keeps the broker running for the test.
+    _broker: Broker,
+    /// The subscriber that acknowledges by hand.
+    manual: client::Client,
+    /// The rumqttc subscriber that acknowledges everything at once.
+    keeping_up: client::Client,
+    /// The publisher's write of the flood.
+    writing: tokio::task::JoinHandle<RawClient>,
+}
+
+impl BesideAKeeper {
+    /// Connects `manual_id` (acknowledging by hand) and a subscriber that keeps up, both on
+    /// the publisher's topics at QoS 1, then starts the flood.
+    async fn start(manual_id: &str) -> Self {
+        let broker = Broker::with_config(SMALL_WINDOWS, &[]);
+        let (mut manual, _) = client::connect_persistent(broker.port, manual_id, true).await;
+        assert_eq!(manual.subscribe("firehose/#", 1).await, 1);
+        let mut keeping_up = client::connect(broker.port, "qos1-keeping-up").await;
+        assert_eq!(keeping_up.subscribe("firehose/#", 1).await, 1);
+        let mut publisher = RawClient::connected(broker.port, &Connect::v311("qos1-pub")).await;
+        let writing = tokio::spawn(async move {
+            publisher.stream_write(&flood()).await.expect("write flood");
+            publisher
+        });
+        Self {
+            _broker: broker,
+            manual,
+            keeping_up,
+            writing,
+        }
+    }
+
+    /// Asserts that the subscriber that keeps up gets the whole flood, in order.
+    async fn assert_keeper_gets_everything(keeping_up: &mut client::Client) {
+        let received =
+            tokio::time::timeout(TRANSFER_TIMEOUT, keeping_up.collect_publishes(MESSAGES))
+                .await
+                .expect("the flood is delivered or stops");
+        let seqs = sequence_numbers(&received);
+        let whole: Vec<usize> = (0..MESSAGES).collect();
+        assert!(
+            seqs == whole,
+            "the subscriber that keeps up gets all {MESSAGES} messages, in order: {} arrived",
+            seqs.len()
+        );
+    }
+}
+
 /// A subscriber that stops acknowledging fills its window and its queue for good: the broker
 /// blames it for holding its core's readers back (after at most a tick or two), drops what it
 /// cannot take, and goes on pacing the publisher for the subscriber that keeps up, which loses
@@ -110,35 +161,19 @@ async fn qos1_subscribers_that_keep_up_lose_nothing_to_a_faster_publisher() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_stops_acknowledging_holds_no_one_back_for_long() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let broker = Broker::with_config(SMALL_WINDOWS, &[]);
-    // Manual acknowledgements, never given: 10 messages in flight, then its queue fills.
-    let (mut stuck, _) = client::connect_persistent(broker.port, "qos1-stuck", true).await;
-    assert_eq!(stuck.subscribe("firehose/#", 1).await, 1);
-    let mut keeping_up = client::connect(broker.port, "qos1-keeping-up").await;
-    assert_eq!(keeping_up.subscribe("firehose/#", 1).await, 1);
-    let mut publisher = RawClient::connected(broker.port, &Connect::v311("qos1-pub")).await;
-    let writing = tokio::spawn(async move {
-        publisher.stream_write(&flood()).await.expect("write flood");
-        publisher
-    });
-
-    let received = tokio::time::timeout(TRANSFER_TIMEOUT, keeping_up.collect_publishes(MESSAGES))
-        .await
-        .expect("the flood is delivered or stops");
-    let seqs = sequence_numbers(&received);
-    let whole: Vec<usize> = (0..MESSAGES).collect();
-    assert!(
-        seqs == whole,
-        "the subscriber that keeps up gets all {MESSAGES} messages, in order: {} arrived",
-        seqs.len()
-    );
-    let unacknowledged = stuck.drain_publishes(Duration::from_millis(500)).await;
+    // Acknowledgements never given: 10 messages in flight, then its queue fills.
+    let mut flood = BesideAKeeper::start("qos1-stuck").await;
+    BesideAKeeper::assert_keeper_gets_everything(&mut flood.keeping_up).await;
+    let unacknowledged = flood
+        .manual
+        .drain_publishes(Duration::from_millis(500))
+        .await;
     assert_eq!(
         sequence_numbers(&unacknowledged),
         (0..10).collect::<Vec<_>>(),
         "the stuck subscriber gets its window's worth, the first 10"
     );
-    drop(writing.await.expect("publisher task"));
+    drop(flood.writing.await.expect("publisher task"));
 }
 
 /// A subscriber that acknowledges, but slowly (one message every 20 ms, far below the rate the
@@ -149,16 +184,12 @@ async fn a_subscriber_that_stops_acknowledging_holds_no_one_back_for_long() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_acknowledges_slowly_does_not_set_everyones_pace() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let broker = Broker::with_config(SMALL_WINDOWS, &[]);
-    let (mut slow, _) = client::connect_persistent(broker.port, "qos1-slow", true).await;
-    assert_eq!(slow.subscribe("firehose/#", 1).await, 1);
-    let mut keeping_up = client::connect(broker.port, "qos1-keeping-up").await;
-    assert_eq!(keeping_up.subscribe("firehose/#", 1).await, 1);
-    let mut publisher = RawClient::connected(broker.port, &Connect::v311("qos1-pub")).await;
-    let writing = tokio::spawn(async move {
-        publisher.stream_write(&flood()).await.expect("write flood");
-        publisher
-    });
+    let BesideAKeeper {
+        _broker,
+        manual: mut slow,
+        mut keeping_up,
+        writing,
+    } = BesideAKeeper::start("qos1-slow").await;
     let acknowledging = tokio::spawn(async move {
         let mut received = Vec::new();
         // Until nothing more comes: what was dropped never does.
@@ -169,17 +200,7 @@ async fn a_subscriber_that_acknowledges_slowly_does_not_set_everyones_pace() {
         }
         received
     });
-
-    let received = tokio::time::timeout(TRANSFER_TIMEOUT, keeping_up.collect_publishes(MESSAGES))
-        .await
-        .expect("the flood is delivered or stops");
-    let seqs = sequence_numbers(&received);
-    let whole: Vec<usize> = (0..MESSAGES).collect();
-    assert!(
-        seqs == whole,
-        "the subscriber that keeps up gets all {MESSAGES} messages, in order: {} arrived",
-        seqs.len()
-    );
+    BesideAKeeper::assert_keeper_gets_everything(&mut keeping_up).await;
     let slow_seqs = sequence_numbers(
         &tokio::time::timeout(TRANSFER_TIMEOUT, acknowledging)
             .await
