@@ -494,8 +494,10 @@ async fn run_shard(
                     // clients waits for its turn while a client that keeps up waits for its
                     // own (and its peer's publishers wait behind it), and a turn takes about
                     // what one read of a connection does. Everything else (replies, claims,
-                    // adoptions) goes through at once: a client whose queue holds the readers
-                    // back may be waiting for one.
+                    // adoptions) takes no turn, since a client whose queue holds the readers
+                    // back may be waiting for one; but the channel keeps its order, so one
+                    // queued behind a delivery that waits waits with it (until the valve in
+                    // `pacing` lets the readers go, at most a tick or ten).
                     if msg.is_delivery() {
                         if turn == 0 || turn == LINK_TURN || shard.pacing.is_holding() {
                             shard.pacing.go().await;
