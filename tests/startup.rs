@@ -1,8 +1,10 @@
 //! Start-up checks: a locked-memory limit too small for the executors is refused with a
 //! message that says what is wrong and how to fix it, instead of a panic.
 
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// A command for the broker whose locked-memory limit (soft and hard) is `bytes`.
@@ -49,14 +51,21 @@ fn too_little_locked_memory_fails_with_an_actionable_message() {
     );
 }
 
-#[test]
-fn a_smaller_io_memory_starts_within_a_small_limit() {
-    // 2 cores x (64 KiB + ring margin) fits in 1 MiB: the check is not stricter than needed.
-    let config = std::env::temp_dir().join(format!("hydrant-startup-{}.toml", std::process::id()));
-    std::fs::write(&config, "io_memory = 65536\n").expect("write config");
-    let mut command = limited(1024 * 1024);
+/// Starts the broker with `command` (plus `--bind 127.0.0.1:0 --cores 2`) and a configuration
+/// file holding `config`, waits for its ready line, hands its pid to `while_ready`, and stops
+/// it. Returns what `while_ready` returned (`None` if the broker never became ready) and the
+/// broker's standard error.
+fn while_ready<T>(
+    mut command: Command,
+    tag: &str,
+    config: &str,
+    while_ready: impl FnOnce(u32) -> T,
+) -> (Option<T>, String) {
+    let path =
+        std::env::temp_dir().join(format!("hydrant-startup-{tag}-{}.toml", std::process::id()));
+    std::fs::write(&path, config).expect("write config");
     command.args(["--bind", "127.0.0.1:0", "--cores", "2", "--config"]);
-    command.arg(&config);
+    command.arg(&path);
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = command.spawn().expect("run hydrant");
     let stdout = child.stdout.take().expect("piped stdout");
@@ -67,15 +76,100 @@ fn a_smaller_io_memory_starts_within_a_small_limit() {
             break;
         }
     }
+    let seen = ready.then(|| while_ready(child.id()));
     let _ = child.kill();
     let status = child.wait().expect("reap hydrant");
-    let _ = std::fs::remove_file(&config);
-    let mut stderr = String::new();
+    let _ = std::fs::remove_file(&path);
+    let mut stderr = format!("(exit: {status}) ");
     if let Some(mut pipe) = child.stderr.take() {
         let _ = pipe.read_to_string(&mut stderr);
     }
+    (seen, stderr)
+}
+
+#[test]
+fn a_smaller_io_memory_starts_within_a_small_limit() {
+    // 2 cores x (64 KiB + ring margin) fits in 1 MiB: the check is not stricter than needed.
+    let (ready, stderr) = while_ready(limited(1024 * 1024), "io", "io_memory = 65536\n", |_| ());
     assert!(
-        ready,
-        "broker must start with io_memory = 64 KiB under a 1 MiB limit ({status}): {stderr}"
+        ready.is_some(),
+        "broker must start with io_memory = 64 KiB under a 1 MiB limit: {stderr}"
     );
+}
+
+/// `Cpus_allowed_list` of a `/proc` status file: the CPUs a thread may run on, e.g. `0-1`.
+fn allowed_cpus(status_file: &Path) -> String {
+    let status = std::fs::read_to_string(status_file).expect("read a /proc status file");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+        .expect("the status file lists the allowed CPUs")
+        .trim()
+        .to_owned()
+}
+
+/// Where the broker's threads may run: the process's allowed CPUs, and for each executor
+/// thread (named `hydrant-<shard>-<n>` by glommio) its shard and its allowed CPUs.
+fn executor_cpus(pid: u32) -> (String, Vec<(String, String)>) {
+    let process = allowed_cpus(Path::new(&format!("/proc/{pid}/status")));
+    let mut executors = Vec::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("list the threads");
+    for task in tasks.map_while(Result::ok) {
+        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let Some(rest) = name.trim().strip_prefix("hydrant-") else {
+            continue;
+        };
+        let shard: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        if !shard.is_empty() {
+            executors.push((shard, allowed_cpus(&task.path().join("status"))));
+        }
+    }
+    (process, executors)
+}
+
+#[test]
+fn executors_may_run_on_any_cpu_by_default() {
+    let command = Command::new(env!("CARGO_BIN_EXE_hydrant"));
+    let (seen, stderr) = while_ready(command, "unpinned", "", executor_cpus);
+    let (process, executors) = seen.unwrap_or_else(|| panic!("broker must start: {stderr}"));
+    let shards: HashSet<&str> = executors.iter().map(|(shard, _)| shard.as_str()).collect();
+    assert_eq!(shards.len(), 2, "one executor per core: {executors:?}");
+    // On a one-CPU machine pinned and unpinned look the same; everywhere else a pinned
+    // executor would list one CPU where the process lists several.
+    for (shard, cpus) in &executors {
+        assert_eq!(
+            cpus, &process,
+            "shard {shard}'s executor may run wherever the process may"
+        );
+    }
+}
+
+#[test]
+fn pin_cores_pins_each_executor_to_a_cpu_of_its_own() {
+    let command = Command::new(env!("CARGO_BIN_EXE_hydrant"));
+    let (seen, stderr) = while_ready(command, "pinned", "pin_cores = true\n", executor_cpus);
+    let (process, executors) = seen.unwrap_or_else(|| panic!("broker must start: {stderr}"));
+    let mut cpu_of_shard: HashMap<String, String> = HashMap::new();
+    for (shard, cpus) in executors {
+        assert!(
+            cpus.chars().all(|c| c.is_ascii_digit()),
+            "shard {shard}'s executor is pinned to one CPU, not {cpus}"
+        );
+        let first = cpu_of_shard.entry(shard.clone()).or_insert(cpus.clone());
+        assert_eq!(first, &cpus, "every thread of shard {shard} on one CPU");
+    }
+    assert_eq!(
+        cpu_of_shard.len(),
+        2,
+        "one executor per core: {cpu_of_shard:?}"
+    );
+    let distinct: HashSet<&String> = cpu_of_shard.values().collect();
+    if process.contains(['-', ',']) {
+        assert_eq!(
+            distinct.len(),
+            2,
+            "with several CPUs allowed ({process}), the two shards get different ones: \
+             {cpu_of_shard:?}"
+        );
+    }
 }

@@ -56,6 +56,9 @@ pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../config/hydrant.toml");
 
 /// Default `cores`: 0, one shard per online CPU.
 pub const DEFAULT_CORES: usize = 0;
+/// Default `pin_cores`: executors are not pinned, so the kernel may move them (see
+/// [`Config::pin_cores`]).
+pub const DEFAULT_PIN_CORES: bool = false;
 /// Default `io_memory` per shard: 1 MiB, well inside a typical 8 MiB `ulimit -l`.
 pub const DEFAULT_IO_MEMORY: usize = 1_048_576;
 /// Default `connection_messages`: log connects and disconnects.
@@ -68,6 +71,11 @@ pub struct Config {
     /// Shards to run, one per core; 0 = one per online CPU.
     #[serde(default = "default_cores")]
     pub cores: usize,
+    /// Whether each shard's executor is pinned to one CPU. Off by default: on a machine
+    /// whose CPUs are shared with other busy processes, a pinned executor waits for its CPU
+    /// while another is idle (measured in BENCHMARKS.md, "Pinned or not").
+    #[serde(default = "default_pin_cores")]
+    pub pin_cores: bool,
     /// Locked memory per shard for io_uring buffers (bytes).
     #[serde(default = "default_io_memory")]
     pub io_memory: usize,
@@ -96,6 +104,10 @@ pub struct Config {
 
 fn default_cores() -> usize {
     DEFAULT_CORES
+}
+
+fn default_pin_cores() -> bool {
+    DEFAULT_PIN_CORES
 }
 
 fn default_io_memory() -> usize {
@@ -218,6 +230,7 @@ mod tests {
     fn defaults_from_constants() -> Config {
         Config {
             cores: DEFAULT_CORES,
+            pin_cores: DEFAULT_PIN_CORES,
             io_memory: DEFAULT_IO_MEMORY,
             connection_messages: DEFAULT_CONNECTION_MESSAGES,
             listener: vec![ListenerConfig {

@@ -63,6 +63,7 @@ type Leaf = (&'static str, Kind);
 /// Top-level keys that hold a value (sections are listed apart).
 const TOP_LEVEL_KEYS: &[Leaf] = &[
     ("cores", Kind::Count),
+    ("pin_cores", Kind::Flag),
     ("io_memory", Kind::Bytes),
     ("connection_messages", Kind::Flag),
 ];

@@ -1,7 +1,7 @@
-//! Starting and stopping the shards: start-up checks, one pinned glommio executor per core,
-//! the mesh that links them, every listener bound on every shard, the metrics tasks (and the
-//! metrics HTTP listener on the aggregating core), a reload of the listeners' files on
-//! SIGHUP, and a clean shutdown on SIGINT/SIGTERM.
+//! Starting and stopping the shards: start-up checks, one glommio executor per core (pinned to
+//! its CPU only when `pin_cores` is set), the mesh that links them, every listener bound on
+//! every shard, the metrics tasks (and the metrics HTTP listener on the aggregating core), a
+//! reload of the listeners' files on SIGHUP, and a clean shutdown on SIGINT/SIGTERM.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -261,7 +261,12 @@ pub fn run(mut config: Config) -> Result<(), BootError> {
         let shared_counts = shared_counts.clone();
         let reload = reload.clone();
         let ready = ready_tx.clone();
-        let spawned = LocalExecutorBuilder::new(Placement::Fixed(index % online_cpus))
+        let placement = if config.pin_cores {
+            Placement::Fixed(index % online_cpus)
+        } else {
+            Placement::Unbound
+        };
+        let spawned = LocalExecutorBuilder::new(placement)
             .io_memory(config.io_memory)
             .name(&format!("hydrant-{index}"))
             .spawn(move || async move {
