@@ -624,15 +624,7 @@ impl Connection {
             if let Some(reason) = self.conn.close_reason() {
                 return reason;
             }
-            // A PUBLISH partly received counts as one: the rest of a large one is read under
-            // the same rule as a whole one.
-            let publish_begun = wire
-                .received()
-                .first()
-                .is_some_and(|&first| first >> 4 == protocol::PacketType::Publish as u8);
-            if whole_packets || publish_begun {
-                wire.pace_reads(published || publish_begun);
-            }
+            wire.pace_after_read(whole_packets, published);
             // A publisher whose socket always has data would never give its core back (its
             // reads complete at once): let the other tasks of the core run, subscribers'
             // connections among them, between two batches.

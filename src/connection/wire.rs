@@ -22,6 +22,7 @@ use super::outbound::Drained;
 use super::stream::STACK_READ;
 use super::READ_CHUNK;
 use crate::pacing::{Pacing, WaitTicket};
+use crate::protocol::PacketType;
 use crate::transport::Transport;
 
 /// The transport of an established connection and the bytes in flight on it.
@@ -128,6 +129,17 @@ impl Wire {
     /// nothing.
     pub(super) fn pace_reads(&mut self, paced: bool) {
         self.paced = paced;
+    }
+
+    /// Applies [`Wire::pace_reads`]'s rule after the packets of one read were handled:
+    /// `whole_packets` says whether the read completed any, `published` whether a PUBLISH was
+    /// among them. What is left in the buffer is the start of the next packet, and a PUBLISH
+    /// partly received counts as one, so that the rest of a large one is read under the same
+    /// rule as a whole one.
+    pub(super) fn pace_after_read(&mut self, whole_packets: bool, published: bool) {
+        if let Some(paced) = paced_after_read(whole_packets, published, self.received()) {
+            self.pace_reads(paced);
+        }
     }
 
     /// Completes `work` (the handling of a packet, which may wait for other cores), writing
@@ -273,9 +285,58 @@ impl Wire {
     }
 }
 
+/// Whether a connection's next read waits while its core's readers are held back, after a
+/// read that completed `whole_packets` (a PUBLISH among them if `published`) and left `unread`
+/// in the buffer; `None` when the read completed nothing and began no PUBLISH, which leaves the
+/// rule as the packets before set it.
+fn paced_after_read(whole_packets: bool, published: bool, unread: &[u8]) -> Option<bool> {
+    let publish_begun = unread
+        .first()
+        .is_some_and(|&first| first >> 4 == PacketType::Publish as u8);
+    (whole_packets || publish_begun).then_some(published || publish_begun)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A PUBACK, a PUBLISH's first byte at QoS 1, and a PINGREQ, as a client sends them.
+    const PUBACK: [u8; 4] = [0x40, 0x02, 0x00, 0x01];
+    const PUBLISH_QOS1: u8 = 0x32;
+    const PINGREQ_FIRST: u8 = 0xC0;
+
+    #[test]
+    fn a_client_that_only_acknowledges_is_not_held() {
+        assert_eq!(paced_after_read(true, false, &[]), Some(false));
+        // Part of the next acknowledgement is in: still only acknowledging.
+        assert_eq!(paced_after_read(true, false, &PUBACK[..2]), Some(false));
+    }
+
+    #[test]
+    fn a_client_whose_read_brought_a_publish_is_held() {
+        assert_eq!(paced_after_read(true, true, &[]), Some(true));
+        assert_eq!(paced_after_read(true, true, &PUBACK[..1]), Some(true));
+    }
+
+    #[test]
+    fn a_publish_partly_received_counts_as_one() {
+        // Acknowledgements, then the start of a large PUBLISH whose rest is still to come.
+        assert_eq!(
+            paced_after_read(true, false, &[PUBLISH_QOS1, 0x80]),
+            Some(true)
+        );
+        // A read that brought only more of that PUBLISH.
+        assert_eq!(
+            paced_after_read(false, false, &[PUBLISH_QOS1, 0x80, 0x40]),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn a_read_that_completes_nothing_else_keeps_the_rule() {
+        assert_eq!(paced_after_read(false, false, &[]), None);
+        assert_eq!(paced_after_read(false, false, &[PINGREQ_FIRST]), None);
+    }
 
     #[test]
     fn an_idle_wire_keeps_no_batch_inline() {
