@@ -22,7 +22,7 @@ struct Cli {
     /// Address of the plain MQTT listener, replacing the configured one (port 0 = any free port).
     #[arg(long, value_name = "ADDR:PORT")]
     bind: Option<SocketAddr>,
-    /// Number of cores (shards) to run; 0 = every online CPU.
+    /// Number of cores (shards) to run; 0 = one per CPU the process may use.
     #[arg(long, value_name = "N")]
     cores: Option<usize>,
     /// Print the embedded default configuration and exit.

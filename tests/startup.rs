@@ -6,6 +6,8 @@ use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 /// A command for the broker whose locked-memory limit (soft and hard) is `bytes`.
 fn limited(bytes: u64) -> Command {
@@ -51,6 +53,9 @@ fn too_little_locked_memory_fails_with_an_actionable_message() {
     );
 }
 
+/// Longest a broker may take to say it is ready (a hang guard, not a performance assertion).
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Starts the broker with `command` (plus `--bind 127.0.0.1:0 --cores 2`) and a configuration
 /// file holding `config`, waits for its ready line, hands its pid to `while_ready`, and stops
 /// it. Returns what `while_ready` returned (`None` if the broker never became ready) and the
@@ -69,16 +74,21 @@ fn while_ready<T>(
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = command.spawn().expect("run hydrant");
     let stdout = child.stdout.take().expect("piped stdout");
-    let mut ready = false;
-    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-        if line.starts_with("hydrant: ready") {
-            ready = true;
-            break;
+    // Read on a thread of its own, so that a broker that never gets ready fails the test
+    // instead of hanging it.
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("hydrant: ready") {
+                let _ = ready_tx.send(());
+            }
         }
-    }
+    });
+    let ready = ready_rx.recv_timeout(READY_TIMEOUT).is_ok();
     let seen = ready.then(|| while_ready(child.id()));
     let _ = child.kill();
     let status = child.wait().expect("reap hydrant");
+    let _ = reader.join();
     let _ = std::fs::remove_file(&path);
     let mut stderr = format!("(exit: {status}) ");
     if let Some(mut pipe) = child.stderr.take() {
@@ -144,16 +154,36 @@ fn executors_may_run_on_any_cpu_by_default() {
     }
 }
 
-#[test]
-fn pin_cores_pins_each_executor_to_a_cpu_of_its_own() {
-    let command = Command::new(env!("CARGO_BIN_EXE_hydrant"));
-    let (seen, stderr) = while_ready(command, "pinned", "pin_cores = true\n", executor_cpus);
+/// The CPUs of a `Cpus_allowed_list` value such as `0-3,6`.
+fn cpu_list(text: &str) -> HashSet<u32> {
+    let number = |part: &str| part.trim().parse::<u32>().expect("a CPU number");
+    let mut cpus = HashSet::new();
+    for range in text.split(',') {
+        match range.split_once('-') {
+            Some((first, last)) => cpus.extend(number(first)..=number(last)),
+            None => {
+                cpus.insert(number(range));
+            }
+        }
+    }
+    cpus
+}
+
+/// With `pin_cores = true`: the CPU of each shard, after checking that every thread of a shard
+/// is pinned to the same single CPU, one the process may use.
+fn pinned_shards(command: Command, tag: &str) -> (String, HashMap<String, String>) {
+    let (seen, stderr) = while_ready(command, tag, "pin_cores = true\n", executor_cpus);
     let (process, executors) = seen.unwrap_or_else(|| panic!("broker must start: {stderr}"));
+    let allowed = cpu_list(&process);
     let mut cpu_of_shard: HashMap<String, String> = HashMap::new();
     for (shard, cpus) in executors {
         assert!(
             cpus.chars().all(|c| c.is_ascii_digit()),
             "shard {shard}'s executor is pinned to one CPU, not {cpus}"
+        );
+        assert!(
+            allowed.is_superset(&cpu_list(&cpus)),
+            "shard {shard} is pinned to CPU {cpus}, which the process may not use ({process})"
         );
         let first = cpu_of_shard.entry(shard.clone()).or_insert(cpus.clone());
         assert_eq!(first, &cpus, "every thread of shard {shard} on one CPU");
@@ -163,13 +193,51 @@ fn pin_cores_pins_each_executor_to_a_cpu_of_its_own() {
         2,
         "one executor per core: {cpu_of_shard:?}"
     );
+    (process, cpu_of_shard)
+}
+
+#[test]
+fn pin_cores_pins_each_executor_to_a_cpu_of_its_own() {
+    let command = Command::new(env!("CARGO_BIN_EXE_hydrant"));
+    let (process, cpu_of_shard) = pinned_shards(command, "pinned");
     let distinct: HashSet<&String> = cpu_of_shard.values().collect();
-    if process.contains(['-', ',']) {
+    if cpu_list(&process).len() > 1 {
         assert_eq!(
             distinct.len(),
             2,
             "with several CPUs allowed ({process}), the two shards get different ones: \
              {cpu_of_shard:?}"
+        );
+    }
+}
+
+#[test]
+fn pin_cores_keeps_to_the_cpus_a_confined_process_may_use() {
+    // The broker started as `taskset -c <last CPU>` would start it: both shards must be
+    // pinned to that CPU, not to CPUs 0 and 1.
+    let ours = cpu_list(&allowed_cpus(Path::new("/proc/self/status")));
+    let last = *ours.iter().max().expect("this process may use some CPU");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hydrant"));
+    // SAFETY: sched_setaffinity is async-signal-safe and only touches the child being spawned;
+    // an all-zero cpu_set_t is a valid empty set, and `last` is below CPU_SETSIZE (the kernel
+    // listed it).
+    unsafe {
+        command.pre_exec(move || {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(last as usize, &mut set);
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let (process, cpu_of_shard) = pinned_shards(command, "confined");
+    assert_eq!(process, last.to_string(), "the broker runs confined");
+    for (shard, cpu) in &cpu_of_shard {
+        assert_eq!(
+            cpu,
+            &last.to_string(),
+            "shard {shard} stays on the one CPU allowed"
         );
     }
 }

@@ -68,7 +68,7 @@ pub const DEFAULT_CONNECTION_MESSAGES: bool = true;
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Shards to run, one per core; 0 = one per online CPU.
+    /// Shards to run, one per core; 0 = one per CPU the process may use.
     #[serde(default = "default_cores")]
     pub cores: usize,
     /// Whether each shard's executor is pinned to one CPU. Off by default: on a machine

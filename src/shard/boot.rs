@@ -99,6 +99,30 @@ pub fn shard_count(configured: usize) -> usize {
         .unwrap_or(1)
 }
 
+/// The CPUs this process may run on, in ascending order: every online CPU unless `taskset` or
+/// a cgroup cpuset narrowed the process's affinity mask. Empty if the mask cannot be read.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: an all-zero `cpu_set_t` is a valid empty set; `sched_getaffinity` writes at most
+    // the size it is given into it, and `CPU_ISSET` only reads it within `CPU_SETSIZE`.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        let size = usize::try_from(libc::CPU_SETSIZE).unwrap_or(0);
+        (0..size)
+            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+            .collect()
+    }
+}
+
+/// The CPU shard `index` is pinned to, given the CPUs the process may use (`None`: unpinned):
+/// shard N on the N-th allowed CPU, wrapping round when there are more shards than CPUs. The
+/// N-th allowed, not CPU N: a process confined to CPUs 2 and 3 must not be pinned to 0 and 1.
+fn pinned_cpu(index: usize, allowed: &[usize]) -> Option<usize> {
+    allowed.get(index.checked_rem(allowed.len())?).copied()
+}
+
 /// Checks that io_uring works and that the locked-memory limit fits the executors, raising the
 /// soft limit to the hard one when that is enough.
 pub fn preflight(config: &Config, cores: usize) -> Result<(), BootError> {
@@ -236,7 +260,14 @@ pub fn run(mut config: Config) -> Result<(), BootError> {
     let shutdown = Arc::new(AtomicBool::new(false));
     watch_signals(shutdown.clone(), reload.clone(), config.clone())?;
 
-    let online_cpus = shard_count(0);
+    let allowed = if config.pin_cores {
+        allowed_cpus()
+    } else {
+        Vec::new()
+    };
+    if config.pin_cores && allowed.is_empty() {
+        tracing::warn!("pin_cores: cannot read the CPUs this process may use; executors unpinned");
+    }
     let mesh = (cores > 1).then(|| MeshBuilder::<ShardMsg, _>::full(cores, MESH_CHANNEL_CAPACITY));
     let shared_counts: Arc<Vec<SharedListenerCounts>> = Arc::new(
         config
@@ -261,10 +292,9 @@ pub fn run(mut config: Config) -> Result<(), BootError> {
         let shared_counts = shared_counts.clone();
         let reload = reload.clone();
         let ready = ready_tx.clone();
-        let placement = if config.pin_cores {
-            Placement::Fixed(index % online_cpus)
-        } else {
-            Placement::Unbound
+        let placement = match pinned_cpu(index, &allowed) {
+            Some(cpu) => Placement::Fixed(cpu),
+            None => Placement::Unbound,
         };
         let spawned = LocalExecutorBuilder::new(placement)
             .io_memory(config.io_memory)
@@ -564,4 +594,33 @@ async fn run_shard(
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
     persistence::close(&shard).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_are_pinned_to_the_cpus_the_process_may_use_in_turn() {
+        // Confined to CPUs 2 and 3 (`taskset -c 2,3`): never CPU 0 or 1.
+        let allowed = [2, 3];
+        let pinned: Vec<_> = (0..5).map(|index| pinned_cpu(index, &allowed)).collect();
+        assert_eq!(pinned, [Some(2), Some(3), Some(2), Some(3), Some(2)]);
+    }
+
+    #[test]
+    fn no_known_cpu_leaves_shards_unpinned() {
+        assert_eq!(pinned_cpu(0, &[]), None);
+        assert_eq!(pinned_cpu(3, &[]), None);
+    }
+
+    #[test]
+    fn this_process_may_use_some_cpu() {
+        let allowed = allowed_cpus();
+        assert!(!allowed.is_empty(), "the affinity mask is readable here");
+        assert!(
+            allowed.windows(2).all(|pair| pair[0] < pair[1]),
+            "{allowed:?}"
+        );
+    }
 }
