@@ -291,7 +291,7 @@ pub fn run(mut config: Config) -> Result<(), BootError> {
         let shard_shutdown = shutdown.clone();
         let shared_counts = shared_counts.clone();
         let reload = reload.clone();
-        let ready = ready_tx.clone();
+        let ready = ReadySignal::new(index, ready_tx.clone());
         let placement = match pinned_cpu(index, &allowed) {
             Some(cpu) => Placement::Fixed(cpu),
             None => Placement::Unbound,
@@ -321,22 +321,10 @@ pub fn run(mut config: Config) -> Result<(), BootError> {
     }
     drop(ready_tx);
 
-    let mut failure = None;
-    for _ in 0..cores {
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                failure.get_or_insert(error);
-            }
-            Err(_) => {
-                failure.get_or_insert(BootError::Executor {
-                    core: 0,
-                    reason: "a shard stopped during start-up".into(),
-                });
-                break;
-            }
-        }
-    }
+    let StartUp {
+        mut failure,
+        all_reported,
+    } = await_start_up(&ready_rx, cores, START_UP_GRACE);
     drop(port_holders);
     drop(metrics_port_holder);
     if failure.is_some() {
@@ -356,6 +344,14 @@ pub fn run(mut config: Config) -> Result<(), BootError> {
         let _ = writeln!(stdout, "hydrant: ready ({cores} cores)");
         let _ = stdout.flush();
         tracing::info!(cores, "hydrant ready");
+    }
+    if !all_reported {
+        // A shard that never reported may be waiting for the failed one in the mesh, and
+        // would never stop: leave the executors to the process's exit.
+        return Err(failure.unwrap_or(BootError::Executor {
+            core: 0,
+            reason: "a shard stopped during start-up".into(),
+        }));
     }
     for (index, executor) in executors.into_iter().enumerate() {
         if executor.join().is_err() {
@@ -435,13 +431,104 @@ struct SharedListenerCounts {
     per_ip: Option<Arc<PerIpLimits>>,
 }
 
+/// How long start-up waits for the other shards' reports once one shard has failed: those
+/// past the mesh report at once; one still waiting in the mesh for the failed shard never does.
+const START_UP_GRACE: Duration = Duration::from_secs(2);
+
+/// A shard's start-up report to the thread that boots the broker: `Ok` once it serves, or why
+/// it cannot. Dropped without a report (the executor could not start, so the shard never
+/// ran, or the shard panicked), it reports the shard as stopped, so that start-up does not
+/// wait for a shard that is gone.
+struct ReadySignal {
+    /// The shard's index, named in the report of a shard that stopped.
+    core: usize,
+    /// Taken by the first report.
+    sender: Option<mpsc::Sender<Result<(), BootError>>>,
+}
+
+impl ReadySignal {
+    fn new(core: usize, sender: mpsc::Sender<Result<(), BootError>>) -> Self {
+        Self {
+            core,
+            sender: Some(sender),
+        }
+    }
+
+    /// Reports how the shard's start-up went.
+    fn send(mut self, report: Result<(), BootError>) {
+        if let Some(sender) = self.sender.take() {
+            let _ = sender.send(report);
+        }
+    }
+}
+
+impl Drop for ReadySignal {
+    fn drop(&mut self) {
+        if let Some(sender) = self.sender.take() {
+            let _ = sender.send(Err(BootError::Executor {
+                core: self.core,
+                reason: "the shard stopped during start-up".into(),
+            }));
+        }
+    }
+}
+
+/// What the shards reported at start-up.
+struct StartUp {
+    /// The first failure reported, if any.
+    failure: Option<BootError>,
+    /// Whether every shard reported, so that every one will stop when told to.
+    all_reported: bool,
+}
+
+/// Waits for the `cores` shards' start-up reports. Once one has failed, the others have
+/// `grace` to report: a shard that waits in the mesh for the failed one never will.
+fn await_start_up(
+    reports: &mpsc::Receiver<Result<(), BootError>>,
+    cores: usize,
+    grace: Duration,
+) -> StartUp {
+    let mut failure = None;
+    let mut deadline: Option<Instant> = None;
+    for _ in 0..cores {
+        let report = match deadline {
+            None => reports
+                .recv()
+                .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            Some(deadline) => {
+                reports.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            }
+        };
+        match report {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                failure.get_or_insert(error);
+                deadline.get_or_insert(Instant::now() + grace);
+            }
+            Err(_) => {
+                return StartUp {
+                    failure: Some(failure.unwrap_or(BootError::Executor {
+                        core: 0,
+                        reason: "a shard stopped during start-up".into(),
+                    })),
+                    all_reported: false,
+                };
+            }
+        }
+    }
+    StartUp {
+        failure,
+        all_reported: true,
+    }
+}
+
 /// The life of one shard: join the mesh, bind the listeners, serve, and stop on shutdown.
 async fn run_shard(
     index: usize,
     cores: usize,
     config: Arc<Config>,
     links: ShardLinks,
-    ready: mpsc::Sender<Result<(), BootError>>,
+    ready: ReadySignal,
 ) {
     let ShardLinks {
         mesh,
@@ -457,7 +544,7 @@ async fn run_shard(
                 (Some(senders), Some(receivers), id)
             }
             Err(_) => {
-                let _ = ready.send(Err(BootError::Executor {
+                ready.send(Err(BootError::Executor {
                     core: index,
                     reason: "could not join the shard mesh".into(),
                 }));
@@ -490,7 +577,7 @@ async fn run_shard(
         ) {
             Ok(state) => Rc::new(state),
             Err(error) => {
-                let _ = ready.send(Err(BootError::CredentialCache(error.to_string())));
+                ready.send(Err(BootError::CredentialCache(error.to_string())));
                 return;
             }
         };
@@ -498,7 +585,7 @@ async fn run_shard(
         match crate::listener::bind(listener.bind) {
             Ok(bound) => listeners.push((bound, state)),
             Err(source) => {
-                let _ = ready.send(Err(BootError::Bind {
+                ready.send(Err(BootError::Bind {
                     addr: listener.bind,
                     source,
                 }));
@@ -511,7 +598,7 @@ async fn run_shard(
         Some(addr) if id == AGGREGATOR_CORE => match bind_http_listener(addr) {
             Ok(bound) => Some(bound),
             Err(error) => {
-                let _ = ready.send(Err(error.into()));
+                ready.send(Err(error.into()));
                 return;
             }
         },
@@ -569,7 +656,7 @@ async fn run_shard(
         }
     })
     .detach();
-    let _ = ready.send(Ok(()));
+    ready.send(Ok(()));
 
     let mut drop_watches = DropWatches::default();
     while !shard.is_shutting_down() {
@@ -612,6 +699,65 @@ mod tests {
     fn no_known_cpu_leaves_shards_unpinned() {
         assert_eq!(pinned_cpu(0, &[]), None);
         assert_eq!(pinned_cpu(3, &[]), None);
+    }
+
+    /// Start-up reports for `cores` shards, and the signal of each.
+    fn shards(cores: usize) -> (mpsc::Receiver<Result<(), BootError>>, Vec<ReadySignal>) {
+        let (sender, reports) = mpsc::channel();
+        let signals = (0..cores)
+            .map(|core| ReadySignal::new(core, sender.clone()))
+            .collect();
+        (reports, signals)
+    }
+
+    #[test]
+    fn every_shard_ready_is_a_clean_start() {
+        let (reports, signals) = shards(2);
+        for signal in signals {
+            signal.send(Ok(()));
+        }
+        let start = await_start_up(&reports, 2, Duration::from_secs(60));
+        assert!(start.failure.is_none());
+        assert!(start.all_reported);
+    }
+
+    #[test]
+    fn a_shard_that_never_ran_is_reported_and_not_waited_for() {
+        // Shard 0's executor could not start, so its signal is dropped unsent; shard 1 waits
+        // in the mesh for it and never reports (its signal stays alive).
+        let (reports, mut signals) = shards(2);
+        let waiting = signals.pop();
+        drop(signals);
+        let start = await_start_up(&reports, 2, Duration::from_millis(50));
+        assert!(!start.all_reported, "shard 1 never reported");
+        match start.failure {
+            Some(BootError::Executor { core: 0, reason }) => {
+                assert!(reason.contains("stopped during start-up"), "{reason}");
+            }
+            other => panic!("shard 0 reported as stopped, not {other:?}"),
+        }
+        drop(waiting);
+    }
+
+    #[test]
+    fn a_shard_that_fails_leaves_the_others_time_to_report() {
+        let (reports, mut signals) = shards(2);
+        let running = signals.pop().expect("two signals");
+        let failing = signals.pop().expect("two signals");
+        failing.send(Err(BootError::Executor {
+            core: 0,
+            reason: "no listener".into(),
+        }));
+        running.send(Ok(()));
+        let start = await_start_up(&reports, 2, Duration::from_secs(60));
+        assert!(
+            start.all_reported,
+            "both reported: both will stop when told to"
+        );
+        assert!(matches!(
+            start.failure,
+            Some(BootError::Executor { core: 0, .. })
+        ));
     }
 
     #[test]
