@@ -241,3 +241,42 @@ fn pin_cores_keeps_to_the_cpus_a_confined_process_may_use() {
         );
     }
 }
+
+#[test]
+fn an_address_another_program_listens_on_is_refused_with_its_reason() {
+    // Held without SO_REUSEPORT, as Mosquitto holds its port: every shard's bind fails, and
+    // the broker says so and exits instead of serving part of its listeners or hanging.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("hold a port");
+    let addr = taken.local_addr().expect("the held address");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hydrant"))
+        .args(["--bind", &addr.to_string(), "--cores", "2"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run hydrant");
+    let deadline = std::time::Instant::now() + READY_TIMEOUT;
+    while child.try_wait().expect("poll hydrant").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the broker neither served nor exited within {READY_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("reap hydrant");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a clean error exit, not a panic (101) or a signal: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "names the address: {stderr}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&output.stdout).contains("ready"),
+        "never reports ready"
+    );
+    drop(taken);
+}
