@@ -75,6 +75,9 @@ pub enum BootError {
         /// glommio's reason.
         reason: String,
     },
+    /// A shard stopped during start-up without saying why.
+    #[error("a shard stopped during start-up")]
+    ShardStopped,
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -321,38 +324,38 @@ pub fn run(mut config: Config) -> Result<(), BootError> {
     }
     drop(ready_tx);
 
-    let StartUp {
-        mut failure,
-        all_reported,
-    } = await_start_up(&ready_rx, cores, START_UP_GRACE);
+    let start_up = await_start_up(&ready_rx, cores, START_UP_GRACE, &shutdown);
     drop(port_holders);
     drop(metrics_port_holder);
-    if failure.is_some() {
-        shutdown.store(true, Ordering::SeqCst);
-    } else {
-        let mut stdout = std::io::stdout().lock();
-        for listener in &config.listener {
-            let _ = writeln!(
-                stdout,
-                "hydrant: listening on {} ({})",
-                listener.bind, listener.protocol
-            );
+    let mut failure = match start_up {
+        StartUp::Ready => {
+            let mut stdout = std::io::stdout().lock();
+            for listener in &config.listener {
+                let _ = writeln!(
+                    stdout,
+                    "hydrant: listening on {} ({})",
+                    listener.bind, listener.protocol
+                );
+            }
+            if let Some(addr) = config.metrics.http_listener {
+                let _ = writeln!(stdout, "hydrant: listening on {addr} (http)");
+            }
+            let _ = writeln!(stdout, "hydrant: ready ({cores} cores)");
+            let _ = stdout.flush();
+            tracing::info!(cores, "hydrant ready");
+            None
         }
-        if let Some(addr) = config.metrics.http_listener {
-            let _ = writeln!(stdout, "hydrant: listening on {addr} (http)");
-        }
-        let _ = writeln!(stdout, "hydrant: ready ({cores} cores)");
-        let _ = stdout.flush();
-        tracing::info!(cores, "hydrant ready");
-    }
-    if !all_reported {
-        // A shard that never reported may be waiting for the failed one in the mesh, and
-        // would never stop: leave the executors to the process's exit.
-        return Err(failure.unwrap_or(BootError::Executor {
-            core: 0,
-            reason: "a shard stopped during start-up".into(),
-        }));
-    }
+        StartUp::Failed {
+            error,
+            all_reported: true,
+        } => Some(error),
+        // A shard that never reported may be waiting in the mesh for the one that failed,
+        // and would never stop: the executors are left to the process's exit.
+        StartUp::Failed {
+            error,
+            all_reported: false,
+        } => return Err(error),
+    };
     for (index, executor) in executors.into_iter().enumerate() {
         if executor.join().is_err() {
             failure.get_or_insert(BootError::Executor {
@@ -431,14 +434,16 @@ struct SharedListenerCounts {
     per_ip: Option<Arc<PerIpLimits>>,
 }
 
-/// How long start-up waits for the other shards' reports once one shard has failed: those
-/// past the mesh report at once; one still waiting in the mesh for the failed shard never does.
+/// How long start-up waits for the other shards' reports once one shard has failed (and
+/// shutdown was set, so that those past the mesh stop what they wait for and report). One still
+/// waiting in the mesh for the failed shard never reports.
 const START_UP_GRACE: Duration = Duration::from_secs(2);
 
 /// A shard's start-up report to the thread that boots the broker: `Ok` once it serves, or why
-/// it cannot. Dropped without a report (the executor could not start, so the shard never
-/// ran, or the shard panicked), it reports the shard as stopped, so that start-up does not
-/// wait for a shard that is gone.
+/// it cannot. Dropped without a report, it reports the shard as stopped, so that start-up does
+/// not wait for a shard that is gone: when the executor could not start (glommio drops the
+/// shard's closure, and this with it), and, parked in its thread by [`ReadySignal::park`],
+/// when the executor's thread ends by a panic in any of its tasks.
 struct ReadySignal {
     /// The shard's index, named in the report of a shard that stopped.
     core: usize,
@@ -446,11 +451,31 @@ struct ReadySignal {
     sender: Option<mpsc::Sender<Result<(), BootError>>>,
 }
 
+thread_local! {
+    /// The signal of the shard this executor thread runs, until the shard reports.
+    static PARKED_SIGNAL: std::cell::RefCell<Option<ReadySignal>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 impl ReadySignal {
     fn new(core: usize, sender: mpsc::Sender<Result<(), BootError>>) -> Self {
         Self {
             core,
             sender: Some(sender),
+        }
+    }
+
+    /// Keeps the signal in the executor's thread until [`ReadySignal::report`]: a task that
+    /// panics ends the thread without dropping the shard's own task, but the thread's end
+    /// drops what it keeps.
+    fn park(self) {
+        PARKED_SIGNAL.with(|parked| *parked.borrow_mut() = Some(self));
+    }
+
+    /// Reports how the start-up of this thread's shard went.
+    fn report(report: Result<(), BootError>) {
+        if let Some(signal) = PARKED_SIGNAL.with(|parked| parked.borrow_mut().take()) {
+            signal.send(report);
         }
     }
 
@@ -473,52 +498,64 @@ impl Drop for ReadySignal {
     }
 }
 
-/// What the shards reported at start-up.
-struct StartUp {
-    /// The first failure reported, if any.
-    failure: Option<BootError>,
-    /// Whether every shard reported, so that every one will stop when told to.
-    all_reported: bool,
+/// How the shards' start-up went.
+#[derive(Debug)]
+enum StartUp {
+    /// Every shard serves.
+    Ready,
+    /// A shard could not start.
+    Failed {
+        /// The first failure reported.
+        error: BootError,
+        /// Whether every shard reported, so that every one will stop when told to.
+        all_reported: bool,
+    },
 }
 
-/// Waits for the `cores` shards' start-up reports. Once one has failed, the others have
-/// `grace` to report: a shard that waits in the mesh for the failed one never will.
+/// Waits for the `cores` shards' start-up reports. At the first failure it sets `shutdown`, and
+/// the others have `grace` to report: a shard that waits in the mesh for the failed one never
+/// will.
 fn await_start_up(
     reports: &mpsc::Receiver<Result<(), BootError>>,
     cores: usize,
     grace: Duration,
+    shutdown: &AtomicBool,
 ) -> StartUp {
-    let mut failure = None;
-    let mut deadline: Option<Instant> = None;
+    let mut failure: Option<(BootError, Instant)> = None;
     for _ in 0..cores {
-        let report = match deadline {
+        let report = match &failure {
             None => reports
                 .recv()
                 .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-            Some(deadline) => {
+            Some((_, deadline)) => {
                 reports.recv_timeout(deadline.saturating_duration_since(Instant::now()))
             }
         };
         match report {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
-                failure.get_or_insert(error);
-                deadline.get_or_insert(Instant::now() + grace);
+                if failure.is_none() {
+                    shutdown.store(true, Ordering::SeqCst);
+                    failure = Some((error, Instant::now() + grace));
+                }
             }
             Err(_) => {
-                return StartUp {
-                    failure: Some(failure.unwrap_or(BootError::Executor {
-                        core: 0,
-                        reason: "a shard stopped during start-up".into(),
-                    })),
+                // Every signal reports once before its sender is gone, so only a deadline
+                // ends the wait early, and it is set by a failure.
+                let error = failure.map_or(BootError::ShardStopped, |(error, _)| error);
+                return StartUp::Failed {
+                    error,
                     all_reported: false,
                 };
             }
         }
     }
-    StartUp {
-        failure,
-        all_reported: true,
+    match failure {
+        None => StartUp::Ready,
+        Some((error, _)) => StartUp::Failed {
+            error,
+            all_reported: true,
+        },
     }
 }
 
@@ -530,6 +567,7 @@ async fn run_shard(
     links: ShardLinks,
     ready: ReadySignal,
 ) {
+    ready.park();
     let ShardLinks {
         mesh,
         shutdown,
@@ -544,7 +582,7 @@ async fn run_shard(
                 (Some(senders), Some(receivers), id)
             }
             Err(_) => {
-                ready.send(Err(BootError::Executor {
+                ReadySignal::report(Err(BootError::Executor {
                     core: index,
                     reason: "could not join the shard mesh".into(),
                 }));
@@ -577,7 +615,7 @@ async fn run_shard(
         ) {
             Ok(state) => Rc::new(state),
             Err(error) => {
-                ready.send(Err(BootError::CredentialCache(error.to_string())));
+                ReadySignal::report(Err(BootError::CredentialCache(error.to_string())));
                 return;
             }
         };
@@ -585,7 +623,7 @@ async fn run_shard(
         match crate::listener::bind(listener.bind) {
             Ok(bound) => listeners.push((bound, state)),
             Err(source) => {
-                ready.send(Err(BootError::Bind {
+                ReadySignal::report(Err(BootError::Bind {
                     addr: listener.bind,
                     source,
                 }));
@@ -598,7 +636,7 @@ async fn run_shard(
         Some(addr) if id == AGGREGATOR_CORE => match bind_http_listener(addr) {
             Ok(bound) => Some(bound),
             Err(error) => {
-                ready.send(Err(error.into()));
+                ReadySignal::report(Err(error.into()));
                 return;
             }
         },
@@ -656,7 +694,7 @@ async fn run_shard(
         }
     })
     .detach();
-    ready.send(Ok(()));
+    ReadySignal::report(Ok(()));
 
     let mut drop_watches = DropWatches::default();
     while !shard.is_shutting_down() {
@@ -716,9 +754,13 @@ mod tests {
         for signal in signals {
             signal.send(Ok(()));
         }
-        let start = await_start_up(&reports, 2, Duration::from_secs(60));
-        assert!(start.failure.is_none());
-        assert!(start.all_reported);
+        let start = await_start_up(
+            &reports,
+            2,
+            Duration::from_secs(60),
+            &AtomicBool::new(false),
+        );
+        assert!(matches!(start, StartUp::Ready), "{start:?}");
     }
 
     #[test]
@@ -728,14 +770,19 @@ mod tests {
         let (reports, mut signals) = shards(2);
         let waiting = signals.pop();
         drop(signals);
-        let start = await_start_up(&reports, 2, Duration::from_millis(50));
-        assert!(!start.all_reported, "shard 1 never reported");
-        match start.failure {
-            Some(BootError::Executor { core: 0, reason }) => {
-                assert!(reason.contains("stopped during start-up"), "{reason}");
-            }
-            other => panic!("shard 0 reported as stopped, not {other:?}"),
+        let shutdown = AtomicBool::new(false);
+        let start = await_start_up(&reports, 2, Duration::from_millis(50), &shutdown);
+        match start {
+            StartUp::Failed {
+                error: BootError::Executor { core: 0, reason },
+                all_reported: false,
+            } => assert!(reason.contains("stopped during start-up"), "{reason}"),
+            other => panic!("shard 0 stopped and shard 1 never reported, not {other:?}"),
         }
+        assert!(
+            shutdown.load(Ordering::SeqCst),
+            "the others are told to stop"
+        );
         drop(waiting);
     }
 
@@ -749,15 +796,51 @@ mod tests {
             reason: "no listener".into(),
         }));
         running.send(Ok(()));
-        let start = await_start_up(&reports, 2, Duration::from_secs(60));
-        assert!(
-            start.all_reported,
-            "both reported: both will stop when told to"
+        let start = await_start_up(
+            &reports,
+            2,
+            Duration::from_secs(60),
+            &AtomicBool::new(false),
         );
-        assert!(matches!(
-            start.failure,
-            Some(BootError::Executor { core: 0, .. })
-        ));
+        assert!(
+            matches!(
+                start,
+                StartUp::Failed {
+                    error: BootError::Executor { core: 0, .. },
+                    all_reported: true,
+                }
+            ),
+            "both reported, so both will stop when told to: {start:?}"
+        );
+    }
+
+    #[test]
+    fn a_shard_whose_thread_ends_before_it_reports_is_reported_as_stopped() {
+        // A task of the shard panics while the shard waits: the executor's thread ends without
+        // the shard's own task being dropped, but with what the thread parked.
+        let (reports, mut signals) = shards(1);
+        let signal = signals.pop().expect("one signal");
+        let thread = std::thread::spawn(move || {
+            signal.park();
+            panic!("a task of the shard panicked");
+        });
+        assert!(thread.join().is_err(), "the thread ended by its panic");
+        let start = await_start_up(
+            &reports,
+            1,
+            Duration::from_secs(60),
+            &AtomicBool::new(false),
+        );
+        assert!(
+            matches!(
+                start,
+                StartUp::Failed {
+                    error: BootError::Executor { core: 0, .. },
+                    all_reported: true,
+                }
+            ),
+            "{start:?}"
+        );
     }
 
     #[test]
