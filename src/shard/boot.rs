@@ -312,7 +312,7 @@ pub fn run(mut config: Config) -> Result<(), BootError> {
                 run_shard(index, cores, config, links, ready).await;
             });
         match spawned {
-            Ok(handle) => executors.push(handle),
+            Ok(handle) => executors.push(Some(handle)),
             Err(error) => {
                 shutdown.store(true, Ordering::SeqCst);
                 return Err(BootError::Executor {
@@ -348,15 +348,18 @@ pub fn run(mut config: Config) -> Result<(), BootError> {
         StartUp::Failed {
             error,
             all_reported: true,
-        } => Some(error),
+        } => Some(explain_stopped_shard(error, &mut executors, EXPLAIN_GRACE)),
         // A shard that never reported may be waiting in the mesh for the one that failed,
         // and would never stop: the executors are left to the process's exit.
         StartUp::Failed {
             error,
             all_reported: false,
-        } => return Err(error),
+        } => return Err(explain_stopped_shard(error, &mut executors, EXPLAIN_GRACE)),
     };
     for (index, executor) in executors.into_iter().enumerate() {
+        let Some(executor) = executor else {
+            continue;
+        };
         if executor.join().is_err() {
             failure.get_or_insert(BootError::Executor {
                 core: index,
@@ -492,10 +495,58 @@ impl Drop for ReadySignal {
         if let Some(sender) = self.sender.take() {
             let _ = sender.send(Err(BootError::Executor {
                 core: self.core,
-                reason: "the shard stopped during start-up".into(),
+                reason: SHARD_STOPPED.into(),
             }));
         }
     }
+}
+
+/// The reason a [`ReadySignal`] dropped without a report gives, until
+/// [`explain_stopped_shard`] learns a better one.
+const SHARD_STOPPED: &str = "the shard stopped during start-up";
+
+/// Longest start-up waits to learn why a shard's executor ended (its thread is ending when
+/// its signal reports it stopped).
+const EXPLAIN_GRACE: Duration = Duration::from_secs(1);
+
+/// Replaces a shard's "stopped during start-up" with why its executor ended (glommio's error,
+/// or that its thread panicked), read by joining the executor within `bound`. Any other error,
+/// or an executor that says nothing within `bound`, is left as it is.
+fn explain_stopped_shard(
+    error: BootError,
+    executors: &mut [Option<glommio::ExecutorJoinHandle<()>>],
+    bound: Duration,
+) -> BootError {
+    let core = match &error {
+        BootError::Executor { core, reason } if reason == SHARD_STOPPED => *core,
+        _ => return error,
+    };
+    let Some(executor) = executors.get_mut(core).and_then(Option::take) else {
+        return error;
+    };
+    let ended = within(bound, move || {
+        executor.join().err().map(|why| why.to_string())
+    });
+    match ended.flatten() {
+        Some(reason) => BootError::Executor { core, reason },
+        None => error,
+    }
+}
+
+/// Runs `work` on a thread of its own and returns what it gives, if it does within `bound`
+/// (`None` otherwise: the thread is left to finish or to the process's exit).
+fn within<T: Send + 'static>(
+    bound: Duration,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (sender, outcome) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("hydrant-start-up".into())
+        .spawn(move || {
+            let _ = sender.send(work());
+        })
+        .ok()?;
+    outcome.recv_timeout(bound).ok()
 }
 
 /// How the shards' start-up went.
@@ -841,6 +892,45 @@ mod tests {
             ),
             "{start:?}"
         );
+    }
+
+    #[test]
+    fn waiting_for_an_answer_is_bounded() {
+        assert_eq!(within(Duration::from_secs(60), || 7), Some(7));
+        let (_keep, never) = mpsc::channel::<()>();
+        let stuck = within(Duration::from_millis(50), move || never.recv().is_ok());
+        assert_eq!(stuck, None, "a join that never returns is not waited for");
+    }
+
+    #[test]
+    fn a_stopped_shard_is_explained_by_its_executor() {
+        // A real executor whose set-up fails in its own thread: the kernel refuses an io_uring
+        // of more than 32,768 entries.
+        let failing = LocalExecutorBuilder::new(Placement::Unbound)
+            .ring_depth(1 << 20)
+            .spawn(|| async {});
+        let mut executors = match failing {
+            Ok(handle) => vec![None, Some(handle)],
+            Err(error) => panic!("the failure is expected in the executor's thread: {error}"),
+        };
+        let stopped = BootError::Executor {
+            core: 1,
+            reason: SHARD_STOPPED.into(),
+        };
+        match explain_stopped_shard(stopped, &mut executors, Duration::from_secs(30)) {
+            BootError::Executor { core: 1, reason } => {
+                assert!(
+                    reason.contains("os error"),
+                    "glommio's own reason replaces it: {reason}"
+                );
+            }
+            other => panic!("still the executor of core 1, not {other:?}"),
+        }
+        let bind = BootError::ShardStopped;
+        assert!(matches!(
+            explain_stopped_shard(bind, &mut executors, Duration::from_secs(30)),
+            BootError::ShardStopped
+        ));
     }
 
     #[test]
