@@ -6,6 +6,7 @@
 #   scripts/bench-vs-mosquitto.sh                 # one round, 8 s per measured run (~5 min)
 #   ROUNDS=2 DURATION=10s scripts/bench-vs-mosquitto.sh
 #   SCENARIOS="fanout-qos0 light-qos1" scripts/bench-vs-mosquitto.sh
+#   PIN_CORES=true scripts/bench-vs-mosquitto.sh  # hydrant's executors pinned (pin_cores)
 #
 # Installs Debian's mosquitto if it is missing. Results (per-run JSON and .hgrm files, the
 # table as summary.md) go to target/bench/<date>/, or OUT=DIR. Every run is bounded in time.
@@ -20,6 +21,7 @@ ROUNDS="${ROUNDS:-1}"
 DURATION="${DURATION:-8s}"
 WARMUP="${WARMUP:-2s}"
 CORES="${CORES:-2}"
+PIN_CORES="${PIN_CORES:-false}"
 OUT="${OUT:-target/bench/$(date -u +%Y%m%dT%H%M%SZ)}"
 HYDRANT_PORT="${HYDRANT_PORT:-18883}"
 MOSQUITTO_PORT="${MOSQUITTO_PORT:-18884}"
@@ -77,7 +79,7 @@ start_broker() {
     case "$broker" in
         hydrant)
             # Defaults but for connection log lines, off for both brokers (as on the firehose).
-            printf 'connection_messages = false\n' >"$OUT/hydrant.toml"
+            printf 'connection_messages = false\npin_cores = %s\n' "$PIN_CORES" >"$OUT/hydrant.toml"
             "$BIN_DIR/hydrant" --config "$OUT/hydrant.toml" \
                 --bind "127.0.0.1:$HYDRANT_PORT" --cores "$CORES" >"$log" 2>&1 &
             BROKER_PID=$!
@@ -117,8 +119,8 @@ done
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/Mem:/ {print $2}') GiB, kernel $(uname -r)"
-    echo "hydrant: $(git rev-parse --short HEAD 2>/dev/null || echo unknown), --cores $CORES; mosquitto: $(mosquitto -h 2>&1 | head -n 1 | sed 's/mosquitto version //')"
-    echo "command: ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP scripts/bench-vs-mosquitto.sh"
+    echo "hydrant: $(git rev-parse --short HEAD 2>/dev/null || echo unknown), --cores $CORES, pin_cores = $PIN_CORES; mosquitto: $(mosquitto -h 2>&1 | head -n 1 | sed 's/mosquitto version //')"
+    echo "command: ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP PIN_CORES=$PIN_CORES scripts/bench-vs-mosquitto.sh"
 } >"$OUT/machine.txt"
 
 for round in $(seq 1 "$ROUNDS"); do
