@@ -22,6 +22,13 @@ DURATION="${DURATION:-8s}"
 WARMUP="${WARMUP:-2s}"
 CORES="${CORES:-2}"
 PIN_CORES="${PIN_CORES:-false}"
+case "$PIN_CORES" in
+    true | false) ;;
+    *)
+        echo "PIN_CORES must be true or false, not '$PIN_CORES'" >&2
+        exit 2
+        ;;
+esac
 OUT="${OUT:-target/bench/$(date -u +%Y%m%dT%H%M%SZ)}"
 HYDRANT_PORT="${HYDRANT_PORT:-18883}"
 MOSQUITTO_PORT="${MOSQUITTO_PORT:-18884}"

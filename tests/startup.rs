@@ -1,5 +1,6 @@
-//! Start-up checks: a locked-memory limit too small for the executors is refused with a
-//! message that says what is wrong and how to fix it, instead of a panic.
+//! Start-up: a locked-memory limit too small for the executors, or a listener address another
+//! program holds, is refused with a message that says what is wrong (and how to fix it)
+//! instead of a panic or a hang; and the executors are placed on CPUs as `pin_cores` says.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read};

@@ -54,7 +54,7 @@ use validate::KeyPath;
 /// without one and the documentation cannot drift from the defaults.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../config/hydrant.toml");
 
-/// Default `cores`: 0, one shard per online CPU.
+/// Default `cores`: 0, one shard per CPU the process may use.
 pub const DEFAULT_CORES: usize = 0;
 /// Default `pin_cores`: executors are not pinned, so the kernel may move them (see
 /// [`Config::pin_cores`]).

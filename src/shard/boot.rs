@@ -92,7 +92,9 @@ pub enum BootError {
     MetricsListener(#[from] HttpError),
 }
 
-/// Number of shards for a configured `cores` value (0 = every online CPU).
+/// Number of shards for a configured `cores` value (0 = one per CPU the process may use, as
+/// `available_parallelism` counts them: online CPUs narrowed by the affinity mask and by a
+/// cgroup's CPU quota).
 pub fn shard_count(configured: usize) -> usize {
     if configured > 0 {
         return configured;
@@ -533,19 +535,23 @@ fn explain_stopped_shard(
     }
 }
 
-/// Runs `work` on a thread of its own and returns what it gives, if it does within `bound`
-/// (`None` otherwise: the thread is left to finish or to the process's exit).
+/// Runs `work` on a thread of its own and returns what it gives, if it does within `bound`.
+/// `None` otherwise (the thread is left to finish or to the process's exit), or when no thread
+/// can be started: what `work` would have said is then lost, which is logged.
 fn within<T: Send + 'static>(
     bound: Duration,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Option<T> {
     let (sender, outcome) = mpsc::channel();
-    std::thread::Builder::new()
+    let started = std::thread::Builder::new()
         .name("hydrant-start-up".into())
         .spawn(move || {
             let _ = sender.send(work());
-        })
-        .ok()?;
+        });
+    if let Err(error) = started {
+        tracing::debug!(%error, "cannot start a thread to wait on");
+        return None;
+    }
     outcome.recv_timeout(bound).ok()
 }
 
@@ -799,18 +805,35 @@ mod tests {
         (reports, signals)
     }
 
+    /// How start-up went by `reports` of `cores` shards, with no deadline that a test would
+    /// meet.
+    fn start_up_of(reports: &mpsc::Receiver<Result<(), BootError>>, cores: usize) -> StartUp {
+        await_start_up(
+            reports,
+            cores,
+            Duration::from_secs(60),
+            &AtomicBool::new(false),
+        )
+    }
+
+    /// Whether `start` is shard 0's failure, with every shard reported.
+    fn shard_0_failed_all_reported(start: &StartUp) -> bool {
+        matches!(
+            start,
+            StartUp::Failed {
+                error: BootError::Executor { core: 0, .. },
+                all_reported: true,
+            }
+        )
+    }
+
     #[test]
     fn every_shard_ready_is_a_clean_start() {
         let (reports, signals) = shards(2);
         for signal in signals {
             signal.send(Ok(()));
         }
-        let start = await_start_up(
-            &reports,
-            2,
-            Duration::from_secs(60),
-            &AtomicBool::new(false),
-        );
+        let start = start_up_of(&reports, 2);
         assert!(matches!(start, StartUp::Ready), "{start:?}");
     }
 
@@ -847,20 +870,9 @@ mod tests {
             reason: "no listener".into(),
         }));
         running.send(Ok(()));
-        let start = await_start_up(
-            &reports,
-            2,
-            Duration::from_secs(60),
-            &AtomicBool::new(false),
-        );
+        let start = start_up_of(&reports, 2);
         assert!(
-            matches!(
-                start,
-                StartUp::Failed {
-                    error: BootError::Executor { core: 0, .. },
-                    all_reported: true,
-                }
-            ),
+            shard_0_failed_all_reported(&start),
             "both reported, so both will stop when told to: {start:?}"
         );
     }
@@ -876,22 +888,8 @@ mod tests {
             panic!("a task of the shard panicked");
         });
         assert!(thread.join().is_err(), "the thread ended by its panic");
-        let start = await_start_up(
-            &reports,
-            1,
-            Duration::from_secs(60),
-            &AtomicBool::new(false),
-        );
-        assert!(
-            matches!(
-                start,
-                StartUp::Failed {
-                    error: BootError::Executor { core: 0, .. },
-                    all_reported: true,
-                }
-            ),
-            "{start:?}"
-        );
+        let start = start_up_of(&reports, 1);
+        assert!(shard_0_failed_all_reported(&start), "{start:?}");
     }
 
     #[test]
