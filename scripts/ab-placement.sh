@@ -6,7 +6,7 @@
 #   scripts/ab-placement.sh                      # churn, 3 rotations of 5 s (about 2 min)
 #   ROTATIONS=2 scripts/ab-placement.sh fanout --publishers 1 --subscribers 100 --qos 0 --size 64 --rate 0
 #
-# Needs mosquitto (scripts/bench-vs-mosquitto.sh installs it). Per-run JSON and logs go to
+# Installs Debian's mosquitto if it is missing. Per-run JSON and logs go to
 # OUT (default target/bench/placement-<date>/). Every run is bounded in time.
 set -euo pipefail
 
@@ -21,33 +21,20 @@ CORES="${CORES:-2}"
 OUT="${OUT:-target/bench/placement-$(date -u +%Y%m%dT%H%M%SZ)}"
 HYDRANT_PORT="${HYDRANT_PORT:-18885}"
 MOSQUITTO_PORT="${MOSQUITTO_PORT:-18886}"
+# shellcheck source=scripts/bench-common.sh
+. "$ROOT/scripts/bench-common.sh"
 if [ "$#" -eq 0 ]; then
     set -- churn --publishers 10 --subscribers 10 --qos 0 --size 64 --rate 0
 fi
 
-if ! command -v mosquitto >/dev/null 2>&1; then
-    echo "mosquitto is missing: run scripts/bench-vs-mosquitto.sh once (it installs it)" >&2
-    exit 1
-fi
+install_mosquitto
 cargo build --release -q -p hydrant -p hydrant-loadtest
 mkdir -p "$OUT"
-printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nconnection_messages false\n' \
-    "$MOSQUITTO_PORT" >"$OUT/mosquitto.conf"
+write_mosquitto_conf "$OUT/mosquitto.conf" "$MOSQUITTO_PORT"
 printf 'connection_messages = false\npin_cores = true\n' >"$OUT/pinned.toml"
 printf 'connection_messages = false\npin_cores = false\n' >"$OUT/unpinned.toml"
 echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) hydrant $(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     "--cores $CORES; generator: $* --warmup $WARMUP --duration $DURATION" | tee "$OUT/command.txt"
-
-listening() {
-    for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.05
-    done
-    echo "nothing listens on 127.0.0.1:$1" >&2
-    return 1
-}
 
 for rotation in $(seq 1 "$ROTATIONS"); do
     for broker in pinned unpinned mosquitto; do
@@ -61,7 +48,7 @@ for rotation in $(seq 1 "$ROTATIONS"); do
                 --cores "$CORES" >"$OUT/$label.log" 2>&1 &
         fi
         pid=$!
-        listening "$port"
+        wait_port "$port"
         if ! timeout 120 "$BIN_DIR/hydrant-loadtest" "$@" --warmup "$WARMUP" --duration "$DURATION" \
             --port "$port" --broker-pid "$pid" --quiet --json "$OUT/$label.json" >"$OUT/$label.txt" 2>&1; then
             echo "$label: the generator failed, see $OUT/$label.txt" >&2

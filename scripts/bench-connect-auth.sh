@@ -24,18 +24,8 @@ MOSQUITTO_PORT="${MOSQUITTO_PORT:-18894}"
 OUT="${OUT:-target/bench/auth-$(date -u +%Y%m%dT%H%M%SZ)}"
 RUN_TIMEOUT=120
 
-say() { printf '%s\n' "$*" >&2; }
-
-wait_port() {
-    for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.05
-    done
-    say "nothing listens on 127.0.0.1:$1"
-    return 1
-}
+# shellcheck source=scripts/bench-common.sh
+. "$ROOT/scripts/bench-common.sh"
 
 if ! command -v mosquitto >/dev/null 2>&1; then
     say "installing Debian's mosquitto"

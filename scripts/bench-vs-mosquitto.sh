@@ -44,28 +44,8 @@ ALL_SCENARIOS=(
     "conns|conns --connections 5000 --connect-rate 0 --duration 3s"
 )
 
-say() { printf '%s\n' "$*" >&2; }
-
-install_mosquitto() {
-    command -v mosquitto >/dev/null 2>&1 && return 0
-    say "installing Debian's mosquitto"
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto >/dev/null
-}
-
-wait_port() {
-    local port=$1
-    for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.05
-    done
-    say "nothing listens on 127.0.0.1:$port"
-    return 1
-}
+# shellcheck source=scripts/bench-common.sh
+. "$ROOT/scripts/bench-common.sh"
 
 BROKER_PID=""
 stop_broker() {
@@ -93,14 +73,7 @@ start_broker() {
             wait_port "$HYDRANT_PORT"
             ;;
         mosquitto)
-            cat >"$OUT/mosquitto.conf" <<EOF
-listener $MOSQUITTO_PORT 127.0.0.1
-allow_anonymous true
-persistence false
-log_dest stderr
-log_type error
-connection_messages false
-EOF
+            write_mosquitto_conf "$OUT/mosquitto.conf" "$MOSQUITTO_PORT"
             mosquitto -c "$OUT/mosquitto.conf" >"$log" 2>&1 &
             BROKER_PID=$!
             wait_port "$MOSQUITTO_PORT"
