@@ -584,7 +584,7 @@ impl Connection {
         loop {
             // Whether this read brought whole packets, a PUBLISH among them: only a client
             // whose last packets were not all acknowledgements, subscriptions and pings waits
-            // while the core's readers are held back (see `Wire::pace_reads`).
+            // while the core's readers are held back (see `Wire::pace_after_read`).
             let mut whole_packets = false;
             let mut published = false;
             loop {

@@ -40,7 +40,7 @@ pub(super) struct Wire {
     /// A write failed: the connection is closing and nothing more is written.
     broken: bool,
     /// The client's reads wait while the core's readers are held back (see `pacing`): true
-    /// unless the last packets it sent included no PUBLISH (see [`Wire::pace_reads`]).
+    /// unless the last packets it sent included no PUBLISH (see [`Wire::pace_after_read`]).
     paced: bool,
     /// Where the connection stands in its core's wait for a client that keeps up (see
     /// `pacing`).
@@ -122,23 +122,17 @@ impl Wire {
         }
     }
 
-    /// Says whether the client's next read waits while the core's readers are held back: only
-    /// a client whose last packets included a PUBLISH (or the start of one) adds to what the
-    /// core routes. One that only acknowledges, subscribes or pings is never held: its
-    /// acknowledgements are what lets a QoS 1/2 queue behind a window drain, and it routes
-    /// nothing.
-    pub(super) fn pace_reads(&mut self, paced: bool) {
-        self.paced = paced;
-    }
-
-    /// Applies [`Wire::pace_reads`]'s rule after the packets of one read were handled:
-    /// `whole_packets` says whether the read completed any, `published` whether a PUBLISH was
-    /// among them. What is left in the buffer is the start of the next packet, and a PUBLISH
-    /// partly received counts as one, so that the rest of a large one is read under the same
-    /// rule as a whole one.
+    /// Says, after the packets of one read were handled, whether the client's next read waits
+    /// while the core's readers are held back: only a client whose last packets included a
+    /// PUBLISH (or the start of one) adds to what the core routes. One that only acknowledges,
+    /// subscribes or pings is never held: its acknowledgements are what lets a QoS 1/2 queue
+    /// behind a window drain, and it routes nothing. `whole_packets` says whether the read
+    /// completed any, `published` whether a PUBLISH was among them. What is left in the buffer
+    /// is the start of the next packet, and a PUBLISH partly received counts as one, so that
+    /// the rest of a large one is read under the same rule as a whole one.
     pub(super) fn pace_after_read(&mut self, whole_packets: bool, published: bool) {
         if let Some(paced) = paced_after_read(whole_packets, published, self.received()) {
-            self.pace_reads(paced);
+            self.paced = paced;
         }
     }
 
