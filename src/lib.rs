@@ -12,6 +12,8 @@
 //! 1. [`listener`] accepts the socket on some core and opens the listener's [`transport`]
 //!    (TLS, WebSocket); [`connection`] checks the CONNECT against the listener's access rules
 //!    ([`auth`]) and runs one task for it on that core, which reads and writes side by side.
+//!    A plain TCP socket waits in its core's epoll set while its client is quiet, and in
+//!    glommio while it is busy ([`transport::parked`]), which saves memory per idle connection.
 //! 2. The connection reads into one buffer and [`protocol`] (an I/O-free codec) decodes every
 //!    complete packet in it. A PUBLISH's topic and payload are zero-copy `Bytes` slices of that
 //!    buffer: the message is received into memory once.

@@ -63,6 +63,8 @@ pub const DEFAULT_PIN_CORES: bool = false;
 pub const DEFAULT_IO_MEMORY: usize = 1_048_576;
 /// Default `connection_messages`: log connects and disconnects.
 pub const DEFAULT_CONNECTION_MESSAGES: bool = true;
+/// Default `park_after_idle_ms`: a plain TCP client silent for a second is parked.
+pub const DEFAULT_PARK_AFTER_IDLE_MS: u64 = 1000;
 
 /// Everything the broker reads from its configuration file.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
@@ -82,6 +84,12 @@ pub struct Config {
     /// Whether to log every client connect and disconnect.
     #[serde(default = "default_connection_messages")]
     pub connection_messages: bool,
+    /// Milliseconds a plain TCP client may be silent before its connection is parked again
+    /// (connections start parked): its socket waits in one epoll set per core instead of a
+    /// readiness poll of its own, which saves about a third of an idle connection's memory
+    /// (see `transport::parked`). 0 = never park.
+    #[serde(default = "default_park_after_idle_ms")]
+    pub park_after_idle_ms: u64,
     /// The endpoints clients connect to; a file without `[[listener]]` gets the default one.
     #[serde(default = "default_listeners")]
     pub listener: Vec<ListenerConfig>,
@@ -116,6 +124,10 @@ fn default_io_memory() -> usize {
 
 fn default_connection_messages() -> bool {
     DEFAULT_CONNECTION_MESSAGES
+}
+
+fn default_park_after_idle_ms() -> u64 {
+    DEFAULT_PARK_AFTER_IDLE_MS
 }
 
 fn default_listeners() -> Vec<ListenerConfig> {
@@ -233,6 +245,7 @@ mod tests {
             pin_cores: DEFAULT_PIN_CORES,
             io_memory: DEFAULT_IO_MEMORY,
             connection_messages: DEFAULT_CONNECTION_MESSAGES,
+            park_after_idle_ms: DEFAULT_PARK_AFTER_IDLE_MS,
             listener: vec![ListenerConfig {
                 bind: DEFAULT_BIND,
                 protocol: DEFAULT_PROTOCOL,

@@ -66,6 +66,7 @@ const TOP_LEVEL_KEYS: &[Leaf] = &[
     ("pin_cores", Kind::Flag),
     ("io_memory", Kind::Bytes),
     ("connection_messages", Kind::Flag),
+    ("park_after_idle_ms", Kind::Milliseconds),
 ];
 
 /// Names of the top-level tables, in the order the default file writes them.

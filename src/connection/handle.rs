@@ -166,6 +166,31 @@ pub struct ConnHandle {
     max_packet_size: u32,
     /// The shard clock tick in which the client was last heard from.
     last_heard: Cell<u32>,
+    /// Where the connection stands with parking (see `transport::parked`).
+    rest: Cell<Rest>,
+    /// Consecutive shard clock ticks, up to the last one heard in, in which the client was
+    /// heard, besides the first (see [`ConnHandle::is_busy`]).
+    busy_ticks: Cell<u8>,
+}
+
+/// Ticks in a row a client must be heard in, after a first one, for its connection to leave
+/// the parking lot: three ticks of 100 ms, so that a client's first packets (a SUBSCRIBE
+/// after the CONNECT) or a ping do not count, while a publisher does within half a second.
+pub const BUSY_TICKS: u8 = 3;
+
+/// Where a connection stands with parking: its socket waits in its core's parking lot
+/// unless its client is busy (see `transport::parked`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rest {
+    /// The socket is glommio's.
+    Awake,
+    /// The shard asked the connection's task to park it (see [`ConnHandle::ask_to_park`]).
+    Asked,
+    /// The socket waits in the parking lot.
+    Parked,
+    /// The connection is not parked and never asked again: a TLS or WebSocket one, or one
+    /// whose park failed for want of a descriptor.
+    Unparkable,
 }
 
 impl ConnHandle {
@@ -201,6 +226,8 @@ impl ConnHandle {
             keep_alive_ticks: keep_alive.ticks,
             last_heard: Cell::new(keep_alive.now),
             max_packet_size,
+            rest: Cell::new(Rest::Awake),
+            busy_ticks: Cell::new(0),
         }
     }
 
@@ -243,7 +270,40 @@ impl ConnHandle {
 
     /// Records that the client sent something during shard clock tick `now`.
     pub fn heard(&self, now: u32) {
+        let last = self.last_heard.get();
+        let busy = match now.wrapping_sub(last) {
+            0 => self.busy_ticks.get(),
+            1 => self.busy_ticks.get().saturating_add(1),
+            _ => 0,
+        };
+        self.busy_ticks.set(busy);
         self.last_heard.set(now);
+    }
+
+    /// Whether the client has been heard in each of the last `BUSY_TICKS` ticks and the
+    /// one before: busy enough for its socket to be glommio's rather than parked.
+    pub fn is_busy(&self) -> bool {
+        self.busy_ticks.get() >= BUSY_TICKS
+    }
+
+    /// Asks the connection's task to park its socket if the client has been silent for
+    /// `after` ticks or more at shard clock tick `now` (and it is neither parked nor known to
+    /// be unparkable). The task does it when next polled (see `Wire::poll_event`).
+    pub fn ask_to_park(&self, now: u32, after: u32) {
+        if self.rest.get() == Rest::Awake && now.wrapping_sub(self.last_heard.get()) >= after {
+            self.rest.set(Rest::Asked);
+            self.wake.notify();
+        }
+    }
+
+    /// Where the connection stands with parking.
+    pub fn rest(&self) -> Rest {
+        self.rest.get()
+    }
+
+    /// Records where the connection stands with parking, as its task left it.
+    pub fn set_rest(&self, rest: Rest) {
+        self.rest.set(rest);
     }
 
     /// Whether the client has been silent for longer than its keep-alive allows at shard

@@ -41,7 +41,7 @@ use glommio::net::TcpStream;
 use glommio::timer::Timer;
 use smallvec::SmallVec;
 
-pub use handle::{CloseReason, ConnHandle, FlowSent, KeepAlive};
+pub use handle::{CloseReason, ConnHandle, FlowSent, KeepAlive, Rest};
 pub use notify::{Broadcast, Notify};
 pub use outbound::{Frame, OutboundQueue, QueueError, MAX_WRITE_BATCH};
 pub use outgoing_alias::OutgoingAliases;
@@ -118,6 +118,17 @@ pub async fn serve(shard: Rc<Shard>, listener: Rc<ListenerState>, stream: TcpStr
     }
 }
 
+/// Parks a new plain TCP connection's socket, if its core parks (see `transport::parked`):
+/// a connection starts parked, so that one whose client stays quiet never holds glommio's
+/// readiness poll, whose memory, once held by every connection, would stay with the process.
+fn park_new(shard: &Shard, transport: &mut Transport) {
+    if let Some(lot) = shard.parking_lot() {
+        if let Err(error) = transport.park(lot) {
+            tracing::debug!(%error, "cannot park a new connection");
+        }
+    }
+}
+
 /// Opens the listener's transport on `stream`, bounded by [`CONNECT_TIMEOUT`].
 async fn open_transport(
     listener: &ListenerState,
@@ -163,7 +174,9 @@ async fn handshake(
     let (ticket, admission) = listener.admit(addr.ip());
     let accepted = open_transport(&listener, stream, addr).await?;
     let certificate_name = accepted.client_certificate_cn;
-    let (mut reader, mut writer) = stream::split(accepted.transport);
+    let mut transport = accepted.transport;
+    park_new(&shard, &mut transport);
+    let (mut reader, mut writer) = stream::split(transport);
     let mut buf = BytesMut::new();
     let max_packet_size = shard.config.limits.max_packet_size;
 
@@ -317,12 +330,16 @@ pub fn serve_adopted(shard: Rc<Shard>, adoption: Adoption) {
         MovedTransport::Socket(socket) => {
             // SAFETY: the descriptor is owned by the adoption and handed over whole; nothing
             // else uses or closes it.
-            Transport::Tcp(unsafe { TcpStream::from_raw_fd(socket.into_raw_fd()) })
+            Transport::Tcp(Box::new(unsafe {
+                TcpStream::from_raw_fd(socket.into_raw_fd())
+            }))
         }
         MovedTransport::Relay(ends) => {
             Transport::Relay(Box::new(RelayStream::new(ends, adoption.addr)))
         }
     };
+    let mut transport = transport;
+    park_new(&shard, &mut transport);
     let (reader, writer) = stream::split(transport);
     let listener = shard.listeners.borrow().get(adoption.listener).cloned();
     let access = match (adoption.identity, listener) {
@@ -465,6 +482,7 @@ fn establish(shard: Rc<Shard>, established: Established) -> (Connection, Wire) {
     }
 
     let wire = Wire::new(stream::join(reader, writer), buf);
+    wire.record_rest(&conn);
     let ConnectV5 {
         connect: fields,
         will_properties: properties,
@@ -633,13 +651,17 @@ impl Connection {
             // silent connection: the wait ends then too.
             let conn = &self.conn;
             let pacing = &self.shard.pacing;
-            let event = futures_lite::future::poll_fn(|cx| wire.poll_event(conn, pacing, cx)).await;
+            let parking = self.shard.parking_lot();
+            let event =
+                futures_lite::future::poll_fn(|cx| wire.poll_event(conn, pacing, parking, cx))
+                    .await;
             match event {
                 Event::Read(Ok(0)) => {
                     return CloseReason::ConnectionLost("closed by the client".into())
                 }
                 Event::Read(Ok(read)) => {
                     self.conn.heard(self.shard.clock());
+                    wire.unpark_if_busy(&self.conn);
                     self.shard.metrics.add(Counter::BytesReceived, read as u64);
                 }
                 Event::Read(Err(error)) => return CloseReason::ConnectionLost(error.to_string()),

@@ -8,7 +8,7 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -55,7 +55,7 @@ impl ReadHalf {
     /// WebSocket one keeps its protocol state in this core's memory.
     pub fn duplicate_socket(&self) -> io::Result<OwnedFd> {
         let transport = self.0.try_borrow().map_err(|_| busy())?;
-        let Some(stream) = transport.as_tcp() else {
+        let Some(socket) = transport.tcp_socket() else {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 format!(
@@ -64,10 +64,7 @@ impl ReadHalf {
                 ),
             ));
         };
-        // SAFETY: the descriptor belongs to `stream`, which is alive for this whole call;
-        // it is only duplicated, not taken.
-        let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-        fd.try_clone_to_owned()
+        socket.try_clone_to_owned()
     }
 }
 
@@ -99,7 +96,7 @@ impl ReadHalf {
     /// a new connection's first bytes are there when it is accepted (see `listener::bind`).
     pub fn read_now(&mut self, buf: &mut BytesMut) -> Option<io::Result<usize>> {
         let transport = self.0.try_borrow().ok()?;
-        let fd = transport.as_tcp()?.as_raw_fd();
+        let fd = transport.tcp_socket()?.as_raw_fd();
         let mut chunk = [0u8; STACK_READ];
         // SAFETY: `fd` belongs to the stream borrowed for this whole call, and `chunk` is
         // writable for the length passed.
@@ -173,7 +170,7 @@ impl AsyncWrite for WriteHalf {
 #[cfg(test)]
 mod tests {
     use std::cell::Cell;
-    use std::os::fd::AsRawFd;
+    use std::os::fd::{AsRawFd, BorrowedFd};
     use std::rc::Rc;
     use std::time::Duration;
 
@@ -226,7 +223,7 @@ mod tests {
             let addr = listener.local_addr().expect("address");
             let _client = TcpStream::connect(addr).await.expect("connect");
             let stream = listener.accept().await.expect("accept");
-            let (reader, _writer) = split(Transport::Tcp(stream));
+            let (reader, _writer) = split(Transport::Tcp(Box::new(stream)));
             assert!(reader.duplicate_socket().is_ok());
 
             let (_client, transport) = websocket_pair().await;
@@ -252,7 +249,7 @@ mod tests {
             client.write_all(b"\x10\x0c").await.expect("send");
             let stream = within(listener.accept()).await.expect("accept");
             assert!(stream.nodelay().expect("TCP_NODELAY"));
-            let (mut reader, _writer) = split(Transport::Tcp(stream));
+            let (mut reader, _writer) = split(Transport::Tcp(Box::new(stream)));
             let mut buf = BytesMut::new();
             assert_eq!(
                 reader.read_now(&mut buf).map(|read| read.ok()),

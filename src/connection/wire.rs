@@ -12,17 +12,19 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use futures_lite::{ready, AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use super::handle::{CloseReason, ConnHandle};
+use super::handle::{CloseReason, ConnHandle, Rest};
 use super::outbound::Drained;
 use super::stream::STACK_READ;
 use super::READ_CHUNK;
 use crate::pacing::{Pacing, WaitTicket};
 use crate::protocol::PacketType;
+use crate::transport::parked::ParkingLot;
 use crate::transport::Transport;
 
 /// The transport of an established connection and the bytes in flight on it.
@@ -91,13 +93,20 @@ impl Wire {
     /// Waits for the client to send something or for the connection to be asked to close,
     /// writing what `conn` queues meanwhile. While `pacing` holds the core's readers back,
     /// nothing is read.
+    ///
+    /// Asked to park (see [`ConnHandle::ask_to_park`]), it parks its socket in `parking`
+    /// first.
     pub(super) fn poll_event(
         &mut self,
         conn: &ConnHandle,
         pacing: &Pacing,
+        parking: Option<&Rc<ParkingLot>>,
         cx: &mut Context<'_>,
     ) -> Poll<Event> {
         loop {
+            if conn.rest() == Rest::Asked {
+                self.park(conn, parking);
+            }
             self.poll_send(conn, cx);
             if conn.is_closing() {
                 self.ticket.leave();
@@ -118,6 +127,44 @@ impl Wire {
             // checks above is seen by going round again.
             if conn.poll_wake(cx).is_pending() {
                 return Poll::Pending;
+            }
+        }
+    }
+
+    /// Parks the socket in `parking`, as the shard asked: only a plain TCP one can be.
+    fn park(&mut self, conn: &ConnHandle, parking: Option<&Rc<ParkingLot>>) {
+        let rest = match parking.map(|lot| self.transport.park(lot)) {
+            Some(Ok(true)) => Rest::Parked,
+            Some(Ok(false)) | None => Rest::Unparkable,
+            Some(Err(error)) => {
+                // Out of descriptors: it stays with glommio, which serves it the same, rather
+                // than be asked again at every tick while the table is full.
+                tracing::debug!(client_id = %conn.client_id, %error, "cannot park a connection");
+                Rest::Unparkable
+            }
+        };
+        conn.set_rest(rest);
+    }
+
+    /// Records where a new connection stands with parking: its socket was parked when it
+    /// was accepted, if its core parks and it is plain TCP.
+    pub(super) fn record_rest(&self, conn: &ConnHandle) {
+        if self.transport.is_parked() {
+            conn.set_rest(Rest::Parked);
+        }
+    }
+
+    /// Gives a parked socket back to glommio once its client is busy (see
+    /// [`ConnHandle::is_busy`]): called after each read.
+    pub(super) fn unpark_if_busy(&mut self, conn: &ConnHandle) {
+        if !self.transport.is_parked() || !conn.is_busy() {
+            return;
+        }
+        match self.transport.unpark() {
+            Ok(()) => conn.set_rest(Rest::Awake),
+            // It works parked too; the next read tries again.
+            Err(error) => {
+                tracing::debug!(client_id = %conn.client_id, %error, "cannot unpark a connection")
             }
         }
     }

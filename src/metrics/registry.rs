@@ -126,11 +126,15 @@ pub enum Gauge {
     QueuedBytes,
     /// QoS 1 and 2 messages sent and not yet acknowledged (`messages/inflight`).
     InflightMessages,
+    /// Plain TCP connections whose socket waits in its core's parking lot: quiet clients,
+    /// and connections before their CONNECT (`hydrant/clients/parked`; see
+    /// `transport::parked`).
+    ClientsParked,
 }
 
 impl Gauge {
     /// Every gauge, in the order snapshots store them.
-    pub const ALL: [Gauge; 9] = [
+    pub const ALL: [Gauge; 10] = [
         Gauge::ClientsConnected,
         Gauge::ClientsDisconnected,
         Gauge::Subscriptions,
@@ -140,6 +144,7 @@ impl Gauge {
         Gauge::QueuedMessages,
         Gauge::QueuedBytes,
         Gauge::InflightMessages,
+        Gauge::ClientsParked,
     ];
     /// How many gauges there are.
     pub const COUNT: usize = Self::ALL.len();
@@ -163,6 +168,7 @@ impl Gauge {
             Gauge::QueuedMessages => "hydrant_queued_messages",
             Gauge::QueuedBytes => "hydrant_queued_bytes",
             Gauge::InflightMessages => "hydrant_inflight_messages",
+            Gauge::ClientsParked => "hydrant_clients_parked",
         }
     }
 
@@ -179,6 +185,9 @@ impl Gauge {
             Gauge::QueuedMessages => "Messages queued for sessions beyond their inflight windows.",
             Gauge::QueuedBytes => "Payload bytes of the messages queued for sessions.",
             Gauge::InflightMessages => "QoS 1 and 2 messages sent and not yet acknowledged.",
+            Gauge::ClientsParked => {
+                "Plain TCP connections parked in their core's epoll set (quiet clients, and connections before their CONNECT)."
+            }
         }
     }
 

@@ -168,6 +168,7 @@ pub fn sys_values(aggregator: &MetricsAggregator) -> Vec<SysValue> {
     }
 
     out.hydrant("cores", aggregator.core_count());
+    out.hydrant("clients/parked", total.gauge(Gauge::ClientsParked));
     if let Some(resident) = memory.resident_bytes {
         out.hydrant("memory/resident", resident);
     }

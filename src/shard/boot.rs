@@ -24,6 +24,7 @@ use crate::listener::{
     self, AccessFiles, ListenerFileError, ListenerState, PerIpLimits, ReloadSource,
 };
 use crate::metrics::{bind_http_listener, HttpError, AGGREGATOR_CORE};
+use crate::transport::parked::ParkingLot;
 
 /// Capacity of each shard-to-shard channel, in messages.
 pub const MESH_CHANNEL_CAPACITY: usize = 4096;
@@ -650,8 +651,20 @@ async fn run_shard(
     };
     let peers = Rc::new(Peers::new(id, cores, senders));
     let files = reload.current();
-    let shard =
-        Rc::new(Shard::new(id, cores, config.clone(), peers.clone(), shutdown).with_reload(reload));
+    let mut shard =
+        Shard::new(id, cores, config.clone(), peers.clone(), shutdown).with_reload(reload);
+    if config.park_after_idle_ms > 0 {
+        match ParkingLot::new() {
+            Ok(lot) => {
+                glommio::spawn_local(lot.clone().run()).detach();
+                shard = shard.with_parking(lot);
+            }
+            Err(error) => {
+                tracing::warn!(core = index, %error, "cannot make the parking lot; quiet connections stay as they are");
+            }
+        }
+    }
+    let shard = Rc::new(shard);
     let restore = persistence::open(&shard).await;
 
     let mut listeners = Vec::new();

@@ -39,6 +39,7 @@ use crate::queue_budget::QueueBudget;
 use crate::router::{Interest, RetainedStore, SharedGroups, Target};
 use crate::session::{Directory, FlowAction, FlowLimits, SessionState, Subscription};
 use crate::topic::SubscriptionTrie;
+use crate::transport::parked::ParkingLot;
 
 /// One tick of a shard's clock: how often keep-alives and offline sessions are checked.
 pub const CLOCK_TICK: Duration = Duration::from_millis(100);
@@ -214,6 +215,10 @@ pub struct Shard {
     /// Holds back this core's readers while a client that keeps up waits for its turn to
     /// write (see `pacing`).
     pub pacing: Pacing,
+    /// Where this core's quiet plain TCP connections wait, and after how many ticks of
+    /// silence they go there (`None`: `park_after_idle_ms` is 0, or the lot could not be
+    /// made).
+    pub parking: Option<(Rc<ParkingLot>, u32)>,
 }
 
 /// A request waiting for acknowledgements from other cores (a SUBSCRIBE's barrier, a retained
@@ -265,7 +270,25 @@ impl Shard {
             persistence: RefCell::new(None),
             queue_budget,
             pacing: Pacing::new(),
+            parking: None,
         }
+    }
+
+    /// Parks this core's quiet plain TCP connections in `lot` after `park_after_idle_ms`
+    /// (nothing when it is 0).
+    #[must_use]
+    pub fn with_parking(mut self, lot: Rc<ParkingLot>) -> Self {
+        let after = Duration::from_millis(self.config.park_after_idle_ms);
+        if !after.is_zero() {
+            let ticks = after.as_millis().div_ceil(CLOCK_TICK.as_millis());
+            self.parking = Some((lot, u32::try_from(ticks).unwrap_or(u32::MAX)));
+        }
+        self
+    }
+
+    /// The lot where this core parks quiet connections, if it does.
+    pub fn parking_lot(&self) -> Option<&Rc<ParkingLot>> {
+        self.parking.as_ref().map(|(lot, _)| lot)
     }
 
     /// Attaches the source of SIGHUP reloads (see [`Shard::pick_up_reload`]).
@@ -292,17 +315,24 @@ impl Shard {
         }
     }
 
-    /// Advances the clock by one tick (called every [`CLOCK_TICK`]) and closes the
-    /// connections whose clients have been silent beyond their keep-alive.
+    /// Advances the clock by one tick (called every [`CLOCK_TICK`]), closes the
+    /// connections whose clients have been silent beyond their keep-alive and asks those
+    /// silent for `park_after_idle_ms` to park (see `transport::parked`).
     pub fn tick(&self) {
         let now = self.clock.get().wrapping_add(1);
         self.clock.set(now);
         self.metrics.set_clock(now);
+        let park_after = self.parking.as_ref().map(|(_, after)| *after);
         let silent: Vec<Rc<ConnHandle>> = self
             .connections
             .borrow()
             .values()
-            .filter(|conn| conn.keep_alive_expired(now))
+            .filter(|conn| {
+                if let Some(after) = park_after {
+                    conn.ask_to_park(now, after);
+                }
+                conn.keep_alive_expired(now)
+            })
             .cloned()
             .collect();
         for conn in silent {

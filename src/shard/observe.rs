@@ -116,6 +116,8 @@ impl Shard {
         metrics.set(Gauge::QueuedMessages, queued as u64);
         metrics.set(Gauge::QueuedBytes, queued_bytes as u64);
         metrics.set(Gauge::InflightMessages, inflight as u64);
+        let parked = self.parking_lot().map_or(0, |lot| lot.parked());
+        metrics.set(Gauge::ClientsParked, parked as u64);
         drop(state);
 
         let mut snapshot = metrics.snapshot(slow);

@@ -321,7 +321,7 @@ mod tests {
                 assert_eq!(accepted.client_certificate_cn, None);
                 let mut transport = accepted.transport;
                 assert!(matches!(transport, Transport::Tls(_)));
-                assert!(transport.as_tcp().is_none());
+                assert!(transport.tcp_socket().is_none());
                 assert_eq!(
                     transport.peer_addr().ok(),
                     client.get_ref().0.local_addr().ok()

@@ -606,7 +606,7 @@ mod tests {
             assert_eq!(accepted.client_certificate_cn, None);
             let mut transport = accepted.transport;
             assert_eq!(transport.kind(), TransportKind::WebSocket);
-            assert!(transport.as_tcp().is_none());
+            assert!(transport.tcp_socket().is_none());
             assert!(transport.peer_addr().is_ok());
 
             // One packet over three frames, then two packets in one frame.
