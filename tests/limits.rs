@@ -238,14 +238,41 @@ async fn collect_parked(broker: &Broker, id: &str, expected: usize) -> Vec<Strin
     got.iter().map(text).collect()
 }
 
+/// Waits until `$SYS/broker/hydrant/publish/dropped/<reason>` reads `count`. A PUBACK only
+/// says the message was routed: it may still be on its way to the session's core, and a
+/// session taken over before it arrives would see it delivered instead of dropped.
+async fn wait_dropped(broker: &Broker, reason: &str, count: usize) {
+    let mut watcher = client::connect(broker.port, "drop-watcher").await;
+    watcher
+        .subscribe(&format!("$SYS/broker/hydrant/publish/dropped/{reason}"), 0)
+        .await;
+    let want = count.to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    while let Some(p) = watcher
+        .try_next_publish(deadline.saturating_duration_since(Instant::now()))
+        .await
+    {
+        if text(&p) == want {
+            return;
+        }
+        seen.push(text(&p));
+    }
+    panic!("dropped/{reason} never read {want}; it read {seen:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_queued_messages_keeps_exactly_the_first_ones() {
-    let broker = Broker::with_config("[limits]\nmax_queued_messages = 5\n", &[]);
+    let broker = Broker::with_config(
+        "[limits]\nmax_queued_messages = 5\n[metrics]\nsys_interval = 1\n",
+        &[],
+    );
     park_session(&broker, "mq-sub", "mq/t").await;
     let mut publisher = client::connect(broker.port, "mq-pub").await;
     for seq in 0..12 {
         publisher.publish("mq/t", 1, false, format!("m{seq}")).await;
     }
+    wait_dropped(&broker, "max_queued_messages", 7).await;
     let got = collect_parked(&broker, "mq-sub", 5).await;
     assert_eq!(
         got,
@@ -258,7 +285,7 @@ async fn max_queued_messages_keeps_exactly_the_first_ones() {
 async fn max_queued_bytes_keeps_exactly_the_first_ones() {
     // Each message is 4 bytes of topic + 96 bytes of payload = 100 bytes: 5 fit in 500.
     let broker = Broker::with_config(
-        "[limits]\nmax_queued_messages = 1000\nmax_queued_bytes = 500\n",
+        "[limits]\nmax_queued_messages = 1000\nmax_queued_bytes = 500\n[metrics]\nsys_interval = 1\n",
         &[],
     );
     park_session(&broker, "qb-sub", "qb/t").await;
@@ -268,6 +295,7 @@ async fn max_queued_bytes_keeps_exactly_the_first_ones() {
         payload.resize(96, b'.');
         publisher.publish("qb/t", 1, false, payload).await;
     }
+    wait_dropped(&broker, "max_queued_bytes", 7).await;
     let got: Vec<String> = collect_parked(&broker, "qb-sub", 5)
         .await
         .into_iter()

@@ -2,6 +2,8 @@
 disconnect, across cores too; a clean session discards them; a second connection with the
 same client id takes the session over."""
 
+from test_metrics_broker import METRICS_CONFIG, scrape_until, total
+
 
 def _disconnect_and_wait(broker, client) -> None:
     """Disconnects cleanly and waits until the broker has logged the disconnect."""
@@ -55,7 +57,7 @@ def test_clean_session_discards_stored_session(broker, clients):
 
 
 def test_offline_queue_keeps_oldest_up_to_max_queued_messages(broker_factory, clients):
-    broker = broker_factory(config="[limits]\nmax_queued_messages = 2\n")
+    broker = broker_factory(config=METRICS_CONFIG + "[limits]\nmax_queued_messages = 2\n")
     first = clients.connect(broker.port, "limited", clean_session=False)
     assert first.subscribe("limited/t", qos=1) == 1
     _disconnect_and_wait(broker, first)
@@ -63,6 +65,13 @@ def test_offline_queue_keeps_oldest_up_to_max_queued_messages(broker_factory, cl
     publisher = clients.connect(broker.port, "limited-pub")
     for n in range(5):
         publisher.publish("limited/t", f"m{n}".encode(), qos=1)
+    # A PUBACK says the message was routed; it may still be crossing to the session's core.
+    # Once the three drops are counted, all five have reached the offline session.
+    scrape_until(
+        broker.port_of("http"),
+        lambda families: total(families, "hydrant_publish_messages_dropped",
+                               reason="max_queued_messages") == 3,
+        "3 messages dropped by max_queued_messages")
 
     back = clients.connect(broker.port, "limited", clean_session=False)
     assert back.session_present is True
