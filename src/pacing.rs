@@ -251,10 +251,13 @@ impl Pacing {
 pub struct QueuePace {
     /// The core's count (`None`: the queue is unpaced, or its connection is closing).
     pacing: Option<Pacing>,
-    /// Counted in `pacing` as behind, in this era of it (see [`Pacing::tick`]): a queue of
-    /// an earlier era was blamed for a stall, and is not counted again until it falls below
-    /// its mark.
-    counted: Option<u32>,
+    /// The era of `pacing` the queue was counted as behind in, while `counted` (see
+    /// [`Pacing::tick`]): a queue of an earlier era was blamed for a stall, and is not counted
+    /// again until it falls below its mark.
+    era: u32,
+    /// Counted in `pacing` as behind (kept apart from `era`, which an `Option` would pad to
+    /// 8 bytes: every connection's queue holds one of these).
+    counted: bool,
     /// The client's socket (or transport) refused part of a write: the client does not keep
     /// up, and the queue never counts as behind until it has been written out whole again.
     refused: bool,
@@ -265,7 +268,8 @@ impl QueuePace {
     pub fn new(pacing: Pacing) -> Self {
         Self {
             pacing: Some(pacing),
-            counted: None,
+            era: 0,
+            counted: false,
             refused: false,
         }
     }
@@ -276,21 +280,23 @@ impl QueuePace {
             self.release();
             return;
         }
-        if self.counted.is_some() || self.refused {
+        if self.counted || self.refused {
             return;
         }
         if let Some(pacing) = &self.pacing {
-            self.counted = Some(pacing.fall_behind());
+            self.era = pacing.fall_behind();
+            self.counted = true;
         }
     }
 
     /// Whether the queue counts as behind now.
     #[must_use]
     pub fn is_counted(&self) -> bool {
-        match (&self.pacing, self.counted) {
-            (Some(pacing), Some(era)) => pacing.counts(era),
-            _ => false,
-        }
+        self.counted
+            && self
+                .pacing
+                .as_ref()
+                .is_some_and(|pacing| pacing.counts(self.era))
     }
 
     /// Notes that the queue was written out whole (`true`), or that the client's socket or
@@ -309,8 +315,10 @@ impl QueuePace {
     }
 
     fn release(&mut self) {
-        if let (Some(era), Some(pacing)) = (self.counted.take(), &self.pacing) {
-            pacing.catch_up(era);
+        if std::mem::take(&mut self.counted) {
+            if let Some(pacing) = &self.pacing {
+                pacing.catch_up(self.era);
+            }
         }
     }
 }

@@ -187,11 +187,12 @@ struct Queued {
 pub struct OutboundQueue {
     frames: VecDeque<Queued>,
     bytes: usize,
-    max_messages: usize,
+    /// Droppable frames it holds at most (`u32`, as `droppable`: every connection has a
+    /// queue, and the two fit in one word).
+    max_messages: u32,
     max_bytes: usize,
-    dropped: u64,
     /// Droppable frames waiting (QoS 0 publishes): what pacing watches.
-    droppable: usize,
+    droppable: u32,
     /// The topic aliases the client's PUBLISHes are written with.
     aliases: OutgoingAliases,
     /// When the message of the timed publish in the queue entered the core; one at a time,
@@ -214,9 +215,8 @@ impl OutboundQueue {
         Self {
             frames: VecDeque::new(),
             bytes: 0,
-            max_messages,
+            max_messages: u32::try_from(max_messages).unwrap_or(u32::MAX),
             max_bytes,
-            dropped: 0,
             droppable: 0,
             aliases: OutgoingAliases::default(),
             timed: None,
@@ -260,12 +260,10 @@ impl OutboundQueue {
     /// [`QueueBudget::admits`]), and counts the drop.
     pub fn push_droppable_at(&mut self, frame: Frame, at: QueuedAt) -> Result<(), QueueError> {
         let over_bytes = self.max_bytes != 0 && self.bytes + frame.len() > self.max_bytes;
-        if self.frames.len() >= self.max_messages || over_bytes {
-            self.dropped += 1;
+        if self.frames.len() >= self.max_messages as usize || over_bytes {
             return Err(QueueError::Full);
         }
         if !self.budget.admits(self.bytes, frame.len()) {
-            self.dropped += 1;
             return Err(QueueError::OverBudget);
         }
         self.push_unchecked(frame, at, true);
@@ -275,7 +273,7 @@ impl OutboundQueue {
     /// Queues a frame the protocol requires (an acknowledgement, a windowed QoS 1/2 publish).
     /// Fails only when the client has stopped reading altogether.
     pub fn push(&mut self, frame: Frame, at: QueuedAt) -> Result<(), QueueError> {
-        if self.frames.len() >= self.max_messages + RELIABLE_FRAME_SLACK {
+        if self.frames.len() >= self.max_messages as usize + RELIABLE_FRAME_SLACK {
             return Err(QueueError::NotReading);
         }
         self.push_unchecked(frame, at, false);
@@ -295,7 +293,7 @@ impl OutboundQueue {
         }
         self.bytes += frame.len();
         self.budget.charge(frame.len());
-        self.droppable += usize::from(droppable);
+        self.droppable += u32::from(droppable);
         self.frames.push_back(Queued {
             frame,
             tick: at.tick,
@@ -365,7 +363,7 @@ impl OutboundQueue {
             else {
                 break;
             };
-            self.droppable -= usize::from(droppable);
+            self.droppable -= u32::from(droppable);
             self.bytes -= frame.len();
             self.budget.release(frame.len());
             drained.packets += 1;
@@ -406,11 +404,6 @@ impl OutboundQueue {
     pub fn len(&self) -> usize {
         self.frames.len()
     }
-
-    /// Droppable frames dropped so far.
-    pub fn dropped(&self) -> u64 {
-        self.dropped
-    }
 }
 
 impl Drop for OutboundQueue {
@@ -441,12 +434,11 @@ mod tests {
     }
 
     #[test]
-    fn droppable_frames_stop_at_the_message_limit_and_are_counted() {
+    fn droppable_frames_stop_at_the_message_limit() {
         let mut queue = OutboundQueue::new(2, 0);
         assert!(queue.push_droppable(publish(b"a")).is_ok());
         assert!(queue.push_droppable(publish(b"b")).is_ok());
         assert_eq!(queue.push_droppable(publish(b"c")), Err(QueueError::Full));
-        assert_eq!(queue.dropped(), 1);
         assert!(
             queue
                 .push(Frame::ping_response(), QueuedAt::tick(0))
@@ -553,7 +545,6 @@ mod tests {
             slow.push_droppable(publish(&PAYLOAD)),
             Err(QueueError::OverBudget)
         );
-        assert_eq!(slow.dropped(), 2);
         assert!(
             slow.push(Frame::ping_response(), QueuedAt::tick(0)).is_ok(),
             "frames the protocol requires still pass"
