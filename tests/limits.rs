@@ -511,10 +511,8 @@ async fn qos1_past_the_inflight_window_and_queue_is_dropped_logged_and_counted()
             .publish("stall/t", 1, false, format!("m{seq}"))
             .await;
     }
-    // A PUBACK means the message was handed to every core, not yet offered to the subscriber
-    // on its own core. A SUBSCRIBE's round trip through every core (FIFO behind those
-    // publishes) makes sure all of them were offered before the subscriber acknowledges any.
-    publisher.subscribe("stall/barrier", 0).await;
+    // All of them offered to the subscriber before it acknowledges any.
+    publisher.sync_cores().await;
     let warn = broker
         .wait_for_log_where(
             |l| {

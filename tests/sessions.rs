@@ -44,6 +44,8 @@ async fn persistent_session_gets_qos1_and_qos2_published_while_away() {
     publisher
         .publish("sess/away", 2, false, "q2 while away")
         .await;
+    // The QoS 0 one reached the offline session (and was not queued) before it returns.
+    publisher.sync_cores().await;
 
     let (mut sub, present) = connect_persistent(broker.port, "away", false).await;
     assert!(

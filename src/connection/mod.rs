@@ -1115,23 +1115,33 @@ impl Connection {
 
     /// An UNSUBSCRIBE; for a persistent session its UNSUBACK waits until the removals are as
     /// durable as `sync` promises (as a SUBACK does for its subscriptions), so that a restart
-    /// never brings back a filter the client was told is gone.
+    /// never brings back a filter the client was told is gone. One that leaves a shared
+    /// subscription group also waits until every core knows (as a SUBACK does): no core picks
+    /// the client for a message published after its UNSUBACK, which would be lost, its
+    /// subscription gone when it arrives.
     async fn on_unsubscribe(
         &mut self,
         packet_id: PacketId,
         filters: SmallVec<[TopicFilter; 4]>,
     ) -> Result<(), CloseReason> {
         self.with_session(|_| ())?;
+        let mut left_a_group = false;
         let reasons: SmallVec<[ReasonCode; 4]> = filters
             .iter()
             .map(|filter| {
                 if self.shard.unsubscribe(self.key, filter) {
+                    left_a_group |= shared_filter(filter).is_some();
                     ReasonCode::Success
                 } else {
                     ReasonCode::NoSubscriptionExisted
                 }
             })
             .collect();
+        if left_a_group {
+            self.shard
+                .round_trip_with_peers("shared unsubscription")
+                .await;
+        }
         self.shard.persist_unsubscriptions(self.key, &filters).await;
         if self.protocol == ProtocolVersion::V5 {
             self.conn.send_packet(Packet::UnsubAckV5(UnsubAck {

@@ -34,12 +34,19 @@ impl Shard {
                 }
             }
         }
+        self.round_trip_with_peers("subscription").await;
+    }
+
+    /// Waits for one acknowledged round trip with every other core: each core-to-core channel
+    /// is FIFO, so every core has then handled what this one sent it before (`what` names
+    /// the wait in the log line of one that timed out).
+    pub async fn round_trip_with_peers(&self, what: &'static str) {
         if self.count == 1 {
             return;
         }
         let (token, wait) = self.expect_acks(self.count - 1);
         self.peers.broadcast(|| ShardMsg::Barrier { token });
-        self.wait_for_acks(token, wait, "subscription").await;
+        self.wait_for_acks(token, wait, what).await;
     }
 
     /// Removes session `key`'s subscription to `filter`; returns whether it existed.

@@ -245,6 +245,14 @@ impl Client {
         self.wait_acks(qos_level, 1).await;
     }
 
+    /// Waits until every core has handled what the broker's cores sent each other before:
+    /// hydrant answers a SUBSCRIBE only after a round trip with every other core (FIFO behind
+    /// earlier messages), and a PUBACK only says a message was routed, not that it reached a
+    /// session on another core. The filter is one nothing is published to.
+    pub async fn sync_cores(&mut self) {
+        self.subscribe("test/sync-cores", 0).await;
+    }
+
     /// Queues a publish without waiting for its acknowledgement.
     pub async fn publish_no_wait(
         &mut self,

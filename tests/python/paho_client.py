@@ -286,6 +286,13 @@ class MqttClient:
         """Subscribes to one filter; returns the QoS the broker granted (0x80 = failure)."""
         return self.subscribe_many([(topic, qos)])[0]
 
+    def sync_cores(self) -> None:
+        """Waits until every core of hydrant has handled what its cores sent each other before:
+        a SUBACK comes only after a round trip with every other core (FIFO behind earlier
+        messages), whereas a PUBACK only says a message was routed, not that it reached a
+        session on another core. The filter is one nothing is published to."""
+        assert self.subscribe("test/sync-cores", qos=0) == 0
+
     def subscribe_many(self, filters: list[tuple[str, int]]) -> list[int]:
         """Subscribes to several filters in one SUBSCRIBE; returns the SUBACK's codes."""
         result, mid = self._client.subscribe(filters)

@@ -79,6 +79,8 @@ def test_offline_members_are_skipped_while_another_is_online(broker, clients):
     second.disconnect()
     broker.wait_for_disconnect(second.client_id, since=mark)
     publisher = connect_v5(clients, broker, "share-away-pub")
+    # Every core knows the member went away (its core tells the others).
+    publisher.sync_cores()
     publisher.publish_many("jobs/d", [b"1", b"2", b"3"], qos=1)
     assert payloads(first) == [b"1", b"2", b"3"]
 
@@ -99,6 +101,8 @@ def test_when_every_member_is_offline_messages_wait_in_their_sessions(broker, cl
         member.disconnect()
         broker.wait_for_disconnect(member.client_id, since=mark)
     publisher = connect_v5(clients, broker, "share-all-away-pub")
+    # Every core knows both members went away (their cores tell the others).
+    publisher.sync_cores()
     publisher.publish_many("jobs/e", [b"1", b"2", b"3", b"4"], qos=1)
     returned = [connect_v5(clients, broker, member.client_id, clean_start=False,
                            SessionExpiryInterval=300) for member in members]
