@@ -21,6 +21,7 @@ mod handshake;
 mod notify;
 mod outbound;
 mod outgoing_alias;
+mod peer_addr;
 mod relay;
 mod stream;
 mod topic_alias;
@@ -45,6 +46,7 @@ pub use handle::{CloseReason, ConnHandle, FlowSent, KeepAlive, Rest};
 pub use notify::{Broadcast, Notify};
 pub use outbound::{Frame, OutboundQueue, QueueError, MAX_WRITE_BATCH};
 pub use outgoing_alias::OutgoingAliases;
+pub use peer_addr::PeerAddr;
 pub use relay::{MovedTransport, RelayEnds, RelayStream};
 
 use crate::auth::SubscriptionAccess;
@@ -500,7 +502,7 @@ fn establish(shard: Rc<Shard>, established: Established) -> (Connection, Wire) {
         will: will.map(|will| Box::new(PendingWill { will, properties })),
         topic_aliases: TopicAliases::default(),
         acks: AckOrder::default(),
-        addr,
+        addr: addr.into(),
         access,
         _ticket: ticket,
     };
@@ -578,7 +580,8 @@ struct Connection {
     /// Acknowledgements of the client's publishes waiting for durable copies, and those
     /// behind them.
     acks: AckOrder,
-    addr: SocketAddr,
+    /// The client's address, for the log lines.
+    addr: PeerAddr,
     /// Who the client is for its listener's ACL (`None`: no ACL applies).
     access: Option<Rc<ClientAccess>>,
     /// The connection's place in its listener's limits, given back when it ends.
@@ -598,76 +601,84 @@ type PacketFuture<'a> = Pin<Box<dyn Future<Output = Result<(), CloseReason>> + '
 impl Connection {
     /// Reads and handles packets, and writes what is queued for the client, until the
     /// connection must end; returns why.
-    async fn run(&mut self, wire: &mut Wire) -> CloseReason {
-        loop {
-            // Whether this read brought whole packets, a PUBLISH among them: only a client
-            // whose last packets were not all acknowledgements, subscriptions and pings waits
-            // while the core's readers are held back (see `Wire::pace_after_read`).
-            let mut whole_packets = false;
-            let mut published = false;
+    ///
+    /// A plain function returning an `async` block: an `async fn` would keep both references
+    /// twice in every connection's task.
+    #[allow(clippy::manual_async_fn)] // on purpose, as said above
+    fn run<'a>(&'a mut self, wire: &'a mut Wire) -> impl Future<Output = CloseReason> + 'a {
+        async move {
             loop {
-                // The handling borrows the connection: the writing needs a handle of its own.
-                let conn = self.conn.clone();
-                // The packet is handled in a block of its own, which no wait is part of: the
-                // task, which every idle connection holds, keeps no room for one.
-                let waiting = {
-                    let decoded = protocol::decode_with(
-                        wire.received(),
-                        self.shard.config.limits.max_packet_size,
-                        Some(self.protocol),
-                    );
-                    let packet = match decoded {
-                        Ok(Some(packet)) => packet,
-                        Ok(None) => break,
-                        Err(error) => return CloseReason::from(error),
+                // Whether this read brought whole packets, a PUBLISH among them: only a client
+                // whose last packets were not all acknowledgements, subscriptions and pings waits
+                // while the core's readers are held back (see `Wire::pace_after_read`).
+                let mut whole_packets = false;
+                let mut published = false;
+                loop {
+                    // The handling borrows the connection: the writing needs a handle of its own.
+                    let conn = self.conn.clone();
+                    // The packet is handled in a block of its own, which no wait is part of: the
+                    // task, which every idle connection holds, keeps no room for one.
+                    let waiting = {
+                        let decoded = protocol::decode_with(
+                            wire.received(),
+                            self.shard.config.limits.max_packet_size,
+                            Some(self.protocol),
+                        );
+                        let packet = match decoded {
+                            Ok(Some(packet)) => packet,
+                            Ok(None) => break,
+                            Err(error) => return CloseReason::from(error),
+                        };
+                        self.shard.metrics.increment(Counter::MessagesReceived);
+                        whole_packets = true;
+                        published |= matches!(packet, Packet::Publish(_) | Packet::PublishV5(_));
+                        match self.on_packet(packet) {
+                            Ok(Some(waiting)) => waiting,
+                            Ok(None) => continue,
+                            Err(reason) => return reason,
+                        }
                     };
-                    self.shard.metrics.increment(Counter::MessagesReceived);
-                    whole_packets = true;
-                    published |= matches!(packet, Packet::Publish(_) | Packet::PublishV5(_));
-                    match self.on_packet(packet) {
-                        Ok(Some(waiting)) => waiting,
-                        Ok(None) => continue,
-                        Err(reason) => return reason,
+                    if let Err(reason) = wire.send_during(&conn, waiting).await {
+                        return reason;
                     }
-                };
-                if let Err(reason) = wire.send_during(&conn, waiting).await {
-                    return reason;
+                    // Asked to close while the packet was handled (a takeover, a shutdown, the
+                    // keep-alive): the packets after it are not handled.
+                    if let Some(reason) = self.conn.close_reason() {
+                        return reason;
+                    }
                 }
-                // Asked to close while the packet was handled (a takeover, a shutdown, the
-                // keep-alive): the packets after it are not handled.
                 if let Some(reason) = self.conn.close_reason() {
                     return reason;
                 }
-            }
-            if let Some(reason) = self.conn.close_reason() {
-                return reason;
-            }
-            wire.pace_after_read(whole_packets, published);
-            // A publisher whose socket always has data would never give its core back (its
-            // reads complete at once): let the other tasks of the core run, subscribers'
-            // connections among them, between two batches.
-            futures_lite::future::yield_now().await;
-            // The keep-alive is enforced by the shard's clock (`Shard::tick`), which closes a
-            // silent connection: the wait ends then too.
-            let conn = &self.conn;
-            let pacing = &self.shard.pacing;
-            let parking = self.shard.parking_lot();
-            let event =
-                futures_lite::future::poll_fn(|cx| wire.poll_event(conn, pacing, parking, cx))
-                    .await;
-            match event {
-                Event::Read(Ok(0)) => {
-                    return CloseReason::ConnectionLost("closed by the client".into())
-                }
-                Event::Read(Ok(read)) => {
-                    self.conn.heard(self.shard.clock());
-                    wire.unpark_if_busy(&self.conn);
-                    self.shard.metrics.add(Counter::BytesReceived, read as u64);
-                }
-                Event::Read(Err(error)) => return CloseReason::ConnectionLost(error.to_string()),
-                Event::Closing => {
-                    if let Some(reason) = self.conn.close_reason() {
-                        return reason;
+                wire.pace_after_read(whole_packets, published);
+                // A publisher whose socket always has data would never give its core back (its
+                // reads complete at once): let the other tasks of the core run, subscribers'
+                // connections among them, between two batches.
+                futures_lite::future::yield_now().await;
+                // The keep-alive is enforced by the shard's clock (`Shard::tick`), which closes a
+                // silent connection: the wait ends then too.
+                let conn = &self.conn;
+                let pacing = &self.shard.pacing;
+                let parking = self.shard.parking_lot();
+                let event =
+                    futures_lite::future::poll_fn(|cx| wire.poll_event(conn, pacing, parking, cx))
+                        .await;
+                match event {
+                    Event::Read(Ok(0)) => {
+                        return CloseReason::ConnectionLost("closed by the client".into())
+                    }
+                    Event::Read(Ok(read)) => {
+                        self.conn.heard(self.shard.clock());
+                        wire.unpark_if_busy(&self.conn);
+                        self.shard.metrics.add(Counter::BytesReceived, read as u64);
+                    }
+                    Event::Read(Err(error)) => {
+                        return CloseReason::ConnectionLost(error.to_string())
+                    }
+                    Event::Closing => {
+                        if let Some(reason) = self.conn.close_reason() {
+                            return reason;
+                        }
                     }
                 }
             }
@@ -1264,8 +1275,9 @@ mod tests {
     fn an_idle_connections_state_stays_small() {
         // Every idle connection's task holds its `Connection` (issue 3's idle memory): what
         // only some clients need (a will, topic aliases, acknowledgements waiting for durable
-        // copies, a per-address count) stays boxed, and what the core knows is not copied.
+        // copies, a per-address count, an IPv6 address) stays boxed, and what the core knows
+        // is not copied.
         let size = std::mem::size_of::<super::Connection>();
-        assert!(size <= 112, "{size} bytes");
+        assert!(size <= 96, "{size} bytes");
     }
 }
