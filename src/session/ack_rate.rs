@@ -5,9 +5,14 @@
 //! for a client that keeps up. A client that acknowledges, but slowly (far away, or busy),
 //! keeps its socket writable and so would seem to keep up, and would hold every publisher of
 //! its core to its own pace. Its rate of acknowledgements tells it apart: a client that cannot
-//! drain its queue within [`DRAIN_TICKS`] ticks at the rate it acknowledged during the last
-//! whole tick is not worth waiting for, and its queue's limits drop what it cannot take, as
-//! they did before pacing.
+//! drain its queue within [`DRAIN_TICKS`] ticks at its recent rate is not worth waiting for,
+//! and its queue's limits drop what it cannot take, as they did before pacing.
+//!
+//! The recent rate is the best whole tick's count, halved for every whole tick since: a client
+//! that acknowledged fast a tick ago and paused (the client's machine, or the broker's, did
+//! not run it for a while) is still waited for, where judging it by that one tick alone let
+//! the publishers run and its queue overflow; a client that stays slow is judged slow within
+//! a few ticks.
 //!
 //! Only acknowledgements given while messages wait behind the client's window are counted
 //! (the caller's part): a fast client held to a slow one's pace acknowledges little because
@@ -25,8 +30,9 @@ pub struct AckRate {
     /// Whether the tick being counted was seen whole: the one before it had acknowledgements
     /// too, so the client was busy across the boundary.
     whole: bool,
-    /// Acknowledgements during the last tick seen whole (`None`: no such tick yet).
-    last: Option<u32>,
+    /// The most acknowledgements in a tick seen whole, halved for every whole tick since
+    /// (`None`: no such tick yet).
+    peak: Option<u32>,
 }
 
 impl AckRate {
@@ -37,14 +43,16 @@ impl AckRate {
             Some((tick, count)) if tick.wrapping_add(1) == now => {
                 // The first tick of a busy spell began before the first acknowledgement: its
                 // count says nothing of the rate.
-                self.last = self.whole.then_some(*count).or(self.last);
+                if self.whole {
+                    self.peak = Some(self.peak.map_or(*count, |peak| (*count).max(peak / 2)));
+                }
                 self.whole = true;
                 self.current = Some((now, 1));
             }
             _ => {
                 // A first acknowledgement, or one after whole ticks without any: what the
                 // client did before says nothing of what it does now.
-                self.last = None;
+                self.peak = None;
                 self.whole = false;
                 self.current = Some((now, 1));
             }
@@ -52,18 +60,18 @@ impl AckRate {
     }
 
     /// Whether a client with `queued` messages waiting can acknowledge them within
-    /// [`DRAIN_TICKS`] ticks at its last rate, at tick `now`. A client not yet measured (no
+    /// [`DRAIN_TICKS`] ticks at its recent rate, at tick `now`. A client not yet measured (no
     /// whole tick, or silent for a whole tick) is given the benefit of the doubt: the valve in
     /// `pacing` ends a wait for one that does not acknowledge at all.
     #[must_use]
     pub fn drains(&self, queued: usize, now: u32) -> bool {
-        let (Some((tick, count)), Some(last)) = (self.current, self.last) else {
+        let (Some((tick, count)), Some(peak)) = (self.current, self.peak) else {
             return true;
         };
         if now.wrapping_sub(tick) > 1 {
             return true;
         }
-        let rate = usize::try_from(last.max(count)).unwrap_or(usize::MAX);
+        let rate = usize::try_from(peak.max(count)).unwrap_or(usize::MAX);
         queued <= rate.saturating_mul(DRAIN_TICKS)
     }
 }
@@ -101,6 +109,31 @@ mod tests {
         assert!(fast.drains(500, 3));
         assert!(!slow.drains(500, 3));
         assert!(slow.drains(60, 3), "a short queue drains even slowly");
+    }
+
+    #[test]
+    fn one_slow_tick_does_not_make_a_fast_client_slow_but_staying_slow_does() {
+        let mut rate = AckRate::default();
+        for tick in 0..4 {
+            acks(&mut rate, tick, 800);
+        }
+        acks(&mut rate, 4, 20);
+        acks(&mut rate, 5, 1);
+        assert!(
+            rate.drains(1000, 5),
+            "one tick of 20 after 800 a tick: still 400 a tick"
+        );
+        let mut tick = 5;
+        while rate.drains(500, tick) {
+            acks(&mut rate, tick, 19);
+            tick += 1;
+            acks(&mut rate, tick, 1);
+            assert!(tick < 12, "a client acknowledging 20 a tick is judged slow");
+        }
+        assert!(
+            tick >= 7,
+            "not at the first slow tick: judged at tick {tick}"
+        );
     }
 
     #[test]
