@@ -688,7 +688,7 @@ impl Connection {
     /// Handles one packet from the client; `Err` ends the connection. A packet whose handling
     /// may wait (for other cores) is answered with the future that completes it.
     ///
-    /// Only PUBLISH and SUBSCRIBE may wait; their futures are boxed so that the connection's
+    /// Only PUBLISH, SUBSCRIBE and UNSUBSCRIBE may wait; their futures are boxed so that the connection's
     /// own future, which every idle connection holds, stays small.
     fn on_packet(&mut self, packet: Packet) -> Result<Option<PacketFuture<'_>>, CloseReason> {
         let done = match packet {
@@ -1148,12 +1148,17 @@ impl Connection {
                 }
             })
             .collect();
-        if left_a_group {
-            self.shard
-                .round_trip_with_peers("shared unsubscription")
-                .await;
-        }
-        self.shard.persist_unsubscriptions(self.key, &filters).await;
+        // The removals are written at once (the persisting is polled first), whatever the
+        // round trip waits for.
+        let persisted = self.shard.persist_unsubscriptions(self.key, &filters);
+        let known_everywhere = async {
+            if left_a_group {
+                self.shard
+                    .round_trip_with_peers("shared unsubscription")
+                    .await;
+            }
+        };
+        futures_lite::future::zip(persisted, known_everywhere).await;
         if self.protocol == ProtocolVersion::V5 {
             self.conn.send_packet(Packet::UnsubAckV5(UnsubAck {
                 packet_id,

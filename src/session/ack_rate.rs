@@ -19,7 +19,7 @@
 //! it is given little, and that must not be taken for slowness.
 
 /// Ticks of the core's clock (100 ms each) within which a client must be able to drain its
-/// session queue, at the rate it last acknowledged, for its queue to hold the core's readers.
+/// session queue, at its recent rate, for its queue to hold the core's readers.
 pub const DRAIN_TICKS: usize = 3;
 
 /// Acknowledgements counted per tick of the core's clock.
