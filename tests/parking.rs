@@ -1,7 +1,8 @@
 //! Parked connections, seen from outside: quiet plain TCP clients are counted in
 //! `$SYS/broker/hydrant/clients/parked` and served as before at every QoS, a busy publisher
-//! leaves the lot and comes back once quiet while a client's first few packets do not take it
-//! out, and `park_after_idle_ms = 0` parks nothing.
+//! (one that fills the broker's reads) leaves the lot and comes back once quiet, while a
+//! client's first few packets or a stream of small ones do not take it out, and
+//! `park_after_idle_ms = 0` parks nothing.
 //! The rest of the suite runs with parking on too (its default), so every plain TCP test
 //! exercises parked connections from their first packet.
 
@@ -122,38 +123,74 @@ async fn quiet_clients_are_parked_and_served_at_every_qos() {
     counts.expect("4", "4").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_busy_publisher_leaves_the_lot_and_returns_once_quiet() {
-    let (_broker, mut counts, mut subscriber, mut publisher) = parked_trio("busy", 0).await;
+/// A publisher sending `size`-byte messages (a sequence number, then padding) to `topic` at
+/// `qos` every 10 ms until it is told to stop.
+struct Stream {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(Client, u32)>,
+}
 
-    // Publishes every 10 ms until told to stop.
-    let stop = Arc::new(AtomicBool::new(false));
-    let stopped = stop.clone();
-    let publishing = tokio::spawn(async move {
-        let mut sent = 0u32;
-        while !stopped.load(Ordering::Relaxed) {
-            publisher
-                .publish("busy/tick", 0, false, sent.to_be_bytes())
-                .await;
-            sent += 1;
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        (publisher, sent)
-    });
-    // Busy for a few ticks, the publisher is glommio's again.
-    counts.expect("2", "3").await;
-    stop.store(true, Ordering::Relaxed);
-    let (_publisher, sent) = publishing.await.expect("publisher task");
-    // Quiet for `park_after_idle_ms` (1 s by default), it is parked again.
-    counts.expect("3", "3").await;
+impl Stream {
+    fn start(mut publisher: Client, topic: &'static str, qos: u8, size: usize) -> Stream {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut sent = 0u32;
+            while !stopped.load(Ordering::Relaxed) {
+                let mut payload = sent.to_be_bytes().to_vec();
+                payload.resize(size, b'.');
+                publisher.publish(topic, qos, false, payload).await;
+                sent += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (publisher, sent)
+        });
+        Stream { stop, task }
+    }
 
-    // Every message arrived, in order, across the moves.
+    /// Stops the stream; returns the publisher, still connected, and how many messages it
+    /// sent.
+    async fn stop(self) -> (Client, u32) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("publisher task")
+    }
+}
+
+/// Checks that `subscriber` received the stream's `sent` messages, in order.
+async fn expect_sequence(subscriber: &mut Client, sent: u32) {
     let received = subscriber.drain_publishes(Duration::from_millis(500)).await;
     let sequence: Vec<u32> = received
         .iter()
         .map(|publish| u32::from_be_bytes(publish.payload[..4].try_into().expect("4 bytes")))
         .collect();
     assert_eq!(sequence, (0..sent).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_publisher_leaves_the_lot_and_returns_once_quiet() {
+    let (_broker, mut counts, mut subscriber, publisher) = parked_trio("busy", 0).await;
+    // 8 KiB every 10 ms (rumqttc takes up to 10 KiB): each message fills the broker's reads
+    // (4 KiB).
+    let stream = Stream::start(publisher, "busy/tick", 0, 8 * 1024);
+    // Busy for a few ticks, the publisher is glommio's again.
+    counts.expect("2", "3").await;
+    let (_publisher, sent) = stream.stop().await;
+    // Quiet for `park_after_idle_ms` (1 s by default), it is parked again.
+    counts.expect("3", "3").await;
+    // Every message arrived, in order, across the moves.
+    expect_sequence(&mut subscriber, sent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_small_packets_keeps_its_clients_parked() {
+    let (_broker, mut counts, mut subscriber, publisher) = parked_trio("small", 1).await;
+    // A 64-byte QoS 1 message every 10 ms, each acknowledged by the subscriber: both are
+    // heard in every tick, but none of their reads fills its room.
+    let stream = Stream::start(publisher, "small/tick", 1, 64);
+    counts.expect_steady("3", Duration::from_millis(1500)).await;
+    let (_publisher, sent) = stream.stop().await;
+    assert!(sent > 50, "the stream ran ({sent} messages)");
+    expect_sequence(&mut subscriber, sent).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

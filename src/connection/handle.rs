@@ -168,15 +168,20 @@ pub struct ConnHandle {
     last_heard: Cell<u32>,
     /// Where the connection stands with parking (see `transport::parked`).
     rest: Cell<Rest>,
-    /// Consecutive shard clock ticks, up to the last one heard in, in which the client was
-    /// heard, besides the first (see [`ConnHandle::is_busy`]).
-    busy_ticks: Cell<u8>,
+    /// The client's streak of full reads (see [`ConnHandle::is_busy`]): consecutive shard
+    /// clock ticks, up to the last one heard in, that had a full read (the low seven bits),
+    /// and whether the last tick heard in had one (the high bit; one byte for both, as the
+    /// handle is one malloc step below the next size).
+    full_reads: Cell<u8>,
 }
 
-/// Ticks in a row a client must be heard in, after a first one, for its connection to leave
-/// the parking lot: three ticks of 100 ms, so that a client's first packets (a SUBSCRIBE
-/// after the CONNECT) or a ping do not count, while a publisher does within half a second.
+/// Ticks in a row whose reads of a client must include a full one, after a first such tick,
+/// for its connection to leave the parking lot: three ticks of 100 ms, so that a burst does
+/// not count, while a publisher that keeps its socket full does within half a second.
 pub const BUSY_TICKS: u8 = 3;
+
+/// The bit of [`ConnHandle::full_reads`] saying the last tick heard in had a full read.
+const FULL_READ_THIS_TICK: u8 = 0x80;
 
 /// Where a connection stands with parking: its socket waits in its core's parking lot
 /// unless its client is busy (see `transport::parked`).
@@ -227,7 +232,7 @@ impl ConnHandle {
             last_heard: Cell::new(keep_alive.now),
             max_packet_size,
             rest: Cell::new(Rest::Awake),
-            busy_ticks: Cell::new(0),
+            full_reads: Cell::new(0),
         }
     }
 
@@ -268,22 +273,37 @@ impl ConnHandle {
         self.send(Frame::Encoded(out.freeze()));
     }
 
-    /// Records that the client sent something during shard clock tick `now`.
-    pub fn heard(&self, now: u32) {
-        let last = self.last_heard.get();
-        let busy = match now.wrapping_sub(last) {
-            0 => self.busy_ticks.get(),
-            1 => self.busy_ticks.get().saturating_add(1),
-            _ => 0,
-        };
-        self.busy_ticks.set(busy);
+    /// Records that the client sent something during shard clock tick `now`, in a read that
+    /// filled all the room it was given (`full`: more was likely waiting) or not.
+    pub fn heard(&self, now: u32, full: bool) {
+        let state = self.full_reads.get();
+        let (mut streak, mut this_tick) = (
+            state & !FULL_READ_THIS_TICK,
+            state & FULL_READ_THIS_TICK != 0,
+        );
+        match now.wrapping_sub(self.last_heard.get()) {
+            0 => {}
+            // A new tick: the streak goes on only if the last one had a full read.
+            1 if this_tick => this_tick = false,
+            _ => (streak, this_tick) = (0, false),
+        }
+        if full && !this_tick {
+            streak = (streak + 1).min(!FULL_READ_THIS_TICK);
+            this_tick = true;
+        }
+        let flag = if this_tick { FULL_READ_THIS_TICK } else { 0 };
+        self.full_reads.set(streak | flag);
         self.last_heard.set(now);
     }
 
-    /// Whether the client has been heard in each of the last `BUSY_TICKS` ticks and the
-    /// one before: busy enough for its socket to be glommio's rather than parked.
+    /// Whether the client's reads filled all their room at least once in each of the last
+    /// `BUSY_TICKS` ticks and the one before: a publisher that keeps its socket full, whose
+    /// socket is better glommio's than parked. A client that sends less, however often (a
+    /// subscriber acknowledging a stream of QoS 1 messages, a publisher at a moderate rate),
+    /// stays parked: each of its reads is then one system call, with the waits for many
+    /// sockets gathered in one wake-up of the lot, where glommio would arm a poll per read.
     pub fn is_busy(&self) -> bool {
-        self.busy_ticks.get() >= BUSY_TICKS
+        self.full_reads.get() & !FULL_READ_THIS_TICK > BUSY_TICKS
     }
 
     /// Asks the connection's task to park its socket if the client has been silent for
@@ -695,6 +715,48 @@ mod tests {
         // chunk of 240, where 256 would take 272 (issue 3's idle memory).
         let size = std::mem::size_of::<ConnHandle>();
         assert!(size <= 216, "{size} bytes");
+    }
+
+    #[test]
+    fn a_client_is_busy_after_full_reads_in_four_ticks_in_a_row() {
+        let conn = handle(ProtocolVersion::V3_1_1);
+        for tick in 1..=3 {
+            conn.heard(tick, true);
+            conn.heard(tick, true);
+            assert!(!conn.is_busy(), "tick {tick}");
+        }
+        conn.heard(4, false);
+        assert!(!conn.is_busy(), "tick 4 has no full read yet");
+        conn.heard(4, true);
+        assert!(conn.is_busy(), "full reads in ticks 1 to 4");
+    }
+
+    #[test]
+    fn small_reads_however_frequent_keep_a_client_parked() {
+        let conn = handle(ProtocolVersion::V3_1_1);
+        for tick in 1..=50 {
+            for _ in 0..100 {
+                conn.heard(tick, false);
+            }
+        }
+        assert!(!conn.is_busy());
+    }
+
+    #[test]
+    fn a_tick_without_a_full_read_starts_the_streak_again() {
+        let conn = handle(ProtocolVersion::V3_1_1);
+        for tick in 1..=3 {
+            conn.heard(tick, true);
+        }
+        conn.heard(4, false);
+        for tick in 5..=7 {
+            conn.heard(tick, true);
+            assert!(!conn.is_busy(), "tick {tick}: the streak began at tick 5");
+        }
+        conn.heard(8, true);
+        assert!(conn.is_busy());
+        conn.heard(10, true);
+        assert!(!conn.is_busy(), "silent in tick 9");
     }
 
     #[test]

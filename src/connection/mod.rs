@@ -668,7 +668,7 @@ impl Connection {
                         return CloseReason::ConnectionLost("closed by the client".into())
                     }
                     Event::Read(Ok(read)) => {
-                        self.conn.heard(self.shard.clock());
+                        self.conn.heard(self.shard.clock(), read >= READ_CHUNK);
                         wire.unpark_if_busy(&self.conn);
                         self.shard.metrics.add(Counter::BytesReceived, read as u64);
                     }

@@ -13,7 +13,7 @@
 //!
 //! A [`ParkedTcp`] is a complete byte stream: reads and writes are non-blocking system calls
 //! (what glommio does first too) and only their waits go through the lot. A connection whose
-//! client is busy goes back to glommio ([`ParkedTcp::unpark`]; if that fails for want of a
+//! client keeps its socket full (see `ConnHandle::is_busy`) goes back to glommio ([`ParkedTcp::unpark`]; if that fails for want of a
 //! descriptor, it simply stays parked), and one quiet for `park_after_idle_ms` is parked
 //! again (see `Shard::tick`).
 
