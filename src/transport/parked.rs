@@ -1,12 +1,12 @@
-//! Plain TCP connections whose client is quiet, waiting on one epoll set per core instead of
-//! holding an io_uring readiness poll each.
+//! Plain TCP connections whose client does not keep its socket full, waiting on one epoll set
+//! per core instead of holding an io_uring readiness poll each.
 //!
 //! glommio keeps a readiness poll armed for every socket it wraps, and each poll is an I/O
 //! source of about 500 bytes: a third of what an idle connection cost (issue 3's goal is
 //! 1,000 bytes per idle connection). So a plain TCP connection starts parked: right after
 //! the accept, its socket leaves glommio for its core's [`ParkingLot`], where it is
 //! registered, edge-triggered, in the lot's epoll set; that costs the kernel's entry and a
-//! `Slot` of two wakers here. The lot waits for the whole set with one glommio poll. A
+//! `Slot` of one waker here. The lot waits for the whole set with one glommio poll. A
 //! source freed right after its accept is reused by the next one, so the memory never
 //! accumulates; one freed later, when a connection goes quiet, leaves a hole in the heap
 //! that later allocations fill.
@@ -43,12 +43,9 @@ const EMPTY_WAKES_BEFORE_PAUSE: u32 = 3;
 /// How long the lot pauses then.
 const EMPTY_WAKE_PAUSE: Duration = Duration::from_millis(10);
 
-/// Readiness that wakes a parked reader: data, the peer's close, an error.
-const READ_EVENTS: u32 =
-    (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
-
-/// Readiness that wakes a parked writer: room in the socket, an error.
-const WRITE_EVENTS: u32 = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+/// Readiness that wakes a parked socket's task: data, room, the peer's close, an error.
+const EVENTS: u32 =
+    (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
 
 /// One core's epoll set of parked sockets, and the wakers of the tasks waiting on them.
 ///
@@ -70,18 +67,14 @@ struct Slots {
     parked: usize,
 }
 
-/// The tasks waiting on one parked socket.
+/// The task waiting on one parked socket, to read, to write or both, woken by any readiness
+/// of the socket. One task serves a connection, both its reads and its writes: a slot of one
+/// waker (16 bytes, where one per direction took 32) is all it needs, and the rare wake-up
+/// for the other direction only has the task poll again. A second task waiting at the same
+/// time would wake the first when it takes the slot, so that neither is forgotten.
 #[derive(Default)]
 struct Slot {
-    read: Option<Waker>,
-    write: Option<Waker>,
-}
-
-/// Which of a socket's waiters to wake.
-#[derive(Clone, Copy)]
-enum Direction {
-    Read,
-    Write,
+    waker: Option<Waker>,
 }
 
 impl ParkingLot {
@@ -124,7 +117,7 @@ impl ParkingLot {
             }
         };
         let mut event = libc::epoll_event {
-            events: READ_EVENTS | WRITE_EVENTS | libc::EPOLLET as u32,
+            events: EVENTS | libc::EPOLLET as u32,
             u64: u64::from(index),
         };
         // SAFETY: both descriptors are open for this whole call; `event` is a valid pointer.
@@ -165,27 +158,30 @@ impl ParkingLot {
         }
     }
 
-    /// Has the task of `waker` woken when socket `index` is ready in `direction`.
-    fn wait(&self, index: u32, direction: Direction, waker: &Waker) {
-        let mut slots = self.slots.borrow_mut();
-        let Some(slot) = slots.entries.get_mut(index as usize) else {
-            // Every registered index has an entry: wake at once rather than never.
-            waker.wake_by_ref();
-            return;
+    /// Has the task of `waker` woken when socket `index` is next ready.
+    fn wait(&self, index: u32, waker: &Waker) {
+        let replaced = {
+            let mut slots = self.slots.borrow_mut();
+            let Some(slot) = slots.entries.get_mut(index as usize) else {
+                drop(slots);
+                // Every registered index has an entry: wake at once rather than never.
+                waker.wake_by_ref();
+                return;
+            };
+            match &slot.waker {
+                Some(known) if known.will_wake(waker) => None,
+                _ => slot.waker.replace(waker.clone()),
+            }
         };
-        let waiting = match direction {
-            Direction::Read => &mut slot.read,
-            Direction::Write => &mut slot.write,
-        };
-        match waiting {
-            Some(known) if known.will_wake(waker) => {}
-            _ => *waiting = Some(waker.clone()),
+        // Another task's waker (see `Slot`): woken outside the borrow, to wait again.
+        if let Some(other) = replaced {
+            other.wake();
         }
     }
 
     /// Wakes the tasks waiting on the sockets of `events`.
     fn dispatch(&self, events: &[libc::epoll_event]) {
-        // Two per event at most; a batch of events seldom wakes more than a few tasks, and a
+        // One per event at most; a batch of events seldom wakes more than a few tasks, and a
         // busy parked writer wakes the lot often, so those few stay off the heap.
         let mut woken: SmallVec<[Waker; 8]> = SmallVec::new();
         {
@@ -199,11 +195,8 @@ impl ParkingLot {
                 else {
                     continue;
                 };
-                if ready & READ_EVENTS != 0 {
-                    woken.extend(slot.read.take());
-                }
-                if ready & WRITE_EVENTS != 0 {
-                    woken.extend(slot.write.take());
+                if ready & EVENTS != 0 {
+                    woken.extend(slot.waker.take());
                 }
             }
         }
@@ -405,7 +398,7 @@ impl AsyncRead for ParkedTcp {
                 None => {
                     // Edge-triggered: data that arrives from now on is a new edge, which the
                     // lot reports at its next collection, after this registration.
-                    self.lot.wait(self.index, Direction::Read, cx.waker());
+                    self.lot.wait(self.index, cx.waker());
                     return Poll::Pending;
                 }
             }
@@ -433,7 +426,7 @@ impl AsyncWrite for ParkedTcp {
                 Some(Err(error)) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Some(done) => return Poll::Ready(done),
                 None => {
-                    self.lot.wait(self.index, Direction::Write, cx.waker());
+                    self.lot.wait(self.index, cx.waker());
                     return Poll::Pending;
                 }
             }
@@ -624,6 +617,57 @@ mod tests {
             }
             assert_eq!(lot.parked(), 0);
             assert_eq!(lot.slots.borrow().entries.len(), 1);
+        });
+    }
+
+    #[test]
+    fn a_slot_is_one_waker() {
+        // The lot keeps a slot per parked socket, and a few spare (issue 3's idle memory).
+        assert_eq!(std::mem::size_of::<Slot>(), 16);
+    }
+
+    /// A waker that counts its wake-ups.
+    struct Counted(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Counted {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_second_task_waiting_on_a_socket_forgets_neither() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        run(|| async {
+            let lot = ParkingLot::new().expect("epoll set");
+            let (server, _client) = pair().await;
+            let parked = ParkedTcp::park(&server, &lot).expect("park");
+            let first = Arc::new(Counted(AtomicUsize::new(0)));
+            let second = Arc::new(Counted(AtomicUsize::new(0)));
+            lot.wait(parked.index, &Waker::from(first.clone()));
+            lot.wait(parked.index, &Waker::from(first.clone()));
+            assert_eq!(
+                first.0.load(Ordering::Relaxed),
+                0,
+                "the same task waits once"
+            );
+            lot.wait(parked.index, &Waker::from(second.clone()));
+            assert_eq!(
+                first.0.load(Ordering::Relaxed),
+                1,
+                "the first task is woken to wait again"
+            );
+            let ready = libc::epoll_event {
+                events: libc::EPOLLIN as u32,
+                u64: u64::from(parked.index),
+            };
+            lot.dispatch(&[ready]);
+            assert_eq!(
+                second.0.load(Ordering::Relaxed),
+                1,
+                "the second task is woken"
+            );
         });
     }
 }
