@@ -203,7 +203,7 @@ impl Gauge {
 
 /// Why a PUBLISH was not delivered to one subscriber (Mosquitto counts them all as one
 /// `publish/messages/dropped`; hydrant also tells them apart). A publish is never dropped
-/// between cores: its publisher waits for room on the channel instead.
+/// between cores for want of room: its publisher waits for room on the channel instead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DropReason {
     /// A QoS 0 message found its connection's outgoing queue full (a slow consumer).
@@ -219,17 +219,21 @@ pub enum DropReason {
     PacketTooLarge,
     /// The message's expiry interval passed while it waited in a queue (MQTT 5).
     Expired,
+    /// A shared subscription's message reached the core of the member chosen for it after
+    /// the member had left the group (unsubscribed, or its session ended).
+    SharedMemberLeft,
 }
 
 impl DropReason {
     /// Every reason, in the order snapshots store them.
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 7] = [
         DropReason::ConnectionQueueFull,
         DropReason::MaxQueuedMessages,
         DropReason::MaxQueuedBytes,
         DropReason::MaxQueuedBytesTotal,
         DropReason::PacketTooLarge,
         DropReason::Expired,
+        DropReason::SharedMemberLeft,
     ];
     /// How many reasons there are.
     pub const COUNT: usize = Self::ALL.len();
@@ -251,6 +255,7 @@ impl DropReason {
             DropReason::MaxQueuedBytesTotal => "max_queued_bytes_total",
             DropReason::PacketTooLarge => "packet_too_large",
             DropReason::Expired => "expired",
+            DropReason::SharedMemberLeft => "shared_member_left",
         }
     }
 }

@@ -31,6 +31,7 @@ use ahash::AHashMap;
 use smallvec::SmallVec;
 
 use crate::message::Message;
+use crate::metrics::DropReason;
 use crate::shard::{AckWait, SessionKey, Shard, ShardId, ShardMsg, ShardState};
 use crate::topic::{SubscriptionTrie, TopicFilter, TopicName};
 
@@ -286,7 +287,8 @@ impl Shard {
     }
 
     /// Delivers a shared subscription's message to its chosen member on this core, through
-    /// the member's subscription (gone if it left meanwhile: the message is then dropped).
+    /// the member's subscription (gone if it left meanwhile: the message is then dropped, and
+    /// counted as `shared_member_left`).
     pub fn deliver_shared(&self, delivery: &SharedDelivery) {
         if delivery.message.is_expired() {
             return;
@@ -298,6 +300,7 @@ impl Shard {
             .and_then(|slot| slot.state.subscriptions.get(&delivery.filter).copied());
         let Some(subscription) = subscription else {
             tracing::debug!(filter = %delivery.filter, "shared subscription member left before its message arrived");
+            self.metrics.dropped(DropReason::SharedMemberLeft, 1);
             return;
         };
         let target = Target::new(delivery.key, &subscription);
