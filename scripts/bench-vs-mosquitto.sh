@@ -3,7 +3,7 @@
 # the same scenarios against each broker, alternating, each run against a freshly started
 # broker on a loopback port, and prints one table with the ratio hydrant/Mosquitto per figure.
 #
-#   scripts/bench-vs-mosquitto.sh                 # one round, 8 s per measured run (~5 min)
+#   scripts/bench-vs-mosquitto.sh                 # one round, 8 s per measured run (~6 min)
 #   ROUNDS=2 DURATION=10s scripts/bench-vs-mosquitto.sh
 #   SCENARIOS="fanout-qos0 light-qos1" scripts/bench-vs-mosquitto.sh
 #   PIN_CORES=true scripts/bench-vs-mosquitto.sh  # hydrant's executors pinned (pin_cores)
@@ -42,6 +42,7 @@ ALL_SCENARIOS=(
     "light-qos1|fanout --publishers 1 --subscribers 100 --qos 1 --size 1024 --rate 500"
     "churn|churn --publishers 10 --subscribers 10 --qos 0 --size 64 --rate 0"
     "conns|conns --connections 5000 --connect-rate 0 --duration 3s"
+    "firehose|firehose --publishers 20 --rate 50"
 )
 
 # shellcheck source=scripts/bench-common.sh
