@@ -274,7 +274,7 @@ impl ConnHandle {
     }
 
     /// Records that the client sent something during shard clock tick `now`, in a read that
-    /// filled all the room it was given (`full`: more was likely waiting) or not.
+    /// returned a whole chunk (`full`: more was likely waiting) or not.
     pub fn heard(&self, now: u32, full: bool) {
         let state = self.full_reads.get();
         let (mut streak, mut this_tick) = (
@@ -296,14 +296,16 @@ impl ConnHandle {
         self.last_heard.set(now);
     }
 
-    /// Whether the client's reads filled all their room at least once in each of the last
-    /// `BUSY_TICKS` ticks and the one before: a publisher that keeps its socket full, whose
-    /// socket is better glommio's than parked. A client that sends less, however often (a
-    /// subscriber acknowledging a stream of QoS 1 messages, a publisher at a moderate rate),
+    /// Whether the client's reads filled their chunk at least once in each of the last
+    /// `BUSY_TICKS` ticks and the one before, the last heard in among them: a publisher that
+    /// keeps its socket full, whose socket is better glommio's than parked. A client whose
+    /// reads find less, however often it sends (a subscriber acknowledging a stream of QoS 1
+    /// messages, a publisher whose messages are read as they come),
     /// stays parked: each of its reads is then one system call, with the waits for many
     /// sockets gathered in one wake-up of the lot, where glommio would arm a poll per read.
     pub fn is_busy(&self) -> bool {
-        self.full_reads.get() & !FULL_READ_THIS_TICK > BUSY_TICKS
+        let state = self.full_reads.get();
+        state & FULL_READ_THIS_TICK != 0 && state & !FULL_READ_THIS_TICK > BUSY_TICKS
     }
 
     /// Asks the connection's task to park its socket if the client has been silent for
@@ -729,6 +731,10 @@ mod tests {
         assert!(!conn.is_busy(), "tick 4 has no full read yet");
         conn.heard(4, true);
         assert!(conn.is_busy(), "full reads in ticks 1 to 4");
+        conn.heard(5, false);
+        assert!(!conn.is_busy(), "tick 5 has no full read (yet)");
+        conn.heard(5, true);
+        assert!(conn.is_busy(), "full reads in ticks 1 to 5");
     }
 
     #[test]

@@ -76,8 +76,12 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for queued packets to be written once a connection is closing.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Bytes requested from the socket per read when no large packet is pending.
+/// Bytes requested from the socket per read when no large packet is pending. A read that
+/// returns this many found the socket full: what makes a client busy (`ConnHandle::heard`).
 const READ_CHUNK: usize = 4096;
+
+// A read between packets goes through the stack buffer: it must be able to return a chunk.
+const _: () = assert!(stream::STACK_READ == READ_CHUNK);
 
 /// A listener's share of the connection cap, counted across every core.
 pub struct ConnectionSlots {

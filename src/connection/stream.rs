@@ -1,6 +1,7 @@
-//! Read and write halves of one connection's [`Transport`], so that its reader task and writer
-//! task run side by side on their shard without a lock: both halves live on the same thread and
-//! each borrows the transport only for the duration of one non-blocking poll.
+//! Read and write halves of one connection's [`Transport`], so that its reads and writes are
+//! polled side by side by the connection's one task without a lock: each half borrows the
+//! transport only for the duration of one non-blocking poll. (A parked transport relies on
+//! that one task: see `transport::parked`.)
 //!
 //! A TLS or WebSocket transport may keep written bytes in its own buffer when the socket is
 //! full: the writer must `flush` after each batch (a no-op for plain TCP) and `close` at the

@@ -13,9 +13,9 @@
 //!
 //! A [`ParkedTcp`] is a complete byte stream: reads and writes are non-blocking system calls
 //! (what glommio does first too) and only their waits go through the lot. A connection whose
-//! client keeps its socket full (see `ConnHandle::is_busy`) goes back to glommio ([`ParkedTcp::unpark`]; if that fails for want of a
-//! descriptor, it simply stays parked), and one quiet for `park_after_idle_ms` is parked
-//! again (see `Shard::tick`).
+//! client keeps its socket full (see `ConnHandle::is_busy`) goes back to glommio
+//! ([`ParkedTcp::unpark`]; if that fails for want of a descriptor, it simply stays parked),
+//! and one quiet for `park_after_idle_ms` is parked again (see `Shard::tick`).
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -68,10 +68,11 @@ struct Slots {
 }
 
 /// The task waiting on one parked socket, to read, to write or both, woken by any readiness
-/// of the socket. One task serves a connection, both its reads and its writes: a slot of one
-/// waker (16 bytes, where one per direction took 32) is all it needs, and the rare wake-up
-/// for the other direction only has the task poll again. A second task waiting at the same
-/// time would wake the first when it takes the slot, so that neither is forgotten.
+/// of the socket. One task serves a connection, both its reads and its writes (the handshake's
+/// task, then the connection's): a slot of one waker (16 bytes, where one per direction took
+/// 32) is all it needs, and the rare wake-up for the other direction only has the task poll
+/// again. A waker that takes the slot replaces the one before without waking it: two tasks
+/// waiting on one parked socket at once would need a slot each.
 #[derive(Default)]
 struct Slot {
     waker: Option<Waker>,
@@ -158,24 +159,18 @@ impl ParkingLot {
         }
     }
 
-    /// Has the task of `waker` woken when socket `index` is next ready.
+    /// Has the task of `waker` woken when socket `index` is next ready (see `Slot`).
     fn wait(&self, index: u32, waker: &Waker) {
-        let replaced = {
-            let mut slots = self.slots.borrow_mut();
-            let Some(slot) = slots.entries.get_mut(index as usize) else {
-                drop(slots);
-                // Every registered index has an entry: wake at once rather than never.
-                waker.wake_by_ref();
-                return;
-            };
-            match &slot.waker {
-                Some(known) if known.will_wake(waker) => None,
-                _ => slot.waker.replace(waker.clone()),
-            }
+        let mut slots = self.slots.borrow_mut();
+        let Some(slot) = slots.entries.get_mut(index as usize) else {
+            drop(slots);
+            // Every registered index has an entry: wake at once rather than never.
+            waker.wake_by_ref();
+            return;
         };
-        // Another task's waker (see `Slot`): woken outside the borrow, to wait again.
-        if let Some(other) = replaced {
-            other.wake();
+        match &slot.waker {
+            Some(known) if known.will_wake(waker) => {}
+            _ => slot.waker = Some(waker.clone()),
         }
     }
 
@@ -187,7 +182,6 @@ impl ParkingLot {
         {
             let mut slots = self.slots.borrow_mut();
             for event in events {
-                let ready = event.events;
                 let index = event.u64;
                 let Some(slot) = usize::try_from(index)
                     .ok()
@@ -195,9 +189,8 @@ impl ParkingLot {
                 else {
                     continue;
                 };
-                if ready & EVENTS != 0 {
-                    woken.extend(slot.waker.take());
-                }
+                // Any readiness wakes the task (see `Slot`).
+                woken.extend(slot.waker.take());
             }
         }
         // Woken outside the borrow: a waker may run code that parks or unparks a socket.
@@ -636,7 +629,7 @@ mod tests {
     }
 
     #[test]
-    fn a_second_task_waiting_on_a_socket_forgets_neither() {
+    fn the_last_waker_is_woken_by_any_readiness() {
         use std::sync::atomic::{AtomicUsize, Ordering};
         use std::sync::Arc;
         run(|| async {
@@ -646,27 +639,20 @@ mod tests {
             let first = Arc::new(Counted(AtomicUsize::new(0)));
             let second = Arc::new(Counted(AtomicUsize::new(0)));
             lot.wait(parked.index, &Waker::from(first.clone()));
-            lot.wait(parked.index, &Waker::from(first.clone()));
-            assert_eq!(
-                first.0.load(Ordering::Relaxed),
-                0,
-                "the same task waits once"
-            );
             lot.wait(parked.index, &Waker::from(second.clone()));
-            assert_eq!(
-                first.0.load(Ordering::Relaxed),
-                1,
-                "the first task is woken to wait again"
-            );
-            let ready = libc::epoll_event {
-                events: libc::EPOLLIN as u32,
-                u64: u64::from(parked.index),
-            };
-            lot.dispatch(&[ready]);
+            for events in [libc::EPOLLIN, libc::EPOLLOUT] {
+                let ready = libc::epoll_event {
+                    events: events as u32,
+                    u64: u64::from(parked.index),
+                };
+                lot.wait(parked.index, &Waker::from(second.clone()));
+                lot.dispatch(&[ready]);
+            }
+            assert_eq!(first.0.load(Ordering::Relaxed), 0, "replaced, not woken");
             assert_eq!(
                 second.0.load(Ordering::Relaxed),
-                1,
-                "the second task is woken"
+                2,
+                "woken for data, then for room"
             );
         });
     }
