@@ -9,7 +9,7 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -17,6 +17,7 @@ use std::task::{Context, Poll};
 use bytes::BytesMut;
 use futures_lite::{ready, AsyncRead, AsyncWrite};
 
+use crate::transport::parked::recv_now;
 use crate::transport::Transport;
 
 /// Most bytes [`ReadHalf::read_appending`] takes per read.
@@ -97,31 +98,13 @@ impl ReadHalf {
     /// a new connection's first bytes are there when it is accepted (see `listener::bind`).
     pub fn read_now(&mut self, buf: &mut BytesMut) -> Option<io::Result<usize>> {
         let transport = self.0.try_borrow().ok()?;
-        let fd = transport.tcp_socket()?.as_raw_fd();
+        let socket = transport.tcp_socket()?;
         let mut chunk = [0u8; STACK_READ];
-        // SAFETY: `fd` belongs to the stream borrowed for this whole call, and `chunk` is
-        // writable for the length passed.
-        let read = unsafe {
-            libc::recv(
-                fd,
-                chunk.as_mut_ptr().cast(),
-                chunk.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        match usize::try_from(read) {
-            Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
-                Some(Ok(n))
-            }
-            Err(_) => {
-                let error = io::Error::last_os_error();
-                match error.kind() {
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => None,
-                    _ => Some(Err(error)),
-                }
-            }
+        let read = recv_now(socket, &mut chunk)?;
+        if let Ok(count) = read {
+            buf.extend_from_slice(&chunk[..count]);
         }
+        Some(read)
     }
 }
 

@@ -344,15 +344,49 @@ impl ParkedTcp {
             .as_socket()
             .ok_or_else(|| io::Error::other("a parked socket that is not an IP socket"))
     }
+}
 
-    /// The result of a non-blocking system call on the socket: `None` when it would block.
-    fn attempt(result: isize) -> Option<io::Result<usize>> {
-        match usize::try_from(result) {
-            Ok(count) => Some(Ok(count)),
-            Err(_) => {
-                let error = io::Error::last_os_error();
-                (error.kind() != io::ErrorKind::WouldBlock).then_some(Err(error))
-            }
+/// Receives into `buf` from `socket` without waiting: `None` when nothing is there yet. Also
+/// how a connection reads a new client's first bytes before any wait (`ReadHalf::read_now`).
+pub fn recv_now(socket: BorrowedFd<'_>, buf: &mut [u8]) -> Option<io::Result<usize>> {
+    // SAFETY: the descriptor is borrowed, so open, for this whole call; `buf` is writable for
+    // its length.
+    nonblocking(|| unsafe {
+        libc::recv(
+            socket.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    })
+}
+
+/// Sends `buf` on `socket` without waiting: `None` when the socket has no room yet.
+fn send_now(socket: BorrowedFd<'_>, buf: &[u8]) -> Option<io::Result<usize>> {
+    // SAFETY: the descriptor is borrowed, so open, for this whole call; `buf` is readable for
+    // its length.
+    nonblocking(|| unsafe {
+        libc::send(
+            socket.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    })
+}
+
+/// The result of a non-blocking system call, made again when a signal interrupted it: `None`
+/// when it would block.
+fn nonblocking(mut call: impl FnMut() -> isize) -> Option<io::Result<usize>> {
+    loop {
+        if let Ok(count) = usize::try_from(call()) {
+            return Some(Ok(count));
+        }
+        let error = io::Error::last_os_error();
+        match error.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => return None,
+            _ => return Some(Err(error)),
         }
     }
 }
@@ -375,25 +409,13 @@ impl AsyncRead for ParkedTcp {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            // SAFETY: the descriptor is open while `self` is; `buf` is writable for its length.
-            let result = unsafe {
-                libc::recv(
-                    self.socket.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            match Self::attempt(result) {
-                Some(Err(error)) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Some(done) => return Poll::Ready(done),
-                None => {
-                    // Edge-triggered: data that arrives from now on is a new edge, which the
-                    // lot reports at its next collection, after this registration.
-                    self.lot.wait(self.index, cx.waker());
-                    return Poll::Pending;
-                }
+        match recv_now(self.socket.as_fd(), buf) {
+            Some(done) => Poll::Ready(done),
+            None => {
+                // Edge-triggered: data that arrives from now on is a new edge, which the lot
+                // reports at its next collection, after this registration.
+                self.lot.wait(self.index, cx.waker());
+                Poll::Pending
             }
         }
     }
@@ -405,23 +427,11 @@ impl AsyncWrite for ParkedTcp {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            // SAFETY: the descriptor is open while `self` is; `buf` is readable for its length.
-            let result = unsafe {
-                libc::send(
-                    self.socket.as_raw_fd(),
-                    buf.as_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                )
-            };
-            match Self::attempt(result) {
-                Some(Err(error)) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Some(done) => return Poll::Ready(done),
-                None => {
-                    self.lot.wait(self.index, cx.waker());
-                    return Poll::Pending;
-                }
+        match send_now(self.socket.as_fd(), buf) {
+            Some(done) => Poll::Ready(done),
+            None => {
+                self.lot.wait(self.index, cx.waker());
+                Poll::Pending
             }
         }
     }
@@ -499,18 +509,12 @@ mod tests {
     #[test]
     fn a_parked_writer_waits_for_room_and_loses_nothing() {
         run(|| async {
-            let lot = ParkingLot::new().expect("epoll set");
-            glommio::spawn_local(lot.clone().run()).detach();
-            let (server, mut client) = pair().await;
+            let (lot, mut parked, mut client) = parked_pair().await;
             // A small send buffer, so that the socket is full long before `MANY` (the
             // client's receive window, before it reads, is far smaller than that too).
-            // SAFETY: the descriptor belongs to `server`, alive for this call.
-            let server_fd = unsafe { BorrowedFd::borrow_raw(server.as_raw_fd()) };
-            socket2::SockRef::from(&server_fd)
+            socket2::SockRef::from(&parked)
                 .set_send_buffer_size(4096)
                 .expect("send buffer");
-            let mut parked = ParkedTcp::park(&server, &lot).expect("park");
-            drop(server);
             let sent: Vec<u8> = (0..MANY).map(|i| (i % 251) as u8).collect();
             let expected = sent.clone();
             let done = Rc::new(Cell::new(false));
