@@ -9,7 +9,7 @@ use crate::protocol::{
     DeliveryProperties, EncodedPublish, MessageProperties, ProtocolVersion, PublishTopic, QoS,
     SubscriptionId,
 };
-use crate::topic::TopicName;
+use crate::topic::{TopicFilter, TopicName};
 
 /// The properties of a message that has none (every MQTT 3.1/3.1.1 publish).
 static NO_PROPERTIES: MessageProperties = MessageProperties {
@@ -40,8 +40,8 @@ pub struct Message {
 }
 
 /// The MQTT 5 part of a message: its properties, forwarded unaltered to MQTT 5 subscribers
-/// (and left out for MQTT 3.1/3.1.1 ones), its deadline, and the subscription identifiers of
-/// one delivery.
+/// (and left out for MQTT 3.1/3.1.1 ones), its deadline, and what belongs to one delivery: the
+/// subscription identifiers it matched and the shared subscription group it came through.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MessageExtras {
     /// The publisher's properties (its message expiry interval as received).
@@ -51,6 +51,10 @@ pub struct MessageExtras {
     /// The identifiers of the subscriptions a delivery matched (empty in the message as
     /// published; set in the copy made for one subscriber).
     pub subscription_ids: Vec<SubscriptionId>,
+    /// The `$share/...` filter of the group a member's copy was chosen through (`None` in the
+    /// message as published and in copies for ordinary subscriptions), so that the copy can go
+    /// to another member if the member's session ends before delivering it. Never encoded.
+    pub shared_group: Option<TopicFilter>,
 }
 
 impl MessageExtras {
@@ -69,6 +73,7 @@ impl MessageExtras {
             properties,
             expires_at,
             subscription_ids: Vec::new(),
+            shared_group: None,
         }))
     }
 }
@@ -97,15 +102,56 @@ impl Message {
         if ids.is_empty() {
             return self.clone();
         }
+        self.with_extras(|extras| extras.subscription_ids = ids.to_vec())
+    }
+
+    /// This message as a member of the shared subscription group `filter` receives it: a copy
+    /// that remembers the group (see [`MessageExtras::shared_group`]).
+    pub fn through_shared_group(&self, filter: &TopicFilter) -> Message {
+        self.with_extras(|extras| extras.shared_group = Some(filter.clone()))
+    }
+
+    /// The shared subscription group this copy was chosen through, if any.
+    pub fn shared_group(&self) -> Option<&TopicFilter> {
+        self.extras.as_ref()?.shared_group.as_ref()
+    }
+
+    /// This message without what one delivery added to it (subscription identifiers, shared
+    /// group): what another subscriber may be given.
+    pub fn undelivered(&self) -> Message {
+        let Some(extras) = &self.extras else {
+            return self.clone();
+        };
+        if extras.subscription_ids.is_empty() && extras.shared_group.is_none() {
+            return self.clone();
+        }
+        let extras =
+            (extras.properties != NO_PROPERTIES || extras.expires_at.is_some()).then(|| {
+                Arc::new(MessageExtras {
+                    properties: extras.properties.clone(),
+                    expires_at: extras.expires_at,
+                    subscription_ids: Vec::new(),
+                    shared_group: None,
+                })
+            });
+        Message {
+            extras,
+            ..self.clone()
+        }
+    }
+
+    /// A copy whose extras (created empty if there were none) `change` alters.
+    fn with_extras(&self, change: impl FnOnce(&mut MessageExtras)) -> Message {
         let mut extras = match &self.extras {
             Some(extras) => MessageExtras::clone(extras),
             None => MessageExtras {
                 properties: MessageProperties::default(),
                 expires_at: None,
                 subscription_ids: Vec::new(),
+                shared_group: None,
             },
         };
-        extras.subscription_ids = ids.to_vec();
+        change(&mut extras);
         Message {
             extras: Some(Arc::new(extras)),
             ..self.clone()
@@ -205,5 +251,40 @@ mod tests {
         );
         assert_eq!(remaining_seconds(now + Duration::from_secs(9), now), 9);
         assert_eq!(remaining_seconds(now, now), 1);
+    }
+
+    #[test]
+    fn a_delivered_copy_forgets_its_delivery_and_keeps_the_publishers_properties() {
+        let plain = Message {
+            topic: TopicName::try_from("jobs/a").expect("valid topic"),
+            payload: Bytes::from_static(b"job"),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            extras: None,
+        };
+        let group = TopicFilter::try_from("$share/g/jobs/#").expect("valid filter");
+        let id = SubscriptionId::new(7).expect("valid id");
+
+        let copy = plain
+            .with_subscription_ids(&[id])
+            .through_shared_group(&group);
+        assert_eq!(copy.shared_group(), Some(&group));
+        assert!(copy.is_same_as(&plain), "the payload is shared, not copied");
+        assert_eq!(copy.undelivered(), plain, "nothing left: no extras at all");
+        assert_eq!(plain.shared_group(), None);
+
+        let typed = Message {
+            extras: MessageExtras::new(
+                MessageProperties {
+                    content_type: Some("text/plain".try_into().expect("valid string")),
+                    ..MessageProperties::default()
+                },
+                Instant::now(),
+            ),
+            ..plain
+        };
+        let back = typed.through_shared_group(&group).undelivered();
+        assert_eq!(back, typed);
+        assert_eq!(back.shared_group(), None);
     }
 }

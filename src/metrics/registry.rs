@@ -29,11 +29,14 @@ pub enum Counter {
     PublishBytesSent,
     /// PUBLISH packets (and wills) the listener's ACL did not let their client publish.
     PublishDenied,
+    /// Messages of an ended session handed to another member of their shared subscription
+    /// group (`shared_subscriptions/redelivered`).
+    SharedRedelivered,
 }
 
 impl Counter {
     /// Every counter, in the order snapshots store them.
-    pub const ALL: [Counter; 12] = [
+    pub const ALL: [Counter; 13] = [
         Counter::SocketsAccepted,
         Counter::Connects,
         Counter::ClientsExpired,
@@ -46,6 +49,7 @@ impl Counter {
         Counter::PublishBytesReceived,
         Counter::PublishBytesSent,
         Counter::PublishDenied,
+        Counter::SharedRedelivered,
     ];
     /// How many counters there are.
     pub const COUNT: usize = Self::ALL.len();
@@ -72,6 +76,7 @@ impl Counter {
             Counter::PublishBytesReceived => "hydrant_publish_bytes_received_total",
             Counter::PublishBytesSent => "hydrant_publish_bytes_sent_total",
             Counter::PublishDenied => "hydrant_publish_messages_denied_total",
+            Counter::SharedRedelivered => "hydrant_shared_messages_redelivered_total",
         }
     }
 
@@ -91,6 +96,9 @@ impl Counter {
             Counter::PublishBytesReceived => "Payload bytes of the PUBLISH packets received.",
             Counter::PublishBytesSent => "Payload bytes of the PUBLISH packets sent.",
             Counter::PublishDenied => "PUBLISH packets and wills the ACL did not let through.",
+            Counter::SharedRedelivered => {
+                "Messages of an ended session handed to another member of their shared subscription group."
+            }
         }
     }
 }

@@ -179,6 +179,10 @@ pub fn sys_values(aggregator: &MetricsAggregator) -> Vec<SysValue> {
         );
     }
     out.hydrant("publish/denied", total.counter(Counter::PublishDenied));
+    out.hydrant(
+        "shared_subscriptions/redelivered",
+        total.counter(Counter::SharedRedelivered),
+    );
     for kind in Latency::ALL {
         let prefix = format!("{HYDRANT_SYS_ROOT}/latency/{}_us", kind.slug());
         out.latency(&prefix, aggregator.last_round_latency(kind), true);

@@ -10,6 +10,7 @@ use crate::metrics::DropReason;
 use crate::protocol::{EncodedPublish, ProtocolVersion, QoS};
 use crate::session::QueueFull;
 use crate::shard::{Shard, ShardState};
+use crate::topic::TopicFilter;
 
 use super::Target;
 
@@ -64,12 +65,15 @@ impl Shard {
     /// Queues one message for one session: QoS 0 straight to its connection's queue (dropped
     /// and counted when full, never kept for an offline client), QoS 1/2 through its flow. A
     /// PUBLISH larger than the client accepts is dropped for it and counted. `own_message`
-    /// says the session's own client published it (for the no-local subscriptions).
+    /// says the session's own client published it (for the no-local subscriptions);
+    /// `shared_group` names the shared subscription group the session was chosen in, which
+    /// its QoS 1/2 copy remembers.
     pub(super) fn deliver_to(
         &self,
         state: &mut ShardState,
         target: &Target,
         own_message: bool,
+        shared_group: Option<&TopicFilter>,
         encodings: &mut EncodingCache<'_>,
     ) {
         let ShardState {
@@ -97,10 +101,15 @@ impl Shard {
         let delivered = if qos == QoS::AtMostOnce {
             None
         } else {
+            let copy = message.with_subscription_ids(&ids);
+            let copy = match shared_group {
+                Some(filter) => copy.through_shared_group(filter),
+                None => copy,
+            };
             Some(Message {
                 qos,
                 retain,
-                ..message.with_subscription_ids(&ids)
+                ..copy
             })
         };
         // The PUBLISH for this client: the fan-out's shared one, or its own when it carries

@@ -19,7 +19,10 @@ mod target;
 
 pub use interest::Interest;
 pub use retained::{RetainOutcome, RetainedStore};
-pub use shared::{shared_filter, InvalidSharedFilter, MemberState, SharedDelivery, SharedGroups};
+pub use shared::{
+    keep_shared_orphans, shared_filter, InvalidSharedFilter, MemberState, SharedDelivery,
+    SharedGroups,
+};
 pub use target::{Target, TargetIds};
 
 use std::rc::Rc;
@@ -216,7 +219,7 @@ impl Shard {
                 let mut state = self.state.borrow_mut();
                 for target in chunk {
                     let own = origin == Some(target.key);
-                    self.deliver_to(&mut state, target, own, &mut encodings);
+                    self.deliver_to(&mut state, target, own, None, &mut encodings);
                 }
             }
             if chunk.len() == FANOUT_CHUNK {
@@ -245,7 +248,7 @@ impl Shard {
         let mut state = self.state.borrow_mut();
         for message in matching.iter().filter(|message| !message.is_expired()) {
             let mut encodings = EncodingCache::new(message, true);
-            self.deliver_to(&mut state, &target, false, &mut encodings);
+            self.deliver_to(&mut state, &target, false, None, &mut encodings);
         }
     }
 

@@ -14,11 +14,14 @@
 //! spread theirs.
 //!
 //! When a member leaves. QoS 1/2 messages already handed to a member (in flight, or queued in
-//! its session) stay with its session: they are not given to another member. A persistent
-//! session gets them when its client returns; they are lost if the session ends first (as the
-//! specification requires for QoS 2 and allows for QoS 1). While every member is offline,
-//! messages still go to them in turn: QoS 1/2 ones wait in their sessions, QoS 0 ones are
-//! dropped.
+//! its session) stay with its session while it lasts: a persistent session gets them when its
+//! client returns. When the session ends, its copy of each message remembers the group it came
+//! through (`Message::shared_group`), and the messages another client may still be given (those
+//! never sent, and QoS 1 ones not acknowledged) go to the group's member in turn at the next
+//! housekeeping [MQTT-4.8.2]; a QoS 2 message already sent goes to no other client
+//! [MQTT-4.8.2-5]. The copies read back from disk after a restart do not remember their group,
+//! and end with their session. While every member is offline, messages still go to them in
+//! turn: QoS 1/2 ones wait in their sessions, QoS 0 ones are dropped.
 //!
 //! Durability. With persistence, a QoS 1/2 message handed to a member on another core carries
 //! a token (`SharedDelivery::durable`), as a plain publish to another core does: the member's
@@ -32,7 +35,8 @@ use smallvec::SmallVec;
 
 use crate::message::Message;
 use crate::metrics::DropReason;
-use crate::shard::{AckWait, SessionKey, Shard, ShardId, ShardMsg, ShardState};
+use crate::session::OutgoingFlow;
+use crate::shard::{AckWait, Counters, SessionKey, Shard, ShardId, ShardMsg, ShardState};
 use crate::topic::{SubscriptionTrie, TopicFilter, TopicName};
 
 use super::delivery::EncodingCache;
@@ -208,6 +212,14 @@ impl SharedGroups {
             .collect()
     }
 
+    /// The member in turn in the group of the whole `$share/...` filter `filter`, if the
+    /// group has one: (member's core, member's session).
+    pub fn pick_member(&mut self, filter: &TopicFilter) -> Option<(ShardId, SessionKey)> {
+        let slot = *self.slots.get(filter)?;
+        let member = self.groups.get_mut(slot as usize)?.as_mut()?.pick()?;
+        Some((member.shard, member.key))
+    }
+
     /// Groups known.
     pub fn len(&self) -> usize {
         self.slots.len()
@@ -263,15 +275,43 @@ impl Shard {
                 filter,
                 durable: token.filter(|_| shard != self.id),
             };
-            if shard == self.id {
-                self.deliver_shared(&delivery);
-            } else {
-                self.peers
-                    .send(shard, ShardMsg::SharedPublish(Box::new(delivery)))
-                    .await;
-            }
+            self.hand_to_member(shard, delivery).await;
         }
         SharedRouting { matched, acks }
+    }
+
+    /// Delivers `delivery` to its member on core `shard`: here at once, or through that core.
+    async fn hand_to_member(&self, shard: ShardId, delivery: SharedDelivery) {
+        if shard == self.id {
+            self.deliver_shared(&delivery);
+        } else {
+            self.peers
+                .send(shard, ShardMsg::SharedPublish(Box::new(delivery)))
+                .await;
+        }
+    }
+
+    /// Hands each message of the sessions that ended since the last call to another member
+    /// of the shared subscription group it came through [MQTT-4.8.2] (the ended session
+    /// already left the group). A message whose group has no member left ends with its
+    /// session. Run periodically.
+    pub async fn redeliver_shared_orphans(&self) {
+        let orphans = std::mem::take(&mut self.state.borrow_mut().shared_orphans);
+        for (filter, message) in orphans {
+            let member = self.state.borrow_mut().shared.pick_member(&filter);
+            let Some((shard, key)) = member else {
+                tracing::debug!(%filter, "no member left in the group to take a message of an ended session");
+                continue;
+            };
+            Counters::add(&self.counters.shared_redelivered, 1);
+            let delivery = SharedDelivery {
+                message,
+                key,
+                filter,
+                durable: None,
+            };
+            self.hand_to_member(shard, delivery).await;
+        }
     }
 
     /// Delivers a shared subscription's message sent by core `from` to its member here, then
@@ -305,7 +345,13 @@ impl Shard {
         };
         let target = Target::new(delivery.key, &subscription);
         let mut encodings = EncodingCache::new(&delivery.message, false);
-        self.deliver_to(&mut state, &target, false, &mut encodings);
+        self.deliver_to(
+            &mut state,
+            &target,
+            false,
+            Some(&delivery.filter),
+            &mut encodings,
+        );
     }
 
     /// Tells every core (this one included) that session `key` of this core is now `state`
@@ -346,6 +392,17 @@ impl Shard {
             state,
         });
     }
+}
+
+/// Keeps, for [`Shard::redeliver_shared_orphans`], the messages of an ending session's
+/// `outgoing` flow that came through a shared subscription group and that another member may
+/// still be given (see [`OutgoingFlow::transferable`]).
+pub fn keep_shared_orphans(state: &mut ShardState, outgoing: &OutgoingFlow) {
+    let orphans = outgoing.transferable().filter_map(|message| {
+        let group = message.shared_group()?.clone();
+        Some((group, message.undelivered()))
+    });
+    state.shared_orphans.extend(orphans);
 }
 
 #[cfg(test)]
@@ -416,5 +473,20 @@ mod tests {
         assert_eq!(groups.len(), 1);
         assert_eq!(groups.groups.len(), 1, "the slot is reused");
         assert_eq!(groups.pick(&topic("t"))[0].0, second);
+    }
+
+    #[test]
+    fn a_member_is_picked_by_group_name_in_the_same_turn() {
+        let mut groups = SharedGroups::default();
+        let shared = filter("$share/g/t/#");
+        groups.set_member(&shared, 0, 1, MemberState::Online);
+        groups.set_member(&shared, 1, 2, MemberState::Online);
+        assert_eq!(groups.pick(&topic("t/x"))[0].2, 1);
+        assert_eq!(groups.pick_member(&shared), Some((1, 2)));
+        assert_eq!(groups.pick(&topic("t/x"))[0].2, 1);
+        assert_eq!(groups.pick_member(&filter("$share/other/t/#")), None);
+        groups.set_member(&shared, 0, 1, MemberState::Left);
+        groups.set_member(&shared, 1, 2, MemberState::Left);
+        assert_eq!(groups.pick_member(&shared), None, "no member left");
     }
 }

@@ -294,6 +294,20 @@ impl OutgoingFlow {
         self.active_ref().map(ActiveFlow::held).unwrap_or_default()
     }
 
+    /// The messages another client could still be given if the session ended now, oldest
+    /// first: those queued and never sent, and the QoS 1 ones in flight. A QoS 2 message
+    /// already sent is not among them: its delivery is completed with this client or not at
+    /// all [MQTT-4.8.2-5].
+    pub fn transferable(&self) -> impl Iterator<Item = &Message> {
+        let (_, messages) = self.held();
+        messages
+            .into_iter()
+            .filter(|(_, packet_id, message)| {
+                packet_id.is_none() || message.qos == QoS::AtLeastOnce
+            })
+            .map(|(_, _, message)| message)
+    }
+
     /// Offers a message whose QoS (`message.qos`, already min(published, granted)) is 1 or 2.
     ///
     /// If `online` and the window has room, and nothing is queued ahead of it, the message gets
@@ -1827,5 +1841,29 @@ mod tests {
             "unexpected acknowledgement for packet id 5: expected PUBREC"
         );
         assert!(FlowError::UnknownPacketId(id(5)).to_string().contains('5'));
+    }
+
+    #[test]
+    fn transferable_messages_are_the_unsent_ones_and_qos1_in_flight() {
+        let mut flow = OutgoingFlow::new(limits(3, 10, 0));
+        assert_eq!(flow.transferable().count(), 0);
+        let mut out = Vec::new();
+        // In flight: a QoS 2 one released by PUBREC, a QoS 2 one sent, a QoS 1 one sent;
+        // then two queued behind the full window.
+        for (n, qos) in [
+            (1, QoS::ExactlyOnce),
+            (2, QoS::ExactlyOnce),
+            (3, QoS::AtLeastOnce),
+            (4, QoS::ExactlyOnce),
+            (5, QoS::AtLeastOnce),
+        ] {
+            flow.offer(msg(n, 1, qos), true, &mut out).unwrap();
+        }
+        flow.on_pubrec(id(1), &mut out).unwrap();
+        let left: Vec<u8> = flow
+            .transferable()
+            .map(|message| message.payload[0])
+            .collect();
+        assert_eq!(left, [3, 4, 5]);
     }
 }

@@ -775,6 +775,7 @@ async fn run_shard(
         shard.pick_up_reload();
         shard.expire_offline_sessions_counted();
         shard.publish_due_wills().await;
+        shard.redeliver_shared_orphans().await;
         persistence::housekeeping(&shard);
         if shard.clock() % DROP_WATCH_TICKS == 0 {
             shard.watch_drops(&mut drop_watches);

@@ -38,7 +38,7 @@ use crate::pacing::Pacing;
 use crate::queue_budget::QueueBudget;
 use crate::router::{Interest, RetainedStore, SharedGroups, Target};
 use crate::session::{Directory, FlowAction, FlowLimits, SessionState, Subscription};
-use crate::topic::SubscriptionTrie;
+use crate::topic::{SubscriptionTrie, TopicFilter};
 use crate::transport::parked::ParkingLot;
 
 /// One tick of a shard's clock: how often keep-alives and offline sessions are checked.
@@ -104,6 +104,9 @@ pub struct ShardState {
     pub delayed_wills: BinaryHeap<Reverse<(Instant, SessionKey, Instant)>>,
     /// Wills to publish at the next housekeeping: those of sessions that ended.
     pub wills_due: Vec<(SessionKey, Message)>,
+    /// Messages of sessions that ended, to hand to another member of the shared subscription
+    /// group (the filter) they came through, at the next housekeeping.
+    pub shared_orphans: Vec<(TopicFilter, Message)>,
     /// Reused by fan-out for what a session flow asks to send (no allocation per delivery).
     pub scratch_actions: Vec<FlowAction>,
     /// Reused by fan-out for the matched subscribers (no allocation per publish). Taken out
@@ -139,6 +142,7 @@ impl ShardState {
             expiring: BinaryHeap::new(),
             delayed_wills: BinaryHeap::new(),
             wills_due: Vec::new(),
+            shared_orphans: Vec::new(),
             scratch_actions: Vec::new(),
             scratch_targets: Vec::new(),
             next_session: 1,
@@ -165,6 +169,8 @@ pub struct Counters {
     pub publish_denied: Cell<u64>,
     /// Connections accepted.
     pub connections_accepted: Cell<u64>,
+    /// Messages of ended sessions handed to another member of their shared subscription group.
+    pub shared_redelivered: Cell<u64>,
 }
 
 impl Counters {

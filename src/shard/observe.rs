@@ -124,6 +124,7 @@ impl Shard {
         let counters = &self.counters;
         snapshot.counters[Counter::SocketsAccepted.index()] = counters.connections_accepted.get();
         snapshot.counters[Counter::PublishDenied.index()] = counters.publish_denied.get();
+        snapshot.counters[Counter::SharedRedelivered.index()] = counters.shared_redelivered.get();
         let too_large = &mut snapshot.drops[DropReason::PacketTooLarge.index()];
         *too_large = too_large.saturating_add(counters.publish_dropped.get());
         snapshot

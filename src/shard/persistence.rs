@@ -428,6 +428,7 @@ pub(crate) fn recovered_queued(queued: &QueuedMessage) -> Option<Message> {
             properties: properties.message,
             expires_at,
             subscription_ids: properties.subscription_ids,
+            shared_group: None,
         }))
     };
     Some(Message {
@@ -513,6 +514,7 @@ fn recovered_message(retained: RetainedMessage) -> Result<Message, NotRestored> 
             properties: properties.message,
             expires_at,
             subscription_ids: Vec::new(),
+            shared_group: None,
         }))
     };
     Ok(Message {

@@ -1,11 +1,14 @@
 """Shared subscriptions ($share/<group>/<filter>) with paho-mqtt: each message goes to one
 member of the group, round-robin over the members on both cores, skipping members whose
 client is offline; members leave by unsubscribing; malformed share filters are refused; no
-retained messages are sent to a shared subscription; MQTT 3.1.1 clients may be members."""
+retained messages are sent to a shared subscription; MQTT 3.1.1 clients may be members. When a
+member's session ends, the messages it never received and its unacknowledged QoS 1 ones go to
+another member; a QoS 2 message it was sent does not [MQTT-4.8.2-5]."""
 
 from paho.mqtt.packettypes import PacketTypes
 
 from paho_client import MQTT_3_1_1, MQTT_5, properties
+from test_metrics_broker import METRICS_CONFIG, scrape_until, total
 
 GROUP = "$share/workers/jobs/#"
 
@@ -142,3 +145,93 @@ def test_v311_and_v5_members_share_one_group(broker, clients):
     got_new, got_old = payloads(new), payloads(old)
     assert len(got_new) == len(got_old) == 2, (got_new, got_old)
     assert sorted(got_new + got_old) == [b"m0", b"m1", b"m2", b"m3"]
+
+
+def test_a_crashed_members_unacknowledged_messages_go_to_another_member(broker_factory, clients):
+    broker = broker_factory(config=METRICS_CONFIG)
+    first, second = members_on_each_core(broker, clients, "share-crash")
+    publisher = connect_v5(clients, broker, "share-crash-pub")
+    # The first member reads nothing more: the messages it is sent stay unacknowledged.
+    first.stall()
+    sent = [b"1", b"2", b"3", b"4"]
+    publisher.publish_many("jobs/f", sent, qos=1)
+    own = {m.payload for m in second.expect_messages(2)}
+    # Its session ends with its connection (clean start, no session expiry interval).
+    first.drop()
+    rest = {m.payload for m in second.expect_messages(2)}
+    assert own | rest == set(sent), (own, rest)
+    second.expect_no_message()
+    scrape_until(broker.port_of("http"),
+                 lambda families: total(families, "hydrant_shared_messages_redelivered") == 2,
+                 "2 messages redelivered")
+
+
+def test_messages_queued_for_a_member_go_to_another_when_its_session_ends(broker, clients):
+    away = properties(PacketTypes.CONNECT, SessionExpiryInterval=300)
+    members = members_on_each_core(broker, clients, "share-ends", connect_properties=away)
+    for member in members:
+        mark = broker.log_mark()
+        member.disconnect()
+        broker.wait_for_disconnect(member.client_id, since=mark)
+    publisher = connect_v5(clients, broker, "share-ends-pub")
+    publisher.sync_cores()
+    sent = [b"1", b"2", b"3", b"4"]
+    # Every member is offline: each session queues two.
+    publisher.publish_many("jobs/g", sent, qos=1)
+    publisher.sync_cores()
+    gone, stays = members
+    back = connect_v5(clients, broker, stays.client_id, clean_start=False,
+                      SessionExpiryInterval=300)
+    assert back.session_present is True
+    own = {m.payload for m in back.expect_messages(2)}
+    # A clean start ends the other member's session, and with it its membership.
+    fresh = connect_v5(clients, broker, gone.client_id, clean_start=True)
+    assert fresh.session_present is False
+    rest = {m.payload for m in back.expect_messages(2)}
+    assert own | rest == set(sent), (own, rest)
+    fresh.expect_no_message()
+    back.expect_no_message()
+
+
+def test_messages_of_an_expired_member_session_go_to_another_member(broker, clients):
+    away = properties(PacketTypes.CONNECT, SessionExpiryInterval=300)
+    first, second = members_on_each_core(broker, clients, "share-expiry", connect_properties=away)
+    # The first member leaves with a 1 s session expiry interval, set on its DISCONNECT.
+    mark = broker.log_mark()
+    first.disconnect(props=properties(PacketTypes.DISCONNECT, SessionExpiryInterval=1))
+    broker.wait_for_disconnect(first.client_id, since=mark)
+    mark = broker.log_mark()
+    second.disconnect()
+    broker.wait_for_disconnect(second.client_id, since=mark)
+    publisher = connect_v5(clients, broker, "share-expiry-pub")
+    publisher.sync_cores()
+    sent = [b"1", b"2", b"3", b"4"]
+    publisher.publish_many("jobs/h", sent, qos=1)
+    back = connect_v5(clients, broker, second.client_id, clean_start=False,
+                      SessionExpiryInterval=300)
+    assert back.session_present is True
+    broker.wait_for_log(f"offline session expired client_id={first.client_id}", timeout=10,
+                        since=mark)
+    got = {m.payload for m in back.expect_messages(4)}
+    assert got == set(sent), got
+    back.expect_no_message()
+
+
+def test_a_qos2_message_sent_to_a_member_that_goes_away_goes_to_no_other(broker, clients):
+    first, second = members_on_each_core(broker, clients, "share-q2")
+    for member in (first, second):
+        assert member.subscribe(GROUP, qos=2) == 2
+    publisher = connect_v5(clients, broker, "share-q2-pub")
+    first.stall()
+    # In turn: two QoS 2 messages, then two QoS 1 ones; each member is sent one of each.
+    publisher.publish_many("jobs/i", [b"exactly once a", b"exactly once b"], qos=2)
+    publisher.publish_many("jobs/i", [b"at least once a", b"at least once b"], qos=1)
+    own = [m.payload for m in second.expect_messages(2)]
+    first.drop()
+    # Only the QoS 1 message the first member was sent comes to the second; the QoS 2 one,
+    # which the first may have received, goes to no other client [MQTT-4.8.2-5]. Both would
+    # be handed over in the same housekeeping pass.
+    redelivered = second.expect_message()
+    assert redelivered.payload.startswith(b"at least once"), (own, redelivered.payload)
+    assert redelivered.payload not in own
+    second.expect_no_message(timeout=1.0)
