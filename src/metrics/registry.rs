@@ -29,8 +29,9 @@ pub enum Counter {
     PublishBytesSent,
     /// PUBLISH packets (and wills) the listener's ACL did not let their client publish.
     PublishDenied,
-    /// Messages of an ended session handed to another member of their shared subscription
-    /// group (`shared_subscriptions/redelivered`).
+    /// Messages of a shared subscription member that left (its session ended, or it left
+    /// before they arrived) handed to another member of the group
+    /// (`shared_subscriptions/redelivered`).
     SharedRedelivered,
 }
 
@@ -97,7 +98,7 @@ impl Counter {
             Counter::PublishBytesSent => "Payload bytes of the PUBLISH packets sent.",
             Counter::PublishDenied => "PUBLISH packets and wills the ACL did not let through.",
             Counter::SharedRedelivered => {
-                "Messages of an ended session handed to another member of their shared subscription group."
+                "Messages of a shared subscription member that left, handed to another member of the group."
             }
         }
     }
@@ -227,8 +228,8 @@ pub enum DropReason {
     PacketTooLarge,
     /// The message's expiry interval passed while it waited in a queue (MQTT 5).
     Expired,
-    /// A shared subscription's message reached the core of the member chosen for it after
-    /// the member had left the group (unsubscribed, or its session ended).
+    /// A shared subscription's message found no member of its group to take it after the
+    /// member chosen for it left (unsubscribed, or its session ended).
     SharedMemberLeft,
 }
 

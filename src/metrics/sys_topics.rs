@@ -89,8 +89,9 @@ fn micros(duration: std::time::Duration) -> String {
 /// `shared_subscriptions/count`, `store/messages/{count,bytes}` (retained plus queued),
 /// `heap/{current,maximum}` (where known) and `load/<figure>/{1min,5min,15min}`.
 ///
-/// hydrant's, under `$SYS/broker/hydrant/`: `cores`, `memory/resident`,
-/// `publish/dropped/<reason>`, `publish/denied`, `latency/<kind>_us/{count,p50,p99,max}` (the last round's
+/// hydrant's, under `$SYS/broker/hydrant/`: `cores`, `clients/parked`, `memory/resident`,
+/// `publish/dropped/<reason>`, `publish/denied`, `shared_subscriptions/redelivered`,
+/// `latency/<kind>_us/{count,p50,p99,max}` (the last round's
 /// samples, all cores), and per core `core/<n>/clients/connected`,
 /// `core/<n>/load/publish/{received,sent}/<window>` and `core/<n>/event_loop_lag_us/{p50,p99,
 /// max}`.

@@ -19,10 +19,7 @@ mod target;
 
 pub use interest::Interest;
 pub use retained::{RetainOutcome, RetainedStore};
-pub use shared::{
-    keep_shared_orphans, shared_filter, InvalidSharedFilter, MemberState, SharedDelivery,
-    SharedGroups,
-};
+pub use shared::{shared_filter, InvalidSharedFilter, MemberState, SharedDelivery, SharedGroups};
 pub use target::{Target, TargetIds};
 
 use std::rc::Rc;

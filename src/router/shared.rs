@@ -19,14 +19,21 @@
 //! through (`Message::shared_group`), and the messages another client may still be given (those
 //! never sent, and QoS 1 ones not acknowledged) go to the group's member in turn at the next
 //! housekeeping [MQTT-4.8.2]; a QoS 2 message already sent goes to no other client
-//! [MQTT-4.8.2-5]. The copies read back from disk after a restart do not remember their group,
-//! and end with their session. While every member is offline, messages still go to them in
-//! turn: QoS 1/2 ones wait in their sessions, QoS 0 ones are dropped.
+//! [MQTT-4.8.2-5]. A message that reaches its member's core after the member left (between
+//! the pick and its arrival) goes to another member the same way. The copies read back from
+//! disk after a restart do not remember their group, and end with their session. While every
+//! member is offline, messages still go to them in turn: QoS 1/2 ones wait in their sessions,
+//! QoS 0 ones are dropped.
 //!
 //! Durability. With persistence, a QoS 1/2 message handed to a member on another core carries
 //! a token (`SharedDelivery::durable`), as a plain publish to another core does: the member's
 //! core answers `Ack { token }` once the copy it queued for a persistent session is as durable
-//! as `sync` promises, and the publisher's PUBACK/PUBREC waits for every such answer.
+//! as `sync` promises, and the publisher's PUBACK/PUBREC waits for every such answer. A
+//! message handed to another member because the first one left is not: between the first
+//! member's session ending (its records say so at once) and the copy queued for the second
+//! one, it is only in memory, for up to a housekeeping tick; a crash, or a shutdown, in that
+//! window loses it, as it lost every such message before they were handed on. Neither does
+//! the RETAIN flag carry over: the second member gets the flag the first one was given.
 
 use std::rc::Rc;
 
@@ -244,6 +251,9 @@ pub struct SharedDelivery {
     /// copy queued for the member's persistent session is durable (the publisher's
     /// acknowledgement waits for it).
     pub durable: Option<u64>,
+    /// The message was first given to a member that left: the member's core counts it as
+    /// redelivered when the member takes it.
+    pub redelivery: bool,
 }
 
 /// What a publish handed to shared subscription groups must still wait for.
@@ -274,6 +284,7 @@ impl Shard {
                 key,
                 filter,
                 durable: token.filter(|_| shard != self.id),
+                redelivery: false,
             };
             self.hand_to_member(shard, delivery).await;
         }
@@ -291,26 +302,48 @@ impl Shard {
         }
     }
 
-    /// Hands each message of the sessions that ended since the last call to another member
-    /// of the shared subscription group it came through [MQTT-4.8.2] (the ended session
-    /// already left the group). A message whose group has no member left ends with its
-    /// session. Run periodically.
+    /// Hands each message of the members that left since the last call (their sessions ended,
+    /// or they left before a message chosen for them arrived) to another member of the shared
+    /// subscription group it came through [MQTT-4.8.2]; the member that left is no longer in
+    /// this core's list. A message whose group has no member left is dropped and counted as
+    /// `shared_member_left`. Run periodically.
     pub async fn redeliver_shared_orphans(&self) {
         let orphans = std::mem::take(&mut self.state.borrow_mut().shared_orphans);
         for (filter, message) in orphans {
+            self.queue_budget.release(message.queued_size());
             let member = self.state.borrow_mut().shared.pick_member(&filter);
             let Some((shard, key)) = member else {
-                tracing::debug!(%filter, "no member left in the group to take a message of an ended session");
+                tracing::debug!(%filter, "no member left in the group to take a message of a member that left");
+                self.metrics.dropped(DropReason::SharedMemberLeft, 1);
                 continue;
             };
-            Counters::add(&self.counters.shared_redelivered, 1);
             let delivery = SharedDelivery {
                 message,
                 key,
                 filter,
                 durable: None,
+                redelivery: true,
             };
             self.hand_to_member(shard, delivery).await;
+        }
+    }
+
+    /// Keeps `message`, chosen for a member of the group of `filter` that left, for
+    /// [`Shard::redeliver_shared_orphans`]. Until then it is charged to the core's queue
+    /// budget (`max_queued_bytes_total`), as it was in the member's queue.
+    fn keep_orphan(&self, state: &mut ShardState, filter: TopicFilter, message: Message) {
+        self.queue_budget.charge(message.queued_size());
+        state.shared_orphans.push((filter, message));
+    }
+
+    /// Keeps, for [`Shard::redeliver_shared_orphans`], the messages of an ending session's
+    /// `outgoing` flow that came through a shared subscription group and that another member
+    /// may still be given (see [`OutgoingFlow::transferable`]).
+    pub fn keep_shared_orphans(&self, state: &mut ShardState, outgoing: &OutgoingFlow) {
+        for message in outgoing.transferable() {
+            if let Some(group) = message.shared_group() {
+                self.keep_orphan(state, group.clone(), message.undelivered());
+            }
         }
     }
 
@@ -327,10 +360,11 @@ impl Shard {
     }
 
     /// Delivers a shared subscription's message to its chosen member on this core, through
-    /// the member's subscription (gone if it left meanwhile: the message is then dropped, and
-    /// counted as `shared_member_left`).
+    /// the member's subscription. If the member left meanwhile, the message goes to another
+    /// member at the next housekeeping (see [`Shard::redeliver_shared_orphans`]).
     pub fn deliver_shared(&self, delivery: &SharedDelivery) {
         if delivery.message.is_expired() {
+            self.metrics.dropped(DropReason::Expired, 1);
             return;
         }
         let mut state = self.state.borrow_mut();
@@ -339,10 +373,17 @@ impl Shard {
             .get(&delivery.key)
             .and_then(|slot| slot.state.subscriptions.get(&delivery.filter).copied());
         let Some(subscription) = subscription else {
-            tracing::debug!(filter = %delivery.filter, "shared subscription member left before its message arrived");
-            self.metrics.dropped(DropReason::SharedMemberLeft, 1);
+            tracing::debug!(filter = %delivery.filter, "shared subscription member left before its message arrived: another member gets it");
+            self.keep_orphan(
+                &mut state,
+                delivery.filter.clone(),
+                delivery.message.clone(),
+            );
             return;
         };
+        if delivery.redelivery {
+            Counters::add(&self.counters.shared_redelivered, 1);
+        }
         let target = Target::new(delivery.key, &subscription);
         let mut encodings = EncodingCache::new(&delivery.message, false);
         self.deliver_to(
@@ -392,17 +433,6 @@ impl Shard {
             state,
         });
     }
-}
-
-/// Keeps, for [`Shard::redeliver_shared_orphans`], the messages of an ending session's
-/// `outgoing` flow that came through a shared subscription group and that another member may
-/// still be given (see [`OutgoingFlow::transferable`]).
-pub fn keep_shared_orphans(state: &mut ShardState, outgoing: &OutgoingFlow) {
-    let orphans = outgoing.transferable().filter_map(|message| {
-        let group = message.shared_group()?.clone();
-        Some((group, message.undelivered()))
-    });
-    state.shared_orphans.extend(orphans);
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ use ahash::AHashMap;
 use super::{SessionState, NEVER_EXPIRES};
 use crate::connection::{CloseReason, ConnHandle};
 use crate::listener::ClientAccess;
-use crate::router::{keep_shared_orphans, MemberState};
+use crate::router::MemberState;
 use crate::shard::{
     ConnId, Counters, Grant, PendingConnect, SessionKey, SessionSlot, Shard, ShardId, ShardMsg,
     ShardState,
@@ -694,7 +694,7 @@ impl Shard {
         self.detach_subscriptions(state, key);
         let mut slot = state.sessions.remove(&key)?;
         self.persist_ended(&slot);
-        keep_shared_orphans(state, &slot.state.outgoing);
+        self.keep_shared_orphans(state, &slot.state.outgoing);
         if slot.disconnected_at.is_some() {
             state.offline_count -= 1;
         }

@@ -104,8 +104,9 @@ pub struct ShardState {
     pub delayed_wills: BinaryHeap<Reverse<(Instant, SessionKey, Instant)>>,
     /// Wills to publish at the next housekeeping: those of sessions that ended.
     pub wills_due: Vec<(SessionKey, Message)>,
-    /// Messages of sessions that ended, to hand to another member of the shared subscription
-    /// group (the filter) they came through, at the next housekeeping.
+    /// Messages of shared subscription members that left (their sessions ended, or they left
+    /// before the message arrived), to hand to another member of the group (the filter) at
+    /// the next housekeeping.
     pub shared_orphans: Vec<(TopicFilter, Message)>,
     /// Reused by fan-out for what a session flow asks to send (no allocation per delivery).
     pub scratch_actions: Vec<FlowAction>,
@@ -169,7 +170,8 @@ pub struct Counters {
     pub publish_denied: Cell<u64>,
     /// Connections accepted.
     pub connections_accepted: Cell<u64>,
-    /// Messages of ended sessions handed to another member of their shared subscription group.
+    /// Messages of shared subscription members that left, handed to another member of the
+    /// group.
     pub shared_redelivered: Cell<u64>,
 }
 
