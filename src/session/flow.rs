@@ -166,13 +166,50 @@ pub struct OutgoingFlow {
     state: FlowState,
 }
 
+/// The limits of a flow never offered a message, in 32 bits each: every session holds them, idle
+/// ones included (issue 3's memory per idle connection), and the flow's state is then 24 bytes
+/// instead of 40. A byte limit above `u32::MAX` is kept as `u32::MAX` (4 GiB), beyond what
+/// `max_queued_bytes_total` lets any one queue hold by default.
+#[derive(Clone, Copy, Debug)]
+struct UnusedLimits {
+    max_inflight: u32,
+    max_queued_messages: u32,
+    max_queued_bytes: u32,
+}
+
+/// `value` in 32 bits, `u32::MAX` if it is larger.
+fn saturating_u32(value: usize) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
+}
+
+impl From<FlowLimits> for UnusedLimits {
+    fn from(limits: FlowLimits) -> Self {
+        Self {
+            max_inflight: saturating_u32(limits.max_inflight),
+            max_queued_messages: saturating_u32(limits.max_queued_messages),
+            max_queued_bytes: saturating_u32(limits.max_queued_bytes),
+        }
+    }
+}
+
+impl From<UnusedLimits> for FlowLimits {
+    fn from(limits: UnusedLimits) -> Self {
+        // u32 fits in usize on every target glommio runs on (64-bit Linux).
+        Self {
+            max_inflight: limits.max_inflight as usize,
+            max_queued_messages: limits.max_queued_messages as usize,
+            max_queued_bytes: limits.max_queued_bytes as usize,
+        }
+    }
+}
+
 /// Whether a flow was ever offered a message.
 #[derive(Debug)]
 enum FlowState {
     /// Never offered one: nothing in flight or queued, packet and message ids start at 1.
     Unused {
         /// The configured limits.
-        limits: FlowLimits,
+        limits: UnusedLimits,
         /// The core's account of queued bytes, for when messages queue.
         budget: QueueBudget,
         /// Whether changes are to be journaled.
@@ -188,7 +225,7 @@ impl OutgoingFlow {
     pub fn new(limits: FlowLimits) -> Self {
         OutgoingFlow {
             state: FlowState::Unused {
-                limits,
+                limits: limits.into(),
                 budget: QueueBudget::unbounded(),
                 journaling: false,
             },
@@ -203,7 +240,7 @@ impl OutgoingFlow {
             journaling,
         } = &self.state
         {
-            let flow = ActiveFlow::new(*limits, budget.clone(), *journaling);
+            let flow = ActiveFlow::new((*limits).into(), budget.clone(), *journaling);
             self.state = FlowState::Active(Box::new(flow));
         }
         match &mut self.state {
@@ -372,7 +409,7 @@ impl OutgoingFlow {
     /// A smaller window than the messages already in flight lets them finish first.
     pub fn set_max_inflight(&mut self, max_inflight: usize) {
         match &mut self.state {
-            FlowState::Unused { limits, .. } => limits.max_inflight = max_inflight,
+            FlowState::Unused { limits, .. } => limits.max_inflight = saturating_u32(max_inflight),
             FlowState::Active(flow) => flow.set_max_inflight(max_inflight),
         }
     }
@@ -1046,7 +1083,7 @@ mod tests {
     fn an_unused_flow_is_small_and_allocates_nothing_until_offered_a_message() {
         // A broker keeps a flow per client, most of them never sent a QoS 1/2 message: the
         // window and queue must not come back into every session (issue 3's idle memory).
-        assert!(std::mem::size_of::<OutgoingFlow>() <= 48);
+        assert!(std::mem::size_of::<OutgoingFlow>() <= 24);
         let mut flow = OutgoingFlow::new(limits(2, 10, 0));
         let mut out = Vec::new();
         flow.set_budget(crate::queue_budget::QueueBudget::new(1_000));
@@ -1841,6 +1878,19 @@ mod tests {
             "unexpected acknowledgement for packet id 5: expected PUBREC"
         );
         assert!(FlowError::UnknownPacketId(id(5)).to_string().contains('5'));
+    }
+
+    #[test]
+    fn limits_kept_in_32_bits_saturate() {
+        let huge = FlowLimits {
+            max_inflight: usize::MAX,
+            max_queued_messages: 1_000,
+            max_queued_bytes: usize::MAX,
+        };
+        let back = FlowLimits::from(UnusedLimits::from(huge));
+        assert_eq!(back.max_inflight, u32::MAX as usize);
+        assert_eq!(back.max_queued_messages, 1_000);
+        assert_eq!(back.max_queued_bytes, u32::MAX as usize);
     }
 
     #[test]

@@ -430,3 +430,15 @@ impl Shard {
 /// Fixed seeds: ownership must agree across shards (and across restarts, for persistence).
 static OWNER_HASHER: ahash::RandomState =
     ahash::RandomState::with_seeds(0x6879_6472, 0x616e_7421, 0x7368_6172, 0x6473_2121);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_slot_fits_a_128_byte_heap_chunk() {
+        // Every client has one, idle ones included (issue 3's memory per idle connection):
+        // glibc serves up to 120 requested bytes from a 128-byte chunk, 121 to 136 from 144.
+        assert!(std::mem::size_of::<SessionSlot>() <= 120);
+    }
+}

@@ -5,6 +5,8 @@ retained messages are sent to a shared subscription; MQTT 3.1.1 clients may be m
 member's session ends, the messages it never received and its unacknowledged QoS 1 ones go to
 another member; a QoS 2 message it was sent does not [MQTT-4.8.2-5]."""
 
+import threading
+
 from paho.mqtt.packettypes import PacketTypes
 
 from paho_client import MQTT_3_1_1, MQTT_5, properties
@@ -246,3 +248,31 @@ def test_a_qos2_message_sent_to_a_member_that_goes_away_goes_to_no_other(broker,
     assert redelivered.payload.startswith(b"at least once"), (own, redelivered.payload)
     assert redelivered.payload not in own
     second.expect_no_message(timeout=1.0)
+
+
+def test_a_member_that_goes_away_in_mid_stream_costs_no_message(broker, clients):
+    """Messages picked for a member while it goes away are either in its session when it ends
+    (and handed on) or reach its core after it left (and are handed on from there)."""
+    first, second = members_on_each_core(broker, clients, "share-midstream")
+    # The publisher shares the second member's core: the first member's messages cross cores.
+    publishers = clients.connect_on_each_core(broker, "share-midstream-pub", protocol=MQTT_5)
+    publisher = publishers[max(publishers)]
+    sent = [f"m{n}".encode() for n in range(2000)]
+    errors = []
+
+    def publish():
+        try:
+            publisher.publish_many("jobs/k", sent)
+        except AssertionError as error:
+            errors.append(error)
+
+    publishing = threading.Thread(target=publish)
+    publishing.start()
+    got_first = [m.payload for m in first.expect_messages(50)]
+    first.drop()
+    publishing.join()
+    assert not errors, errors
+    got_first += payloads(first)
+    got_second = payloads(second)
+    missing = set(sent) - set(got_first) - set(got_second)
+    assert not missing, f"{len(missing)} lost, e.g. {sorted(missing)[:5]}"
