@@ -51,10 +51,22 @@ pub struct MessageExtras {
     /// The identifiers of the subscriptions a delivery matched (empty in the message as
     /// published; set in the copy made for one subscriber).
     pub subscription_ids: Vec<SubscriptionId>,
-    /// The `$share/...` filter of the group a member's copy was chosen through (`None` in the
-    /// message as published and in copies for ordinary subscriptions), so that the copy can go
-    /// to another member if the member's session ends before delivering it. Never encoded.
-    pub shared_group: Option<TopicFilter>,
+    /// Where a shared subscription member's copy came from (`None` in the message as
+    /// published and in copies for ordinary subscriptions), so that the copy can go to another
+    /// member if the member's session ends before delivering it. Never encoded.
+    pub shared_group: Option<SharedOrigin>,
+}
+
+/// What a shared subscription member's copy of a message remembers: its group, and the QoS and
+/// RETAIN flag the message was published with (the copy carries the member's own).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedOrigin {
+    /// The group's whole `$share/...` filter.
+    pub group: TopicFilter,
+    /// The QoS it was published with.
+    pub qos: QoS,
+    /// The publisher's RETAIN flag.
+    pub retain: bool,
 }
 
 impl MessageExtras {
@@ -105,26 +117,36 @@ impl Message {
         self.with_extras(|extras| extras.subscription_ids = ids.to_vec())
     }
 
-    /// This message as a member of the shared subscription group `filter` receives it: a copy
-    /// that remembers the group (see [`MessageExtras::shared_group`]).
+    /// This message (as published) as a member of the shared subscription group `filter`
+    /// receives it: a copy that remembers the group, the QoS and the RETAIN flag (see
+    /// [`MessageExtras::shared_group`]).
     pub fn through_shared_group(&self, filter: &TopicFilter) -> Message {
-        self.with_extras(|extras| extras.shared_group = Some(filter.clone()))
+        let origin = SharedOrigin {
+            group: filter.clone(),
+            qos: self.qos,
+            retain: self.retain,
+        };
+        self.with_extras(|extras| extras.shared_group = Some(origin))
     }
 
     /// The shared subscription group this copy was chosen through, if any.
     pub fn shared_group(&self) -> Option<&TopicFilter> {
-        self.extras.as_ref()?.shared_group.as_ref()
+        let origin = self.extras.as_ref()?.shared_group.as_ref()?;
+        Some(&origin.group)
     }
 
-    /// This message without what one delivery added to it (subscription identifiers, shared
-    /// group): what another subscriber may be given.
+    /// This message without what one delivery added to it (subscription identifiers; for a
+    /// shared subscription member's copy, its own QoS and RETAIN flag too): what another
+    /// subscriber may be given.
     pub fn undelivered(&self) -> Message {
         let Some(extras) = &self.extras else {
             return self.clone();
         };
-        if extras.subscription_ids.is_empty() && extras.shared_group.is_none() {
-            return self.clone();
-        }
+        let (qos, retain) = match &extras.shared_group {
+            Some(origin) => (origin.qos, origin.retain),
+            None if extras.subscription_ids.is_empty() => return self.clone(),
+            None => (self.qos, self.retain),
+        };
         let extras =
             (extras.properties != NO_PROPERTIES || extras.expires_at.is_some()).then(|| {
                 Arc::new(MessageExtras {
@@ -136,6 +158,8 @@ impl Message {
             });
         Message {
             extras,
+            qos,
+            retain,
             ..self.clone()
         }
     }
@@ -265,13 +289,28 @@ mod tests {
         let group = TopicFilter::try_from("$share/g/jobs/#").expect("valid filter");
         let id = SubscriptionId::new(7).expect("valid id");
 
-        let copy = plain
-            .with_subscription_ids(&[id])
-            .through_shared_group(&group);
+        let published = Message {
+            qos: QoS::ExactlyOnce,
+            retain: true,
+            ..plain.clone()
+        };
+        // As a member granted QoS 1 without Retain As Published gets it.
+        let copy = Message {
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            ..published
+                .with_subscription_ids(&[id])
+                .through_shared_group(&group)
+        };
         assert_eq!(copy.shared_group(), Some(&group));
         assert!(copy.is_same_as(&plain), "the payload is shared, not copied");
-        assert_eq!(copy.undelivered(), plain, "nothing left: no extras at all");
+        assert_eq!(
+            copy.undelivered(),
+            published,
+            "as published, and no extras at all"
+        );
         assert_eq!(plain.shared_group(), None);
+        assert_eq!(plain.with_subscription_ids(&[id]).undelivered(), plain);
 
         let typed = Message {
             extras: MessageExtras::new(

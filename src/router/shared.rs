@@ -32,8 +32,7 @@
 //! message handed to another member because the first one left is not: between the first
 //! member's session ending (its records say so at once) and the copy queued for the second
 //! one, it is only in memory, for up to a housekeeping tick; a crash, or a shutdown, in that
-//! window loses it, as it lost every such message before they were handed on. Neither does
-//! the RETAIN flag carry over: the second member gets the flag the first one was given.
+//! window loses it, as it lost every such message before they were handed on.
 
 use std::rc::Rc;
 

@@ -250,6 +250,22 @@ def test_a_qos2_message_sent_to_a_member_that_goes_away_goes_to_no_other(broker,
     second.expect_no_message(timeout=1.0)
 
 
+def test_a_message_handed_on_goes_at_the_qos_it_was_published_with(broker, clients):
+    first, second = members_on_each_core(broker, clients, "share-qos")
+    assert second.subscribe(GROUP, qos=2) == 2
+    publisher = connect_v5(clients, broker, "share-qos-pub")
+    first.stall()
+    publisher.publish_many("jobs/l", [b"a", b"b"], qos=2)
+    own = second.expect_message()
+    assert own.qos == 2
+    publisher.sync_cores()
+    # The first member was sent the other at QoS 1, its grant, and never acknowledged it.
+    first.drop()
+    handed_on = second.expect_message()
+    assert {own.payload, handed_on.payload} == {b"a", b"b"}
+    assert handed_on.qos == 2
+
+
 def test_a_member_that_goes_away_in_mid_stream_costs_no_message(broker, clients):
     """Whatever was picked for a member that goes away in mid-stream reaches the other one:
     what its session held when it ended is handed on, and so is what reached its core after
