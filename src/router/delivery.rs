@@ -67,7 +67,8 @@ impl Shard {
     /// PUBLISH larger than the client accepts is dropped for it and counted. `own_message`
     /// says the session's own client published it (for the no-local subscriptions);
     /// `shared_group` names the shared subscription group the session was chosen in, which
-    /// its QoS 1/2 copy remembers.
+    /// its QoS 1/2 copy remembers. Returns whether the session took the message (written, or
+    /// queued in its flow).
     pub(super) fn deliver_to(
         &self,
         state: &mut ShardState,
@@ -75,14 +76,14 @@ impl Shard {
         own_message: bool,
         shared_group: Option<&TopicFilter>,
         encodings: &mut EncodingCache<'_>,
-    ) {
+    ) -> bool {
         let ShardState {
             sessions,
             scratch_actions: actions,
             ..
         } = state;
         let Some(slot) = sessions.get_mut(&target.key) else {
-            return;
+            return false;
         };
         let message = encodings.message;
         let received = encodings.received;
@@ -93,7 +94,7 @@ impl Shard {
                 .map_or(true, |access| access.can_read(&message.topic))
         {
             // The ACL denies this topic to this client; not a drop, never sent.
-            return;
+            return false;
         }
         let qos = message.qos.min(target.qos);
         let retain = encodings.retain(target);
@@ -133,7 +134,7 @@ impl Shard {
                 if packet.len() > conn.max_packet_size() {
                     conn.record_too_large(packet.len());
                     self.metrics.dropped(DropReason::PacketTooLarge, 1);
-                    return;
+                    return false;
                 }
                 Some(packet)
             }
@@ -146,11 +147,15 @@ impl Shard {
                     packet_id: None,
                     dup: false,
                 };
-                if let Err(reason) = conn.send_droppable(frame, received) {
-                    self.metrics.dropped(reason, 1);
-                }
+                return match conn.send_droppable(frame, received) {
+                    Ok(()) => true,
+                    Err(reason) => {
+                        self.metrics.dropped(reason, 1);
+                        false
+                    }
+                };
             }
-            return;
+            return false;
         };
         actions.clear();
         let online = slot.conn.is_some();
@@ -167,7 +172,7 @@ impl Shard {
                     tracing::debug!(client_id = %slot.state.client_id, %full, "message for offline client dropped")
                 }
             }
-            return;
+            return false;
         }
         if let Some(conn) = &slot.conn {
             // The offer may first release older queued messages: only the offered one
@@ -182,5 +187,6 @@ impl Shard {
                 .dropped(DropReason::PacketTooLarge, sent.dropped);
         }
         self.persist_flow(&mut slot.state);
+        true
     }
 }

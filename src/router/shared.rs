@@ -380,18 +380,18 @@ impl Shard {
             );
             return;
         };
-        if delivery.redelivery {
-            Counters::add(&self.counters.shared_redelivered, 1);
-        }
         let target = Target::new(delivery.key, &subscription);
         let mut encodings = EncodingCache::new(&delivery.message, false);
-        self.deliver_to(
+        let taken = self.deliver_to(
             &mut state,
             &target,
             false,
             Some(&delivery.filter),
             &mut encodings,
         );
+        if taken && delivery.redelivery {
+            Counters::add(&self.counters.shared_redelivered, 1);
+        }
     }
 
     /// Tells every core (this one included) that session `key` of this core is now `state`

@@ -201,10 +201,10 @@ def test_messages_of_an_expired_member_session_go_to_another_member(broker_facto
     broker = broker_factory(config=METRICS_CONFIG)
     away = properties(PacketTypes.CONNECT, SessionExpiryInterval=300)
     first, second = members_on_each_core(broker, clients, "share-expiry", connect_properties=away)
-    # The first member leaves with a 4 s session expiry interval, set on its DISCONNECT: time
+    # The first member leaves with a 6 s session expiry interval, set on its DISCONNECT: time
     # enough for what follows, which the log below checks.
     mark = broker.log_mark()
-    first.disconnect(props=properties(PacketTypes.DISCONNECT, SessionExpiryInterval=4))
+    first.disconnect(props=properties(PacketTypes.DISCONNECT, SessionExpiryInterval=6))
     broker.wait_for_disconnect(first.client_id, since=mark)
     mark = broker.log_mark()
     second.disconnect()
@@ -219,7 +219,7 @@ def test_messages_of_an_expired_member_session_go_to_another_member(broker_facto
     back = connect_v5(clients, broker, second.client_id, clean_start=False,
                       SessionExpiryInterval=300)
     assert back.session_present is True
-    broker.wait_for_log(f"offline session expired client_id={first.client_id}", timeout=10,
+    broker.wait_for_log(f"offline session expired client_id={first.client_id}", timeout=15,
                         since=published)
     got = {m.payload for m in back.expect_messages(4)}
     assert got == set(sent), got
@@ -290,6 +290,11 @@ def test_a_member_that_goes_away_in_mid_stream_costs_no_message(broker, clients)
     publishing.join()
     assert not errors, errors
     got_first += payloads(first)
-    got_second = payloads(second)
-    missing = set(sent) - set(got_first) - set(got_second)
+    # Until every message has come to one member or the other (QoS 1: some may come twice).
+    missing = set(sent) - set(got_first)
+    while missing:
+        try:
+            missing.discard(second.expect_message().payload)
+        except AssertionError:
+            break
     assert not missing, f"{len(missing)} lost, e.g. {sorted(missing)[:5]}"
