@@ -40,6 +40,9 @@ ALL_SCENARIOS=(
     "fanout-qos1|fanout --publishers 1 --subscribers 100 --qos 1 --size 64 --rate 0 --window 64"
     "fanin-qos0|fanin --publishers 100 --subscribers 1 --qos 0 --size 64 --rate 0"
     "light-qos1|fanout --publishers 1 --subscribers 100 --qos 1 --size 1024 --rate 500"
+    # The same light load read by two generator threads: one thread reads the 100 deliveries
+    # of each publish one after the other, and its own queueing shows in the latency.
+    "light-qos1-gen2|fanout --publishers 1 --subscribers 100 --qos 1 --size 1024 --rate 500 --cores 2"
     "churn|churn --publishers 10 --subscribers 10 --qos 0 --size 64 --rate 0"
     "conns|conns --connections 5000 --connect-rate 0 --duration 3s"
     "firehose|firehose --publishers 20 --rate 50"
