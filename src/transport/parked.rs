@@ -47,6 +47,24 @@ const EMPTY_WAKE_PAUSE: Duration = Duration::from_millis(10);
 const EVENTS: u32 =
     (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
 
+/// A parked socket may have something to read (see `Slots::ready`).
+const READABLE: u8 = 1;
+/// The peer closed its side, or the socket failed: what a read finds is not all it will.
+const HUNG_UP: u8 = 2;
+
+/// What the epoll events `events` say a socket is ready for.
+fn readiness(events: u32) -> u8 {
+    let has = |bits: libc::c_int| events & bits as u32 != 0;
+    let mut ready = 0;
+    if has(libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) {
+        ready |= READABLE;
+    }
+    if has(libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) {
+        ready |= HUNG_UP;
+    }
+    ready
+}
+
 /// One core's epoll set of parked sockets, and the wakers of the tasks waiting on them.
 ///
 /// Owned by its core (`Rc`, never sent): the set is only touched from the core's thread.
@@ -61,6 +79,13 @@ pub struct ParkingLot {
 #[derive(Default)]
 struct Slots {
     entries: Vec<Slot>,
+    /// Beside each entry, whether its socket may have something to read (`READABLE`, and
+    /// `HUNG_UP` once its close is seen): set when the set reports it, cleared when a read
+    /// finds that it would block or takes all there was. A task woken to write, or for work of
+    /// its own, then makes no read that would find nothing (writes are always tried: a full
+    /// socket is rare). One byte per socket, kept beside the slots rather than in them, where
+    /// it would take eight.
+    ready: Vec<u8>,
     /// Entries no socket uses, reused before the table grows.
     free: Vec<u32>,
     /// Sockets registered.
@@ -112,11 +137,17 @@ impl ParkingLot {
                     // most sockets ever parked at once, and a doubled one would keep up to
                     // twice that.
                     slots.entries.reserve_exact(SLOTS_PER_GROWTH);
+                    slots.ready.reserve_exact(SLOTS_PER_GROWTH);
                 }
                 slots.entries.push(Slot::default());
+                slots.ready.push(0);
                 index
             }
         };
+        // Until the set says otherwise, the socket may hold data (a client's first bytes).
+        if let Some(ready) = slots.ready.get_mut(index as usize) {
+            *ready = READABLE;
+        }
         let mut event = libc::epoll_event {
             events: EVENTS | libc::EPOLLET as u32,
             u64: u64::from(index),
@@ -174,6 +205,28 @@ impl ParkingLot {
         }
     }
 
+    /// Whether socket `index` may have something to read: a read is worth its system call.
+    fn may_be_readable(&self, index: u32) -> bool {
+        self.slots
+            .borrow()
+            .ready
+            .get(index as usize)
+            .map_or(true, |ready| ready & READABLE != 0)
+    }
+
+    /// Records that socket `index` has nothing to read until the set reports it again;
+    /// `drained` says a read took all there was (a short read), which counts only while the
+    /// peer has not closed: its close, once seen, is not reported again, and the next read
+    /// must find it.
+    fn nothing_to_read(&self, index: u32, drained: bool) {
+        let mut slots = self.slots.borrow_mut();
+        if let Some(ready) = slots.ready.get_mut(index as usize) {
+            if !drained || *ready & HUNG_UP == 0 {
+                *ready &= !READABLE;
+            }
+        }
+    }
+
     /// Wakes the tasks waiting on the sockets of `events`.
     fn dispatch(&self, events: &[libc::epoll_event]) {
         // One per event at most; a batch of events seldom wakes more than a few tasks, and a
@@ -182,15 +235,16 @@ impl ParkingLot {
         {
             let mut slots = self.slots.borrow_mut();
             for event in events {
-                let index = event.u64;
-                let Some(slot) = usize::try_from(index)
-                    .ok()
-                    .and_then(|index| slots.entries.get_mut(index))
-                else {
+                let Ok(index) = usize::try_from(event.u64) else {
                     continue;
                 };
+                if let Some(ready) = slots.ready.get_mut(index) {
+                    *ready |= readiness(event.events);
+                }
                 // Any readiness wakes the task (see `Slot`).
-                woken.extend(slot.waker.take());
+                if let Some(slot) = slots.entries.get_mut(index) {
+                    woken.extend(slot.waker.take());
+                }
             }
         }
         // Woken outside the borrow: a waker may run code that parks or unparks a socket.
@@ -409,11 +463,24 @@ impl AsyncRead for ParkedTcp {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
+        if !self.lot.may_be_readable(self.index) {
+            self.lot.wait(self.index, cx.waker());
+            return Poll::Pending;
+        }
         match recv_now(self.socket.as_fd(), buf) {
-            Some(done) => Poll::Ready(done),
+            Some(Ok(read)) => {
+                // A short read took all there was: TCP hands over what it holds, up to the
+                // room given. What arrives next is a new edge.
+                if read > 0 && read < buf.len() {
+                    self.lot.nothing_to_read(self.index, true);
+                }
+                Poll::Ready(Ok(read))
+            }
+            Some(Err(error)) => Poll::Ready(Err(error)),
             None => {
                 // Edge-triggered: data that arrives from now on is a new edge, which the lot
                 // reports at its next collection, after this registration.
+                self.lot.nothing_to_read(self.index, false);
                 self.lot.wait(self.index, cx.waker());
                 Poll::Pending
             }
@@ -427,6 +494,8 @@ impl AsyncWrite for ParkedTcp {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        // Always tried: a full socket is rare, and room freed since it was found full is
+        // taken at once rather than after the lot reports it.
         match send_now(self.socket.as_fd(), buf) {
             Some(done) => Poll::Ready(done),
             None => {
@@ -554,6 +623,49 @@ mod tests {
             let mut buf = [0u8; 16];
             assert_eq!(within(parked.read(&mut buf)).await.expect("read"), 0);
             closer.await;
+        });
+    }
+
+    #[test]
+    fn a_short_read_skips_the_next_call_until_more_comes() {
+        run(|| async {
+            let (lot, mut parked, mut client) = parked_pair().await;
+            client.write_all(b"one").await.expect("write");
+            let mut buf = [0u8; 16];
+            let read = within(parked.read(&mut buf)).await.expect("read");
+            assert_eq!(&buf[..read], b"one");
+            assert!(
+                !lot.may_be_readable(parked.index),
+                "a short read took all there was"
+            );
+            // What comes next is a new edge: the lot reports it and the read gets it.
+            let writer = glommio::spawn_local(async move {
+                sleep(Duration::from_millis(20)).await;
+                client.write_all(b"two").await.expect("write");
+                client
+            });
+            let read = within(parked.read(&mut buf)).await.expect("read");
+            assert_eq!(&buf[..read], b"two");
+            drop(writer.await);
+        });
+    }
+
+    #[test]
+    fn data_and_close_together_are_both_read() {
+        run(|| async {
+            let (lot, mut parked, mut client) = parked_pair().await;
+            client.write_all(b"last words").await.expect("write");
+            drop(client);
+            // The lot sees data and the close in one event before the read.
+            sleep(Duration::from_millis(50)).await;
+            let mut buf = [0u8; 64];
+            let read = within(parked.read(&mut buf)).await.expect("read");
+            assert_eq!(&buf[..read], b"last words");
+            assert!(
+                lot.may_be_readable(parked.index),
+                "the close is still to read"
+            );
+            assert_eq!(within(parked.read(&mut buf)).await.expect("read"), 0);
         });
     }
 
