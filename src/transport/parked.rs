@@ -43,23 +43,29 @@ const EMPTY_WAKES_BEFORE_PAUSE: u32 = 3;
 /// How long the lot pauses then.
 const EMPTY_WAKE_PAUSE: Duration = Duration::from_millis(10);
 
-/// Readiness that wakes a parked socket's task: data, room, the peer's close, an error.
-const EVENTS: u32 =
-    (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+/// Readiness that wakes a parked socket's task: data, urgent data, room, the peer's close, an
+/// error.
+const EVENTS: u32 = (libc::EPOLLIN
+    | libc::EPOLLPRI
+    | libc::EPOLLRDHUP
+    | libc::EPOLLOUT
+    | libc::EPOLLHUP
+    | libc::EPOLLERR) as u32;
 
 /// A parked socket may have something to read (see `Slots::ready`).
 const READABLE: u8 = 1;
-/// The peer closed its side, or the socket failed: what a read finds is not all it will.
+/// A short read may not have taken all there was: the peer closed its side, the socket failed
+/// (a read stops at the end of the stream), or urgent data came (a read stops at its mark).
 const HUNG_UP: u8 = 2;
 
 /// What the epoll events `events` say a socket is ready for.
 fn readiness(events: u32) -> u8 {
     let has = |bits: libc::c_int| events & bits as u32 != 0;
     let mut ready = 0;
-    if has(libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) {
+    if has(libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) {
         ready |= READABLE;
     }
-    if has(libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) {
+    if has(libc::EPOLLPRI | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) {
         ready |= HUNG_UP;
     }
     ready
@@ -666,6 +672,31 @@ mod tests {
                 "the close is still to read"
             );
             assert_eq!(within(parked.read(&mut buf)).await.expect("read"), 0);
+        });
+    }
+
+    #[test]
+    fn urgent_data_does_not_hide_what_follows_it() {
+        run(|| async {
+            let (_lot, mut parked, mut client) = parked_pair().await;
+            client.write_all(b"AAAA").await.expect("write");
+            // SAFETY: the descriptor is open while `client` is; the buffer is one byte.
+            let sent =
+                unsafe { libc::send(client.as_raw_fd(), b"B".as_ptr().cast(), 1, libc::MSG_OOB) };
+            assert_eq!(sent, 1);
+            client.write_all(b"CCCC").await.expect("write");
+            sleep(Duration::from_millis(50)).await;
+            // A read stops at the urgent mark, short of the buffer: what follows must still
+            // be read, though no new event will say so.
+            let mut got = Vec::new();
+            let mut buf = [0u8; 64];
+            while !got.ends_with(b"CCCC") {
+                let read = within(parked.read(&mut buf)).await.expect("read");
+                assert_ne!(read, 0, "closed early");
+                got.extend_from_slice(&buf[..read]);
+            }
+            assert!(got.starts_with(b"AAAA"), "{got:?}");
+            drop(client);
         });
     }
 
