@@ -30,6 +30,13 @@ def members_on_each_core(broker, clients, prefix, **options):
     return members
 
 
+def leave(broker, member, props=None):
+    """Disconnects `member` (DISCONNECT with `props`) and waits until the broker saw it go."""
+    mark = broker.log_mark()
+    member.disconnect(props=props)
+    broker.wait_for_disconnect(member.client_id, since=mark)
+
+
 def payloads(client):
     received = []
     while True:
@@ -80,9 +87,7 @@ def test_offline_members_are_skipped_while_another_is_online(broker, clients):
     first, second = members_on_each_core(broker, clients, "share-away",
                                          connect_properties=properties(
                                              PacketTypes.CONNECT, SessionExpiryInterval=300))
-    mark = broker.log_mark()
-    second.disconnect()
-    broker.wait_for_disconnect(second.client_id, since=mark)
+    leave(broker, second)
     publisher = connect_v5(clients, broker, "share-away-pub")
     # Every core knows the member went away (its core tells the others).
     publisher.sync_cores()
@@ -102,9 +107,7 @@ def test_when_every_member_is_offline_messages_wait_in_their_sessions(broker, cl
                                    connect_properties=properties(
                                        PacketTypes.CONNECT, SessionExpiryInterval=300))
     for member in members:
-        mark = broker.log_mark()
-        member.disconnect()
-        broker.wait_for_disconnect(member.client_id, since=mark)
+        leave(broker, member)
     publisher = connect_v5(clients, broker, "share-all-away-pub")
     # Every core knows both members went away (their cores tell the others).
     publisher.sync_cores()
@@ -174,9 +177,7 @@ def test_messages_queued_for_a_member_go_to_another_when_its_session_ends(broker
     away = properties(PacketTypes.CONNECT, SessionExpiryInterval=300)
     members = members_on_each_core(broker, clients, "share-ends", connect_properties=away)
     for member in members:
-        mark = broker.log_mark()
-        member.disconnect()
-        broker.wait_for_disconnect(member.client_id, since=mark)
+        leave(broker, member)
     publisher = connect_v5(clients, broker, "share-ends-pub")
     publisher.sync_cores()
     sent = [b"1", b"2", b"3", b"4"]
@@ -203,12 +204,8 @@ def test_messages_of_an_expired_member_session_go_to_another_member(broker_facto
     first, second = members_on_each_core(broker, clients, "share-expiry", connect_properties=away)
     # The first member leaves with a 6 s session expiry interval, set on its DISCONNECT: time
     # enough for what follows, which the log below checks.
-    mark = broker.log_mark()
-    first.disconnect(props=properties(PacketTypes.DISCONNECT, SessionExpiryInterval=6))
-    broker.wait_for_disconnect(first.client_id, since=mark)
-    mark = broker.log_mark()
-    second.disconnect()
-    broker.wait_for_disconnect(second.client_id, since=mark)
+    leave(broker, first, properties(PacketTypes.DISCONNECT, SessionExpiryInterval=6))
+    leave(broker, second)
     publisher = connect_v5(clients, broker, "share-expiry-pub")
     publisher.sync_cores()
     sent = [b"1", b"2", b"3", b"4"]
