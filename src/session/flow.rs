@@ -334,9 +334,14 @@ impl OutgoingFlow {
     /// The messages another client could still be given if the session ended now, oldest
     /// first: those queued and never sent, and the QoS 1 ones in flight. A QoS 2 message
     /// already sent is not among them: its delivery is completed with this client or not at
-    /// all [MQTT-4.8.2-5].
+    /// all [MQTT-4.8.2-5]. Only a flow that was ever offered a shared subscription's copy
+    /// (`Message::shared_group`) lists any: the others' messages stay theirs, and a session
+    /// ending with them costs no look through its flow.
     pub fn transferable(&self) -> impl Iterator<Item = &Message> {
-        let (_, messages) = self.held();
+        let (_, messages) = match self.active_ref() {
+            Some(flow) if flow.offered_shared => flow.held(),
+            _ => Default::default(),
+        };
         messages
             .into_iter()
             .filter(|(_, packet_id, message)| {
@@ -508,6 +513,9 @@ struct ActiveFlow {
     budget: QueueBudget,
     /// How fast the client acknowledges (see [`OutgoingFlow::drains_in_time`]).
     acks: AckRate,
+    /// Whether a copy chosen through a shared subscription group was ever offered (see
+    /// [`OutgoingFlow::transferable`]).
+    offered_shared: bool,
 }
 
 impl Drop for ActiveFlow {
@@ -565,6 +573,7 @@ impl ActiveFlow {
             journal: journaling.then(Vec::new),
             budget,
             acks: AckRate::default(),
+            offered_shared: false,
         }
     }
 
@@ -696,6 +705,7 @@ impl ActiveFlow {
             QoS::AtMostOnce,
             "QoS 0 messages are not tracked by OutgoingFlow"
         );
+        self.offered_shared |= message.shared_group().is_some();
         if online {
             self.release_queued(out);
             if self.queue.is_empty() && self.window_has_room() {
@@ -1895,7 +1905,9 @@ mod tests {
 
     #[test]
     fn transferable_messages_are_the_unsent_ones_and_qos1_in_flight() {
+        let group = crate::topic::TopicFilter::try_from("$share/g/t/#").unwrap();
         let mut flow = OutgoingFlow::new(limits(3, 10, 0));
+        let mut ordinary = OutgoingFlow::new(limits(3, 10, 0));
         assert_eq!(flow.transferable().count(), 0);
         let mut out = Vec::new();
         // In flight: a QoS 2 one released by PUBREC, a QoS 2 one sent, a QoS 1 one sent;
@@ -1907,7 +1919,10 @@ mod tests {
             (4, QoS::ExactlyOnce),
             (5, QoS::AtLeastOnce),
         ] {
-            flow.offer(msg(n, 1, qos), true, &mut out).unwrap();
+            let message = msg(n, 1, qos);
+            flow.offer(message.through_shared_group(&group), true, &mut out)
+                .unwrap();
+            ordinary.offer(message, true, &mut out).unwrap();
         }
         flow.on_pubrec(id(1), &mut out).unwrap();
         let left: Vec<u8> = flow
@@ -1915,5 +1930,10 @@ mod tests {
             .map(|message| message.payload[0])
             .collect();
         assert_eq!(left, [3, 4, 5]);
+        assert_eq!(
+            ordinary.transferable().count(),
+            0,
+            "no shared copy: nothing to hand on"
+        );
     }
 }

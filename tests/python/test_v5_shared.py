@@ -37,6 +37,24 @@ def leave(broker, member, props=None):
     broker.wait_for_disconnect(member.client_id, since=mark)
 
 
+def publish_to_absent_members(broker, clients, publisher_id, topic):
+    """Publishes four QoS 1 messages to GROUP's topic `topic` once every core knows its members
+    went away, and returns them once they have all reached the members' cores."""
+    publisher = connect_v5(clients, broker, publisher_id)
+    publisher.sync_cores()
+    sent = [b"1", b"2", b"3", b"4"]
+    publisher.publish_many(topic, sent, qos=1)
+    publisher.sync_cores()
+    return sent
+
+
+def wait_redelivered(broker, count):
+    """Waits until /metrics counts `count` messages handed to another member."""
+    scrape_until(broker.port_of("http"),
+                 lambda families: total(families, "hydrant_shared_messages_redelivered") == count,
+                 f"{count} messages redelivered")
+
+
 def payloads(client):
     received = []
     while True:
@@ -168,9 +186,7 @@ def test_a_crashed_members_unacknowledged_messages_go_to_another_member(broker_f
     rest = {m.payload for m in second.expect_messages(2)}
     assert own | rest == set(sent), (own, rest)
     second.expect_no_message()
-    scrape_until(broker.port_of("http"),
-                 lambda families: total(families, "hydrant_shared_messages_redelivered") == 2,
-                 "2 messages redelivered")
+    wait_redelivered(broker, 2)
 
 
 def test_messages_queued_for_a_member_go_to_another_when_its_session_ends(broker, clients):
@@ -178,12 +194,8 @@ def test_messages_queued_for_a_member_go_to_another_when_its_session_ends(broker
     members = members_on_each_core(broker, clients, "share-ends", connect_properties=away)
     for member in members:
         leave(broker, member)
-    publisher = connect_v5(clients, broker, "share-ends-pub")
-    publisher.sync_cores()
-    sent = [b"1", b"2", b"3", b"4"]
     # Every member is offline: each session queues two.
-    publisher.publish_many("jobs/g", sent, qos=1)
-    publisher.sync_cores()
+    sent = publish_to_absent_members(broker, clients, "share-ends-pub", "jobs/g")
     gone, stays = members
     back = connect_v5(clients, broker, stays.client_id, clean_start=False,
                       SessionExpiryInterval=300)
@@ -206,11 +218,7 @@ def test_messages_of_an_expired_member_session_go_to_another_member(broker_facto
     # enough for what follows, which the log below checks.
     leave(broker, first, properties(PacketTypes.DISCONNECT, SessionExpiryInterval=6))
     leave(broker, second)
-    publisher = connect_v5(clients, broker, "share-expiry-pub")
-    publisher.sync_cores()
-    sent = [b"1", b"2", b"3", b"4"]
-    publisher.publish_many("jobs/h", sent, qos=1)
-    publisher.sync_cores()
+    sent = publish_to_absent_members(broker, clients, "share-expiry-pub", "jobs/h")
     # Both sessions hold two each, and the first one has not expired yet.
     published = broker.log_mark()
     back = connect_v5(clients, broker, second.client_id, clean_start=False,
@@ -221,9 +229,7 @@ def test_messages_of_an_expired_member_session_go_to_another_member(broker_facto
     got = {m.payload for m in back.expect_messages(4)}
     assert got == set(sent), got
     back.expect_no_message()
-    scrape_until(broker.port_of("http"),
-                 lambda families: total(families, "hydrant_shared_messages_redelivered") == 2,
-                 "2 messages redelivered")
+    wait_redelivered(broker, 2)
 
 
 def test_a_qos2_message_sent_to_a_member_that_goes_away_goes_to_no_other(broker, clients):
